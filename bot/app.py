@@ -1,0 +1,375 @@
+"""The composition root: config -> storage -> fetcher -> pipeline -> delivery -> chat.
+
+Everything is wired here, explicitly; nothing registers itself."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Protocol, TextIO
+
+from bot.chat.console import ConsoleSender
+from bot.core.delivery import DeliverySettings, DeliveryWorker
+from bot.core.models import Delivery, FeedSpec, FeedState, Origin, platform_of
+from bot.core.pipeline import IngestSettings, Pipeline, PollReport
+from bot.core.ports import Sender
+from bot.core.routing import QueryBook
+from bot.feeds import FeedReader
+from bot.feeds.fetch import FetchLimits, HttpFetcher
+from bot.feeds.guard import AddressGuard
+from bot.scheduler import FeedScheduler
+from config.settings import Settings
+from storage.sqlite import SqliteStorage
+
+log = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class StartupError(Exception):
+    """The bot cannot start; the message says why and what to do."""
+
+
+class ChatPlatform(Protocol):
+    name: str
+    sender: Sender
+
+    @property
+    def connected(self) -> bool: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class InstanceLock:
+    """One writer per database: a second bot on the same file would post every alert twice."""
+
+    def __init__(self, db_path: str) -> None:
+        self.path = Path(f"{db_path}.lock")
+        self._handle: IO[str] | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = self.path.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise StartupError(
+                f"another newsbot (pid {holder}) is already running on this database; "
+                "stop it first, or give this one its own [storage].path"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+
+
+class NewsBot:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        stdout: TextIO | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        platforms: list[ChatPlatform] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.started_at = clock()
+        self.stdout = stdout
+        self.platforms: list[ChatPlatform] = list(platforms or [])
+        self.storage: SqliteStorage | None = None
+        self.lock = (
+            InstanceLock(settings.storage.path) if settings.storage.path != ":memory:" else None
+        )
+        self._book: QueryBook | None = None
+        self._book_version = -1
+        self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="parse")
+        self.fetcher = HttpFetcher(
+            FetchLimits(
+                timeout=settings.fetch.timeout,
+                max_bytes=settings.fetch.max_bytes,
+                max_redirects=settings.fetch.max_redirects,
+                concurrency=settings.fetch.concurrency,
+                per_host=settings.fetch.per_host,
+                **({"user_agent": settings.fetch.user_agent} if settings.fetch.user_agent else {}),
+            ),
+            guard=AddressGuard(settings.fetch.allow_networks),
+        )
+        self.reader = FeedReader(self.fetcher, self._executor)
+        self.scheduler = FeedScheduler(self._scheduled_poll, clock=clock)
+        self.last_poll_at: datetime | None = None
+        self._notified_targets: set[str] = set()
+        self._tasks: set[asyncio.Task[object]] = set()
+        self.pipeline: Pipeline | None = None
+        self.worker: DeliveryWorker | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Storage, config sync and the pipeline; no network, no scheduler yet."""
+        if self.lock is not None:
+            self.lock.acquire()
+        try:
+            self.storage = await SqliteStorage.open(self.settings.storage.path)
+        except Exception:
+            if self.lock is not None:
+                self.lock.release()
+            raise
+        now = self.clock()
+        await self.storage.sync_config_feeds(
+            [
+                FeedSpec(f.name, f.url, self.settings.feed_interval(f), Origin.CONFIG)
+                for f in self.settings.feeds
+            ],
+            now,
+        )
+        await self.storage.sync_config_watchlists(
+            [(w.name, w.query, w.channels) for w in self.settings.watchlists], now
+        )
+        alerts = self.settings.alerts
+        senders: dict[str, Sender] = {
+            "console": ConsoleSender(self.settings.console.format, self.stdout)
+        }
+        for platform in self.platforms:
+            senders[platform.name] = platform.sender
+        self.worker = DeliveryWorker(
+            self.storage,
+            senders,
+            clock=self.clock,
+            settings=DeliverySettings(burst_limit=alerts.burst_limit),
+            on_permanent_failure=self._delivery_failed,
+        )
+        self.pipeline = Pipeline(
+            self.storage,
+            self.reader,
+            self.query_book,
+            settings=IngestSettings(
+                max_age=alerts.max_age,
+                dedupe_window=alerts.dedupe_window,
+                max_updates=alerts.max_updates,
+            ),
+            clock=self.clock,
+            on_alerts=self.worker.wake,
+            on_feed_health=self._feed_health,
+        )
+        await self._warn_unroutable()
+
+    async def _warn_unroutable(self) -> None:
+        assert self.storage is not None and self.worker is not None
+        for watchlist in await self.storage.list_watchlists():
+            for channel in watchlist.channels:
+                if platform_of(channel) not in self.worker.senders:
+                    log.warning(
+                        "watchlist %r posts to %s, but no %s connection is configured: those "
+                        "cards will be marked failed",
+                        watchlist.name,
+                        channel,
+                        platform_of(channel),
+                    )
+
+    async def close(self) -> None:
+        self.scheduler.shutdown()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=2)
+        if self.worker is not None:
+            await self.worker.stop()
+        for platform in self.platforms:
+            try:
+                await platform.close()
+            except Exception:
+                log.exception("closing %s failed", platform.name)
+        await self.fetcher.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self.storage is not None:
+            await self.storage.close()
+            self.storage = None
+        if self.lock is not None:
+            self.lock.release()
+
+    async def __aenter__(self) -> NewsBot:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- running -----------------------------------------------------------------------------
+
+    async def run_once(self) -> list[PollReport]:
+        """Poll every feed once (concurrently), deliver what matched, return the reports."""
+        assert self.storage is not None and self.pipeline is not None and self.worker is not None
+        feeds = await self.storage.list_feeds()
+        reports = await asyncio.gather(*(self._poll(feed, force=True) for feed in feeds))
+        await self.worker.drain()
+        return list(reports)
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        assert self.storage is not None and self.worker is not None
+        for platform in self.platforms:
+            await platform.start()
+        await self.resync_feeds()
+        self.scheduler.every("prune", timedelta(hours=1), self.prune, first_in=timedelta(minutes=1))
+        self.scheduler.start()
+        worker = asyncio.create_task(self.worker.run_forever(), name="delivery-worker")
+        log.info(
+            "newsbot running: %d feeds, %d watchlists; Ctrl-C to stop",
+            len(await self.storage.list_feeds()),
+            len(await self.storage.list_watchlists()),
+        )
+        try:
+            await stop.wait()
+        finally:
+            log.info("stopping")
+            self.scheduler.shutdown()
+            await self.worker.stop()
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+
+    async def resync_feeds(self) -> None:
+        """Called at start and after a feed is added or removed in chat."""
+        assert self.storage is not None
+        self.scheduler.sync(await self.storage.list_feeds())
+
+    async def _scheduled_poll(self, feed_id: int) -> None:
+        assert self.storage is not None
+        feed = await self.storage.get_feed_by_id(feed_id)
+        if feed is None:
+            await self.resync_feeds()
+            return
+        await self._poll(feed)
+
+    async def _poll(self, feed: FeedState, *, force: bool = False) -> PollReport:
+        assert self.pipeline is not None
+        try:
+            report = await self.pipeline.poll(feed, force=force)
+        except Exception as exc:
+            # A bug or a database failure in one feed's poll must not stop the others.
+            log.exception("poll of feed %r crashed", feed.name)
+            report = PollReport(feed.name, "error", error=f"internal error: {exc}")
+        self.last_poll_at = self.clock()
+        if report.warning:
+            log.info("feed %r: %s", feed.name, report.warning)
+        if report.new or report.alerts:
+            log.info(
+                "feed %r: %d stories, %d new, %d updated, %d alerts",
+                feed.name,
+                report.stories,
+                report.new,
+                report.updated,
+                report.alerts,
+            )
+        return report
+
+    async def prune(self) -> None:
+        assert self.storage is not None
+        stories, keys = await self.storage.prune(
+            self.clock(),
+            stories=self.settings.storage.retention,
+            keys=self.settings.storage.key_retention,
+            window=self.settings.alerts.dedupe_window,
+        )
+        if stories or keys:
+            log.info("pruned %d old stories and %d identity keys", stories, keys)
+
+    async def query_book(self) -> QueryBook:
+        assert self.storage is not None
+        version = self.storage.queries_version
+        if self._book is None or version != self._book_version:
+            self._book = QueryBook(
+                await self.storage.list_watchlists(), await self.storage.list_subscriptions()
+            )
+            self._book_version = version
+        return self._book
+
+    # --- operational notices -----------------------------------------------------------------
+
+    def ops_channels(self) -> list[str]:
+        channels = [self.settings.discord.ops_channel, self.settings.slack.ops_channel]
+        return [c for c in channels if c]
+
+    async def notify_ops(self, text: str) -> None:
+        assert self.worker is not None
+        channels = self.ops_channels()
+        if not channels:
+            log.warning("ops notice: %s", text)
+            return
+        for channel in channels:
+            sender = self.worker.senders.get(platform_of(channel))
+            if sender is None:
+                log.warning("ops notice (no %s connection): %s", platform_of(channel), text)
+                continue
+            result = await sender.notify(channel, text)
+            if not result.ok:
+                log.warning("could not post ops notice to %s: %s", channel, result.error)
+
+    async def _feed_health(self, feed: FeedState, report: PollReport, failures: int) -> None:
+        threshold = self.settings.fetch.failing_after
+        if report.status == "error" and failures == threshold:
+            await self.notify_ops(
+                f"Feed {feed.name!r} is failing: {report.error} ({failures} polls in a row). "
+                "It keeps being retried with backoff."
+            )
+        elif report.status == "recovered" and feed.failures >= threshold:
+            await self.notify_ops(
+                f"Feed {feed.name!r} recovered after {feed.failures} failed polls."
+            )
+
+    async def _delivery_failed(self, delivery: Delivery, error: str) -> None:
+        if delivery.target in self._notified_targets:
+            return
+        self._notified_targets.add(delivery.target)
+        await self.notify_ops(
+            f"Cannot deliver to {delivery.target}: {error}. Cards for it are marked failed; "
+            "fix the permission or the watchlist's channel."
+        )
+
+
+def build_platforms(settings: Settings) -> list[ChatPlatform]:
+    """Chat platforms whose tokens are in the environment. None: the console is the channel."""
+    return []
+
+
+async def run_bot(settings: Settings, *, once: bool = False, stdout: TextIO | None = None) -> int:
+    """`newsbot run`: until SIGINT/SIGTERM, or one pass with `once`."""
+    bot = NewsBot(settings, stdout=stdout, platforms=build_platforms(settings))
+    await bot.open()
+    try:
+        if once:
+            reports = await bot.run_once()
+            failed = [r for r in reports if r.status == "error"]
+            log.info("polled %d feeds (%d failed)", len(reports), len(failed))
+            return 0
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await bot.run_forever(stop)
+        return 0
+    finally:
+        await bot.close()

@@ -1,0 +1,65 @@
+"""Platform-neutral alert cards. Each chat platform renders a Card within its own limits."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from bot.core.identity import safe_link
+from bot.core.models import Delivery, StoredStory
+
+_URGENT = re.compile(r"^\W*(BREAKING|URGENT|FLASH|ALERT)\b", re.IGNORECASE)
+
+
+def is_urgent(headline: str) -> bool:
+    """Wire desks mark urgency in the headline itself: "BREAKING: ...", "FLASH - ..."."""
+    return bool(_URGENT.match(headline))
+
+
+@dataclass(frozen=True, slots=True)
+class Card:
+    headline: str
+    url: str | None
+    source: str
+    published: datetime | None
+    summary: str
+    matched: tuple[str, ...]
+    channel: str
+    watchlists: tuple[str, ...] = ()
+    subscriber: str | None = None
+    urgent: bool = False
+    image: str | None = None
+    update: bool = False  # this card revises one already posted
+    revised: bool = False  # the story changed since it was first seen ("updated" mark)
+    delivery_id: int = 0
+    story_id: int = 0
+
+
+def build_card(delivery: Delivery, stored: StoredStory, *, update: bool = False) -> Card:
+    story = stored.story
+    return Card(
+        headline=story.title,
+        url=safe_link(story.link),
+        source=story.feed,
+        published=story.published,
+        summary=story.summary,
+        matched=delivery.matched,
+        channel=delivery.target,
+        watchlists=delivery.watchlists,
+        subscriber=delivery.subscriber,
+        urgent=is_urgent(story.title),
+        image=safe_link(story.image),
+        update=update,
+        revised=stored.revision > 0,
+        delivery_id=delivery.id,
+        story_id=stored.id,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """Many cards for one channel in a burst, posted as one message listing the headlines."""
+
+    channel: str
+    cards: tuple[Card, ...]

@@ -1,0 +1,223 @@
+"""The delivery worker: sends pending deliveries from the outbox and records what happened.
+
+A delivery is marked sent only after the platform confirmed it, with the platform's message id;
+a crash in between re-sends with the same idempotency key (the sender's job), so no alert is
+lost and none is doubled. Transient failures wait and retry, forever if need be: nothing is
+dropped because a chat platform was down. Permanent failures (no permission, DMs closed) are
+recorded with their reason and never block other deliveries."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from bot.core.cards import Card, Digest, build_card
+from bot.core.models import Delivery, DeliveryStatus, StoredStory, platform_of
+from bot.core.ports import DeliveryStore, Sender, SendResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverySettings:
+    burst_limit: int = 5  # cards per channel per window before the rest become one digest
+    burst_window: timedelta = timedelta(minutes=1)
+    concurrency: int = 8  # destinations served at once
+    max_backoff: timedelta = timedelta(minutes=5)
+    batch: int = 500
+
+
+FailureHook = Callable[[Delivery, str], Awaitable[None]]
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        store: DeliveryStore,
+        senders: Mapping[str, Sender],
+        *,
+        clock: Callable[[], datetime],
+        settings: DeliverySettings | None = None,
+        on_permanent_failure: FailureHook | None = None,
+    ) -> None:
+        self.store = store
+        self.senders = dict(senders)
+        self.clock = clock
+        self.settings = settings or DeliverySettings()
+        self.on_permanent_failure = on_permanent_failure
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._busy = asyncio.Lock()
+        self.sent = 0
+        self.failed = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run_forever(self, idle: float = 2.0) -> None:
+        while not self._stopping:
+            try:
+                await self.drain()
+            except Exception:
+                # The worker must outlive any one bad row or database hiccup; the row stays
+                # pending and is tried again.
+                log.exception("delivery pass failed; retrying shortly")
+            if self._stopping:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=idle)
+            self._wake.clear()
+
+    async def stop(self, grace: float = 8.0) -> None:
+        """Let the sends in flight finish (their result gets recorded), then stop."""
+        self._stopping = True
+        self._wake.set()
+        try:
+            await asyncio.wait_for(self._busy.acquire(), timeout=grace)
+            self._busy.release()
+        except TimeoutError:
+            log.warning("delivery worker did not finish within %.0fs", grace)
+
+    async def drain(self) -> int:
+        """Send everything that is due now; returns how many deliveries were handled."""
+        handled = 0
+        while not self._stopping:
+            done = await self.step()
+            handled += done
+            if done == 0:
+                break
+        return handled
+
+    async def step(self) -> int:
+        async with self._busy:
+            due = await self.store.due_deliveries(self.clock(), self.settings.batch)
+            if not due:
+                return 0
+            groups: dict[str, list[tuple[Delivery, StoredStory]]] = {}
+            for delivery, story in due:
+                groups.setdefault(delivery.target, []).append((delivery, story))
+            gate = asyncio.Semaphore(self.settings.concurrency)
+
+            async def serve(target: str, items: list[tuple[Delivery, StoredStory]]) -> int:
+                async with gate:
+                    return await self._serve_target(target, items)
+
+            counts = await asyncio.gather(*(serve(t, items) for t, items in groups.items()))
+            return sum(counts)
+
+    async def _serve_target(self, target: str, items: list[tuple[Delivery, StoredStory]]) -> int:
+        sender = self.senders.get(platform_of(target))
+        if sender is None:
+            for delivery, _ in items:
+                await self._permanent(
+                    delivery, f"no {platform_of(target)} connection is configured"
+                )
+            return len(items)
+        fresh = [(d, s) for d, s in items if d.status == DeliveryStatus.PENDING]
+        updates = [(d, s) for d, s in items if d.status == DeliveryStatus.SENT]
+        digest: list[tuple[Delivery, StoredStory]] = []
+        if ":dm:" not in target and len(fresh) > 1:
+            recent = await self.store.recent_sent_count(
+                target, self.clock() - self.settings.burst_window
+            )
+            room = max(0, self.settings.burst_limit - recent)
+            if len(fresh) > room + 1:
+                fresh, digest = fresh[:room], fresh[room:]
+        handled = 0
+        # In order, one at a time: a channel reads its alerts in the order they came, and a
+        # transient failure stops this destination's queue until its retry time.
+        for delivery, story in fresh:
+            if not await self._send_one(sender, delivery, story):
+                return handled
+            handled += 1
+        if digest:
+            if not await self._send_digest(sender, target, digest):
+                return handled
+            handled += len(digest)
+        for delivery, story in updates:
+            if not await self._send_one(sender, delivery, story):
+                return handled
+            handled += 1
+        return handled
+
+    async def _send_one(self, sender: Sender, delivery: Delivery, story: StoredStory) -> bool:
+        is_update = delivery.status == DeliveryStatus.SENT
+        card = build_card(delivery, story, update=is_update)
+        if is_update:
+            result = await self._guard(sender.edit(card, delivery.message_id or ""), card)
+        else:
+            result = await self._guard(sender.send(card), card)
+        now = self.clock()
+        if result.ok:
+            if is_update:
+                await self.store.mark_update_done(delivery.id, now)
+            else:
+                await self.store.mark_sent(delivery.id, result.message_id or "", now)
+                self.sent += 1
+            return True
+        if result.permanent:
+            if is_update:
+                # The card was posted; an edit that cannot be made (message deleted) is dropped.
+                log.info("update of delivery %d dropped: %s", delivery.id, result.error)
+                await self.store.mark_update_done(delivery.id, now)
+                return True
+            await self._permanent(delivery, result.error or "refused")
+            return True
+        await self._retry(delivery, result, update=is_update)
+        return False
+
+    async def _send_digest(
+        self, sender: Sender, target: str, items: list[tuple[Delivery, StoredStory]]
+    ) -> bool:
+        cards = tuple(build_card(d, s) for d, s in items)
+        result = await self._guard(sender.send_digest(Digest(target, cards)), cards[0])
+        now = self.clock()
+        if result.ok:
+            for delivery, _ in items:
+                await self.store.mark_sent(delivery.id, result.message_id or "", now, digest=True)
+            self.sent += len(items)
+            return True
+        if result.permanent:
+            for delivery, _ in items:
+                await self._permanent(delivery, result.error or "refused")
+            return True
+        for delivery, _ in items:
+            await self._retry(delivery, result, update=False)
+        return False
+
+    async def _guard(self, call: Awaitable[SendResult], card: Card) -> SendResult:
+        try:
+            return await call
+        except Exception as exc:
+            # Senders report failures as results; an exception here is a bug or an unexpected
+            # network error. Treat it as transient so the card is not lost.
+            log.exception("sending delivery %d to %s raised", card.delivery_id, card.channel)
+            return SendResult.retry(f"{type(exc).__name__}: {exc}")
+
+    async def _retry(self, delivery: Delivery, result: SendResult, *, update: bool) -> None:
+        attempts = delivery.attempts + 1
+        delay = min(timedelta(seconds=2 ** min(attempts, 12)), self.settings.max_backoff)
+        if result.retry_after is not None:
+            delay = max(delay, timedelta(seconds=result.retry_after))
+        log.warning(
+            "delivery %d to %s failed (%s); retry %d in %ds",
+            delivery.id,
+            delivery.target,
+            result.error,
+            attempts,
+            int(delay.total_seconds()),
+        )
+        await self.store.reschedule(
+            delivery.id, result.error or "failed", self.clock() + delay, update=update
+        )
+
+    async def _permanent(self, delivery: Delivery, error: str) -> None:
+        self.failed += 1
+        log.warning("delivery %d to %s failed for good: %s", delivery.id, delivery.target, error)
+        await self.store.mark_failed(delivery.id, error, self.clock())
+        if self.on_permanent_failure is not None:
+            await self.on_permanent_failure(delivery, error)

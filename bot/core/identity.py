@@ -1,0 +1,303 @@
+"""Story identity: which items are the same story, within a feed, across feeds and across time.
+
+Real feeds repeat GUIDs, drop them, re-issue a story under a new one, and carry the same agency
+story through several publishers. So a story is known by several compact keys (64-bit hashes):
+
+- GUID (per feed, permanent) when the feed gives one that is unique in its document;
+- URL (any feed, permanent): the canonical link, tracking parameters removed;
+- TITLE_DATE (per feed, permanent) for items with neither GUID nor link;
+- TITLE and SHINGLE (any feed, only within the de-duplication window): the normalised headline,
+  and MinHash bands over word pairs of headline + lead, which find near-duplicates cheaply.
+  A SHINGLE hit is only a candidate; `same_story` decides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import zlib
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from w3lib.url import canonicalize_url
+
+from bot.core.models import Story
+from bot.core.tokens import tokenize
+
+
+class KeyKind(IntEnum):
+    GUID = 1
+    URL = 2
+    TITLE_DATE = 3
+    TITLE = 4
+    SHINGLE = 5
+
+
+PERMANENT_KINDS = frozenset({KeyKind.GUID, KeyKind.URL, KeyKind.TITLE_DATE})
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityKey:
+    kind: KeyKind
+    value: int  # signed 64-bit, so it fits an SQLite INTEGER
+
+
+def _hash64(*parts: str) -> int:
+    digest = hashlib.blake2b("\x1f".join(parts).encode("utf-8", "surrogatepass"), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True)
+
+
+# --- URLs --------------------------------------------------------------------------------------
+
+_TRACKING_PREFIXES = ("utm_", "at_", "wt_", "wt.", "ns_", "pk_", "mtm_", "hsa_", "stm_", "__")
+_TRACKING_NAMES = frozenset(
+    [
+        "fbclid",
+        "gclid",
+        "dclid",
+        "gbraid",
+        "wbraid",
+        "msclkid",
+        "yclid",
+        "twclid",
+        "igshid",
+        "mc_cid",
+        "mc_eid",
+        "ito",
+        "xtor",
+        "cmpid",
+        "cmp",
+        "ocid",
+        "smid",
+        "smtyp",
+        "ref",
+        "ref_src",
+        "ref_url",
+        "rss",
+        "feature",
+        "icid",
+        "intcmp",
+        "mbid",
+        "s_cid",
+        "sr_share",
+        "taid",
+        "partner",
+        "traffic_source",
+        "campaign_id",
+        "_ga",
+        "_gl",
+        "ftag",
+        "cid",
+        "emc",
+    ]
+)
+_GOOGLE_REDIRECT_HOSTS = frozenset({"www.google.com", "google.com", "news.google.com"})
+
+
+def _is_tracking(name: str) -> bool:
+    low = name.lower()
+    return low in _TRACKING_NAMES or low.startswith(_TRACKING_PREFIXES)
+
+
+def unwrap_redirect(url: str) -> str:
+    """Google Alerts and similar wrap the real article in a redirect: return the article."""
+    parts = urlsplit(url)
+    if parts.hostname in _GOOGLE_REDIRECT_HOSTS and parts.path == "/url":
+        for name, value in parse_qsl(parts.query):
+            if name in ("url", "q") and value.startswith(("http://", "https://")):
+                return value
+    return url
+
+
+def safe_link(url: str | None) -> str | None:
+    """A link fit to show on a card: http(s) only (no javascript:, data:, ...), redirects
+    unwrapped, tracking parameters removed, everything else as the publisher wrote it."""
+    if not url:
+        return None
+    url = url.strip()
+    if not url.lower().startswith(("http://", "https://")) or any(c in url for c in '\r\n\t <>"'):
+        return None
+    url = unwrap_redirect(url)
+    try:
+        parts = urlsplit(url)
+        if not parts.hostname:
+            return None
+        query = [
+            (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _is_tracking(k)
+        ]
+        return urlunsplit(parts._replace(query=urlencode(query, doseq=True)))
+    except ValueError:
+        return None
+
+
+def url_key(url: str | None) -> str | None:
+    """The form two links to the same article share: scheme, `www.`, default port, fragment,
+    tracking parameters, trailing slash and parameter order do not count."""
+    link = safe_link(url)
+    if link is None:
+        return None
+    try:
+        canonical = canonicalize_url(link, keep_fragments=False)
+        parts = urlsplit(canonical)
+    except ValueError:
+        return None
+    host = (parts.hostname or "").lower().removeprefix("www.")
+    default_port = {"http": 80, "https": 443}.get(parts.scheme)
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    netloc = host if port in (None, default_port) else f"{host}:{port}"
+    path = parts.path.rstrip("/") or "/"
+    return f"{netloc}{path}" + (f"?{parts.query}" if parts.query else "")
+
+
+# --- text fingerprints ------------------------------------------------------------------------
+
+
+def words(text: str) -> list[str]:
+    return [t.norm for t in tokenize(text)]
+
+
+def shingles(tokens: Sequence[str]) -> frozenset[str]:
+    """Word pairs: order-aware, so two stories with the same vocabulary in another order differ."""
+    if len(tokens) < 2:
+        return frozenset(tokens)
+    return frozenset(f"{a} {b}" for a, b in itertools.pairwise(tokens))
+
+
+def overlap(a: frozenset[str], b: frozenset[str]) -> float:
+    """Overlap coefficient: 1.0 when the smaller set lies inside the larger, which is what a lead
+    cut short looks like next to the whole lead."""
+    if not a or not b:
+        return 0.0
+    return len(a & b) / min(len(a), len(b))
+
+
+def fingerprint_text(story: Story) -> str:
+    return f"{story.title} {story.summary}"
+
+
+# Universal hashing (a*x + b mod p) over one CRC per shingle: stable across processes (the keys
+# are stored) and an order of magnitude cheaper than a cryptographic hash per (shingle, band).
+_PRIME = (1 << 61) - 1
+_BANDS, _ROWS = 12, 2
+_COEFFS = [
+    (
+        int.from_bytes(hashlib.blake2b(f"a{i}".encode(), digest_size=7).digest()) | 1,
+        int.from_bytes(hashlib.blake2b(f"b{i}".encode(), digest_size=7).digest()),
+    )
+    for i in range(_BANDS * _ROWS)
+]
+
+
+def minhash_bands(items: frozenset[str]) -> list[int]:
+    if not items:
+        return []
+    bases = [zlib.crc32(s.encode("utf-8", "surrogatepass")) for s in items]
+    mins = [min((a * x + b) % _PRIME for x in bases) for a, b in _COEFFS]
+    return [
+        _hash64("band", str(band), *map(str, mins[band * _ROWS : (band + 1) * _ROWS]))
+        for band in range(_BANDS)
+    ]
+
+
+# Fewer word pairs than this and a fuzzy match is too likely to be a coincidence.
+MIN_SHINGLES = 6
+SAME_STORY_OVERLAP = 0.7
+SAME_HEADLINE_LEAD_OVERLAP = 0.5
+MATERIAL_LEAD_OVERLAP = 0.8
+MIN_TITLE_WORDS = 4
+
+
+def same_story(a: Story, b: Story) -> bool:
+    """Two texts of one story: the same headline over a compatible lead, or headline and lead
+    that mostly overlap (one cut short, a headline rewritten, a word changed)."""
+    title_a, title_b = words(a.title), words(b.title)
+    if title_a == title_b and len(title_a) >= MIN_TITLE_WORDS:
+        lead_a, lead_b = shingles(words(a.summary)), shingles(words(b.summary))
+        if not lead_a or not lead_b:
+            return True
+        # A daily "Briefing: what happened today" keeps its headline but not its lead.
+        return overlap(lead_a, lead_b) >= SAME_HEADLINE_LEAD_OVERLAP
+    full_a = shingles(words(fingerprint_text(a)))
+    full_b = shingles(words(fingerprint_text(b)))
+    if min(len(full_a), len(full_b)) < MIN_SHINGLES:
+        return False
+    return overlap(full_a, full_b) >= SAME_STORY_OVERLAP
+
+
+def material_change(old: Story, new: Story) -> bool:
+    """A change a reader would want to see: another headline, or a lead that says something else.
+    A lead that only grew (the whole text after a cut-short one) or lost a typo is not one."""
+    if words(old.title) != words(new.title):
+        return True
+    lead_old, lead_new = shingles(words(old.summary)), shingles(words(new.summary))
+    if not lead_old or not lead_new:
+        return bool(lead_new) and not lead_old
+    return overlap(lead_old, lead_new) < MATERIAL_LEAD_OVERLAP
+
+
+# --- keys ---------------------------------------------------------------------------------------
+
+
+def primary_identity(story: Story, *, guid_unique: bool) -> str:
+    """Identity within one feed document: GUID when unique, else canonical link, else a hash of
+    title and date."""
+    if story.guid and guid_unique:
+        return f"guid:{story.guid}"
+    key = url_key(story.link)
+    if key:
+        return f"url:{key}"
+    date = story.published.isoformat() if story.published else ""
+    return f"title:{' '.join(words(story.title))}|{date}"
+
+
+def unique_in_document(stories: Iterable[Story]) -> list[tuple[Story, bool]]:
+    """Each story of a document once (first occurrence wins), paired with whether its GUID was
+    unique in the document and can therefore be trusted as an identity."""
+    items = list(stories)
+    guid_counts = Counter(s.guid for s in items if s.guid)
+    seen: set[str] = set()
+    unique: list[tuple[Story, bool]] = []
+    for story in items:
+        guid_unique = bool(story.guid) and guid_counts[story.guid] == 1
+        identity = primary_identity(story, guid_unique=guid_unique)
+        if identity in seen:
+            continue
+        seen.add(identity)
+        unique.append((story, guid_unique))
+    return unique
+
+
+def strong_keys(story: Story, feed_id: int, *, guid_unique: bool) -> tuple[IdentityKey, ...]:
+    """Keys that identify a story exactly and are kept for a long time."""
+    keys: list[IdentityKey] = []
+    if story.guid and guid_unique:
+        keys.append(IdentityKey(KeyKind.GUID, _hash64("guid", str(feed_id), story.guid)))
+    link = url_key(story.link)
+    if link:
+        keys.append(IdentityKey(KeyKind.URL, _hash64("url", link)))
+    if not keys:
+        date = story.published.isoformat() if story.published else ""
+        keys.append(
+            IdentityKey(
+                KeyKind.TITLE_DATE, _hash64("td", str(feed_id), " ".join(words(story.title)), date)
+            )
+        )
+    return tuple(keys)
+
+
+def fuzzy_keys(story: Story) -> tuple[IdentityKey, ...]:
+    """Keys that find near-duplicates within the de-duplication window (candidates only)."""
+    keys: list[IdentityKey] = []
+    title = words(story.title)
+    if len(title) >= MIN_TITLE_WORDS:
+        keys.append(IdentityKey(KeyKind.TITLE, _hash64("title", " ".join(title))))
+    grams = shingles(words(fingerprint_text(story)))
+    if len(grams) >= MIN_SHINGLES:
+        keys.extend(IdentityKey(KeyKind.SHINGLE, band) for band in minhash_bands(grams))
+    return tuple(keys)

@@ -1,0 +1,142 @@
+"""Values that flow through the pipeline. Frozen: a story or a card never changes under a reader."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+
+@dataclass(frozen=True, slots=True)
+class Story:
+    """One item of a feed, as clean text. `content` is the full text used for matching,
+    `summary` the short lead shown on cards."""
+
+    feed: str
+    title: str
+    link: str | None = None
+    guid: str | None = None
+    summary: str = ""
+    content: str = ""
+    published: datetime | None = None
+    author: str | None = None
+    categories: tuple[str, ...] = ()
+    image: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredStory:
+    id: int
+    feed_id: int | None
+    story: Story
+    first_seen: datetime
+    revision: int
+    alertable: bool
+
+    # The matcher reads these four attributes (bot.core.matcher.Matchable).
+    @property
+    def title(self) -> str:
+        return self.story.title
+
+    @property
+    def content(self) -> str:
+        return self.story.content
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        return self.story.categories
+
+    @property
+    def feed(self) -> str:
+        return self.story.feed
+
+
+class Origin(StrEnum):
+    """Who owns a feed or watchlist: the config file, or chat (the database)."""
+
+    CONFIG = "config"
+    CHAT = "chat"
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSpec:
+    name: str
+    url: str
+    interval: timedelta
+    origin: Origin = Origin.CONFIG
+
+
+@dataclass(frozen=True, slots=True)
+class FeedState:
+    """A feed as stored, with what the last fetches taught us."""
+
+    id: int
+    name: str
+    url: str
+    interval: timedelta
+    origin: Origin
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str | None = None
+    baseline_done: bool = False
+    last_poll_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    failures: int = 0
+    retry_at: datetime | None = None
+    created_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Watchlist:
+    id: int
+    name: str
+    query: str
+    channels: tuple[str, ...]
+    origin: Origin
+    created_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """A personal keyword subscription. `subscriber` is "<platform>:<user id>"."""
+
+    id: int
+    subscriber: str
+    query: str
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One card for one destination (the outbox row)."""
+
+    id: int
+    story_id: int
+    target: str
+    watchlists: tuple[str, ...]
+    subscriber: str | None
+    matched: tuple[str, ...]
+    status: DeliveryStatus
+    attempts: int = 0
+    message_id: str | None = None
+    update_pending: bool = False
+    update_count: int = 0
+    created_at: datetime | None = None
+
+
+def platform_of(target: str) -> str:
+    """ "discord:123" -> "discord"; "slack:dm:U1" -> "slack"."""
+    return target.partition(":")[0]
+
+
+def dm_target(subscriber: str) -> str:
+    """Where a personal subscription is delivered: the person's direct messages."""
+    platform, _, user = subscriber.partition(":")
+    return f"{platform}:dm:{user}"

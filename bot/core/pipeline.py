@@ -1,0 +1,438 @@
+"""poll -> parse -> identify -> match -> pending deliveries, one transaction per poll.
+
+`plan_ingest` is pure: given the stories of one document and what the database knows about
+their keys, it decides what is new, what is an update, what was seen, and who gets a card.
+`Pipeline` does the I/O around it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from bot.core.identity import (
+    PERMANENT_KINDS,
+    IdentityKey,
+    KeyKind,
+    fuzzy_keys,
+    material_change,
+    same_story,
+    strong_keys,
+    unique_in_document,
+    url_key,
+)
+from bot.core.models import FeedState, StoredStory, Story
+from bot.core.ports import (
+    FeedError,
+    FeedReader,
+    FetchResult,
+    FetchStatus,
+    IngestStore,
+    KeyHit,
+    PollOutcome,
+)
+from bot.core.routing import QueryBook, Route
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestSettings:
+    max_age: timedelta = timedelta(hours=24)
+    dedupe_window: timedelta = timedelta(hours=48)
+    max_updates: int = 3
+    # Stories dated this far in the future are treated as undated for the age check.
+    clock_skew: timedelta = timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True)
+class NewStory:
+    ref: int  # negative: a story this plan creates
+    story: Story
+    alertable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Revision:
+    story_id: int
+    story: Story
+    notify: bool  # post an update of cards already sent
+    alertable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedKey:
+    story_ref: int  # positive: existing story id; negative: NewStory.ref
+    key: IdentityKey
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedDelivery:
+    story_ref: int
+    route: Route
+    refresh: bool = False  # the destination has its card; only its matched terms are renewed
+
+
+@dataclass
+class IngestPlan:
+    new_stories: list[NewStory] = field(default_factory=list)
+    revisions: list[Revision] = field(default_factory=list)
+    keys: list[PlannedKey] = field(default_factory=list)
+    deliveries: list[PlannedDelivery] = field(default_factory=list)
+    seen: int = 0
+    max_updates: int = 3
+
+    @property
+    def alerts(self) -> int:
+        return sum(1 for d in self.deliveries if not d.refresh)
+
+
+def is_fresh(story: Story, now: datetime, settings: IngestSettings) -> bool:
+    """Old news never alerts. An undated story, or one dated in the future, counts as new now."""
+    published = story.published
+    if published is None or published > now + settings.clock_skew:
+        return True
+    return now - published <= settings.max_age
+
+
+@dataclass
+class _Sighting:
+    story: Story
+    strong: tuple[IdentityKey, ...]
+    fuzzy: tuple[IdentityKey, ...] = ()
+
+
+def plan_ingest(
+    feed: FeedState,
+    sightings: Sequence[_Sighting],
+    hits: Sequence[KeyHit],
+    stories: dict[int, StoredStory],
+    book: QueryBook,
+    settings: IngestSettings,
+    now: datetime,
+    targets: Mapping[int, set[str]] | None = None,
+) -> IngestPlan:
+    """`targets`: the destinations that already have a delivery, per known story."""
+    targets = targets or {}
+    plan = IngestPlan(max_updates=settings.max_updates)
+    by_key: dict[int, list[int]] = {}
+    hit_kind: dict[tuple[int, int], KeyKind] = {}
+    for hit in hits:
+        # Windowed kinds only count inside the window; the store filters, this makes sure.
+        if hit.kind not in PERMANENT_KINDS and now - hit.seen_at > settings.dedupe_window:
+            continue
+        by_key.setdefault(hit.key, []).append(hit.story_id)
+        hit_kind[(hit.key, hit.story_id)] = hit.kind
+    # Stories created by this plan, so that a document repeating a story finds it too.
+    local: dict[int, Story] = {}
+
+    def text_of(ref: int) -> Story | None:
+        return local[ref] if ref < 0 else (stories[ref].story if ref in stories else None)
+
+    for sighting in sightings:
+        story = sighting.story
+        match_ref: int | None = None
+        exact = False
+        for key in sighting.strong:
+            refs = by_key.get(key.value)
+            if refs:
+                match_ref, exact = max(refs), True  # the newest story holding the key
+                break
+        if match_ref is None:
+            for ref in _fuzzy_candidates(sighting.fuzzy, by_key):
+                other = text_of(ref)
+                if other is not None and same_story(other, story):
+                    match_ref = ref
+                    break
+        if match_ref is None:
+            ref = -(len(plan.new_stories) + 1)
+            alertable = feed.baseline_done and is_fresh(story, now, settings)
+            plan.new_stories.append(NewStory(ref, story, alertable))
+            local[ref] = story
+            _remember(plan, by_key, ref, sighting.strong + sighting.fuzzy)
+            if alertable:
+                plan.deliveries.extend(PlannedDelivery(ref, r) for r in book.route(story))
+            continue
+
+        _remember(plan, by_key, match_ref, sighting.strong)
+        if match_ref < 0 or match_ref not in stories:
+            # Repeated inside this document, or a story pruned long ago: seen, nothing to say.
+            plan.seen += 1
+            continue
+        _plan_sighting(
+            plan, feed, stories[match_ref], story, exact, book, settings, now,
+            targets.get(match_ref, set()),
+        )
+    return plan
+
+
+def _fuzzy_candidates(keys: Sequence[IdentityKey], by_key: dict[int, list[int]]) -> list[int]:
+    votes: dict[int, int] = {}
+    for key in keys:
+        for ref in by_key.get(key.value, ()):
+            weight = 10 if key.kind == KeyKind.TITLE else 1
+            votes[ref] = votes.get(ref, 0) + weight
+    return sorted(votes, key=lambda r: (-votes[r], -r))
+
+
+def _remember(plan: IngestPlan, by_key: dict[int, list[int]], ref: int, keys) -> None:
+    for key in keys:
+        refs = by_key.setdefault(key.value, [])
+        if ref not in refs:
+            refs.append(ref)
+            plan.keys.append(PlannedKey(ref, key))
+
+
+def _plan_sighting(
+    plan: IngestPlan,
+    feed: FeedState,
+    known: StoredStory,
+    story: Story,
+    exact: bool,
+    book: QueryBook,
+    settings: IngestSettings,
+    now: datetime,
+    delivered: set[str],
+) -> None:
+    same_feed = known.feed_id == feed.id
+    sighting_fresh = feed.baseline_done and is_fresh(story, now, settings)
+    # Only the same article (same feed, or the same link elsewhere) can revise a card; another
+    # publisher's wording of the story is not an update of ours.
+    can_revise = same_feed or (exact and url_key(story.link) == url_key(known.story.link))
+    changed = can_revise and (
+        material_change(known.story, story)
+        or (same_feed and url_key(story.link) != url_key(known.story.link))
+    )
+    if changed:
+        merged = _merge_story(known.story, story)
+        # Cards already sent are edited (the store marks them); a destination the rewrite
+        # newly matches alerts normally.
+        routes = book.route(merged) if known.alertable or sighting_fresh else []
+        if not known.alertable:
+            # Never alerted (recorded as a baseline): only what the rewrite itself brought in.
+            before = {r.target for r in book.route(known.story)}
+            routes = [r for r in routes if r.target not in before]
+        plan.revisions.append(
+            Revision(known.id, merged, notify=True, alertable=known.alertable or bool(routes))
+        )
+        plan.deliveries.extend(
+            PlannedDelivery(known.id, r, refresh=r.target in delivered) for r in routes
+        )
+        return
+    if not known.alertable and not same_feed and sighting_fresh:
+        # Recorded while its first feed was a new baseline, now seen fresh in another feed:
+        # the desk has not heard of it yet.
+        plan.revisions.append(Revision(known.id, known.story, notify=False, alertable=True))
+        plan.deliveries.extend(
+            PlannedDelivery(known.id, r, refresh=r.target in delivered)
+            for r in book.route(known.story)
+        )
+        return
+    if can_revise and _grew(known.story, story):
+        # The whole lead after one cut short: keep the better text, tell nobody.
+        plan.revisions.append(
+            Revision(
+                known.id, _merge_story(known.story, story), notify=False, alertable=known.alertable
+            )
+        )
+        return
+    plan.seen += 1
+
+
+def _grew(old: Story, new: Story) -> bool:
+    return len(new.summary) > len(old.summary) or len(new.content) > len(old.content)
+
+
+def _merge_story(old: Story, new: Story) -> Story:
+    """The newest text, but never lose what only the older sighting had."""
+    rewritten = material_change(old, new)
+    return Story(
+        feed=old.feed,
+        title=new.title or old.title,
+        link=new.link or old.link,
+        guid=new.guid or old.guid,
+        summary=new.summary if rewritten or len(new.summary) >= len(old.summary) else old.summary,
+        content=new.content if rewritten or len(new.content) >= len(old.content) else old.content,
+        published=old.published or new.published,
+        author=new.author or old.author,
+        categories=new.categories or old.categories,
+        image=new.image or old.image,
+    )
+
+
+# --- the orchestrator -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PollReport:
+    feed: str
+    status: str  # "new", "not_modified", "unchanged", "error", "skipped"
+    stories: int = 0
+    new: int = 0
+    updated: int = 0
+    alerts: int = 0
+    error: str | None = None
+    warning: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BackoffPolicy:
+    max_delay: timedelta = timedelta(hours=1)
+
+    def next_retry(
+        self, feed: FeedState, failures: int, now: datetime, retry_after: float | None
+    ) -> datetime:
+        # Double the wait with every consecutive failure: a dead feed is tried less and less
+        # often but never given up on; a server's Retry-After wins when it asks for longer.
+        delay = feed.interval * (2 ** min(failures - 1, 16))
+        delay = min(max(delay, feed.interval), self.max_delay)
+        if retry_after is not None:
+            delay = max(delay, timedelta(seconds=min(retry_after, 86400)))
+        return now + delay
+
+
+class Pipeline:
+    def __init__(
+        self,
+        store: IngestStore,
+        reader: FeedReader,
+        queries: Callable[[], Awaitable[QueryBook]],
+        *,
+        settings: IngestSettings | None = None,
+        clock: Callable[[], datetime],
+        on_alerts: Callable[[], None] = lambda: None,
+        backoff: BackoffPolicy | None = None,
+        on_feed_health: Callable[[FeedState, PollReport, int], Awaitable[None]] | None = None,
+    ) -> None:
+        self.store = store
+        self.reader = reader
+        self.queries = queries
+        self.settings = settings or IngestSettings()
+        self.clock = clock
+        self.on_alerts = on_alerts
+        self.backoff = backoff or BackoffPolicy()
+        self.on_feed_health = on_feed_health
+        # One ingest at a time: the plan is computed from what the database holds, and must be
+        # applied before the next plan reads it. Fetching and parsing stay concurrent.
+        self._ingest_lock = asyncio.Lock()
+
+    async def poll(self, feed: FeedState, *, force: bool = False) -> PollReport:
+        now = self.clock()
+        if not force and feed.retry_at is not None and feed.retry_at > now:
+            return PollReport(feed.name, "skipped")
+        result = await self.reader.fetch(feed)
+        if result.status == FetchStatus.ERROR:
+            return await self._failed(feed, result.error or "fetch failed", result.retry_after)
+        if result.status in (FetchStatus.NOT_MODIFIED, FetchStatus.UNCHANGED):
+            outcome = self._success(feed, result)
+            await self.store.record_poll(feed, outcome, self.clock())
+            await self._recovered(feed)
+            return PollReport(feed.name, result.status.value)
+        try:
+            parsed = await self.reader.parse(result, feed.name)
+        except FeedError as exc:
+            return await self._failed(feed, str(exc), None)
+        report = await self.ingest(feed, parsed.stories, self._success(feed, result))
+        await self._recovered(feed)
+        return PollReport(
+            feed.name,
+            "new",
+            stories=report.stories,
+            new=report.new,
+            updated=report.updated,
+            alerts=report.alerts,
+            warning=parsed.warning,
+        )
+
+    def _success(self, feed: FeedState, result: FetchResult) -> PollOutcome:
+        return PollOutcome(
+            ok=True,
+            etag=result.etag,
+            last_modified=result.last_modified,
+            body_hash=result.body_hash or feed.body_hash,
+        )
+
+    async def _failed(self, feed: FeedState, error: str, retry_after: float | None) -> PollReport:
+        now = self.clock()
+        failures = feed.failures + 1
+        retry_at = self.backoff.next_retry(feed, failures, now, retry_after)
+        outcome = PollOutcome(
+            ok=False,
+            error=error,
+            failures=failures,
+            retry_at=retry_at,
+            etag=feed.etag,
+            last_modified=feed.last_modified,
+            body_hash=feed.body_hash,
+        )
+        await self.store.record_poll(feed, outcome, now)
+        # Report each failing feed once, and again only when the reason changes: an offline
+        # desk must not drown its log in the same line every two minutes.
+        if failures == 1 or error != feed.last_error:
+            log.warning(
+                "feed %r failed: %s (retrying in %s)",
+                feed.name,
+                error,
+                _human(retry_at - now),
+            )
+        else:
+            log.debug("feed %r still failing (%d times): %s", feed.name, failures, error)
+        report = PollReport(feed.name, "error", error=error)
+        if self.on_feed_health is not None:
+            await self.on_feed_health(feed, report, failures)
+        return report
+
+    async def _recovered(self, feed: FeedState) -> None:
+        if feed.failures:
+            log.info("feed %r recovered after %d failed polls", feed.name, feed.failures)
+            if self.on_feed_health is not None:
+                await self.on_feed_health(feed, PollReport(feed.name, "recovered"), 0)
+
+    async def ingest(
+        self, feed: FeedState, stories: Sequence[Story], outcome: PollOutcome
+    ) -> PollReport:
+        book = await self.queries()
+        async with self._ingest_lock:
+            now = self.clock()
+            sightings = [
+                _Sighting(story, strong_keys(story, feed.id, guid_unique=guid_unique))
+                for story, guid_unique in unique_in_document(stories)
+            ]
+            hits = await self.store.find_keys([k.value for s in sightings for k in s.strong])
+            known = {hit.key for hit in hits}
+            unresolved = [s for s in sightings if not any(k.value in known for k in s.strong)]
+            for sighting in unresolved:
+                sighting.fuzzy = fuzzy_keys(sighting.story)
+            if unresolved:
+                hits += await self.store.find_keys(
+                    [k.value for s in unresolved for k in s.fuzzy],
+                    since=now - self.settings.dedupe_window,
+                )
+            candidates = sorted({h.story_id for h in hits})
+            stories_by_id = await self.store.load_stories(candidates)
+            targets = await self.store.delivery_targets(candidates)
+            plan = plan_ingest(
+                feed, sightings, hits, stories_by_id, book, self.settings, now, targets
+            )
+            await self.store.apply_ingest(feed, plan, outcome, now)
+        if plan.deliveries or any(r.notify for r in plan.revisions):
+            self.on_alerts()
+        return PollReport(
+            feed.name,
+            "new",
+            stories=len(sightings),
+            new=len(plan.new_stories),
+            updated=sum(1 for r in plan.revisions if r.notify),
+            alerts=plan.alerts,
+        )
+
+
+def _human(delta: timedelta) -> str:
+    seconds = max(0, int(delta.total_seconds()))
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h"

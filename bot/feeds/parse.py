@@ -1,0 +1,139 @@
+"""Parsing feed documents with feedparser into clean Story values.
+
+feedparser recovers from most broken documents (wrong encodings, bad markup, truncation); what it
+cannot make a feed of (an HTML error page, a truncated server error with no items) is a FeedError.
+It holds the GIL for about a millisecond per item, so the bot runs it off the event loop."""
+
+from __future__ import annotations
+
+import calendar
+import re
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import feedparser
+
+from bot.core.identity import safe_link
+from bot.core.models import Story
+from bot.core.ports import FeedError, ParsedFeed
+from bot.core.text import clean_text, summarise, truncate
+
+TITLE_LIMIT = 500
+CONTENT_LIMIT = 20_000
+AUTHOR_LIMIT = 200
+CATEGORY_LIMIT = 100
+MAX_CATEGORIES = 20
+GUID_LIMIT = 2_000
+MAX_ITEMS = 2_000  # a feed with more is a dump, not a feed: keep the first (newest) items
+
+# feedparser flags these but parses the document fine: not worth a warning in the feed's health.
+_BENIGN = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)
+_HTML_PAGE = re.compile(rb"<\s*(!doctype\s+html|html[\s>]|head[\s>]|body[\s>])", re.IGNORECASE)
+_IMAGE_EXT = re.compile(r"\.(jpe?g|png|gif|webp|avif)(\?|$)", re.IGNORECASE)
+
+
+def parse_document(
+    body: bytes, *, feed_name: str, url: str = "", headers: Mapping[str, str] | None = None
+) -> ParsedFeed:
+    response_headers = {k.lower(): v for k, v in (headers or {}).items()}
+    if url and "content-location" not in response_headers:
+        response_headers["content-location"] = url
+    # Always bytes: given a str, feedparser would treat it as a URL and go fetch it.
+    parsed = feedparser.parse(bytes(body), response_headers=response_headers)
+    entries = parsed.entries
+    problem = parsed.get("bozo_exception")
+    if not entries:
+        if not parsed.get("version"):
+            if _HTML_PAGE.search(body[:4096]):
+                raise FeedError(
+                    "not a feed: the server sent an HTML page (an error or login page?)"
+                )
+            if not body.strip():
+                raise FeedError("not a feed: the body is empty")
+            raise FeedError(f"not a feed: {_describe(problem) or 'no RSS, Atom or RDF found'}")
+        if parsed.bozo:
+            raise FeedError(f"broken feed with no items: {_describe(problem)}")
+    feed_title = clean_text(parsed.feed.get("title")) or None
+    stories = [s for s in (to_story(e, feed_name) for e in entries[:MAX_ITEMS]) if s is not None]
+    warning = None
+    if parsed.bozo and not isinstance(problem, _BENIGN):
+        warning = f"recovered from malformed feed: {_describe(problem)}"
+    return ParsedFeed(stories, title=feed_title, warning=warning)
+
+
+def _describe(problem: Any) -> str:
+    if problem is None:
+        return ""
+    return truncate(clean_text(str(problem)), 200)
+
+
+def _when(entry: Mapping[str, Any]) -> datetime | None:
+    for key in ("published_parsed", "updated_parsed", "created_parsed"):
+        value = entry.get(key)
+        if isinstance(value, time.struct_time):
+            try:
+                # feedparser normalises every date it understands to UTC.
+                return datetime.fromtimestamp(calendar.timegm(value), UTC)
+            except (OverflowError, ValueError, OSError):
+                continue
+    return None
+
+
+def _full_text(entry: Mapping[str, Any]) -> tuple[str, str]:
+    """(lead source, full text): the description is the lead when there is one; the longest of
+    description and content is the text matched against."""
+    summary = clean_text(entry.get("summary"))
+    contents = [clean_text(c.get("value")) for c in entry.get("content") or () if c.get("value")]
+    full = max([summary, *contents], key=len)
+    return (summary or full), truncate(full, CONTENT_LIMIT)
+
+
+def _image(entry: Mapping[str, Any]) -> str | None:
+    candidates: list[str | None] = []
+    candidates += [m.get("url") for m in entry.get("media_thumbnail") or ()]
+    for media in entry.get("media_content") or ():
+        kind = (media.get("medium") or media.get("type") or "").lower()
+        if kind.startswith("image") or _IMAGE_EXT.search(media.get("url") or ""):
+            candidates.append(media.get("url"))
+    for link in [*(entry.get("enclosures") or ()), *(entry.get("links") or ())]:
+        if (link.get("type") or "").lower().startswith("image/"):
+            candidates.append(link.get("href") or link.get("url"))
+    for candidate in candidates:
+        safe = safe_link(candidate)
+        if safe:
+            return safe
+    return None
+
+
+def _categories(entry: Mapping[str, Any]) -> tuple[str, ...]:
+    out: list[str] = []
+    for tag in entry.get("tags") or ():
+        term = truncate(clean_text(tag.get("term") or tag.get("label")), CATEGORY_LIMIT)
+        if term and term not in out:
+            out.append(term)
+    return tuple(out[:MAX_CATEGORIES])
+
+
+def to_story(entry: Mapping[str, Any], feed_name: str) -> Story | None:
+    lead_source, content = _full_text(entry)
+    title = clean_text(entry.get("title"))
+    link = safe_link(entry.get("feedburner_origlink")) or safe_link(entry.get("link"))
+    if not title:
+        if not lead_source and not link:
+            return None  # nothing a reader could recognise
+        title = truncate(lead_source, 120) or link or ""
+    guid = entry.get("id") or entry.get("guid")
+    return Story(
+        feed=feed_name,
+        title=truncate(title, TITLE_LIMIT),
+        link=link,
+        guid=truncate(str(guid).strip(), GUID_LIMIT) if guid else None,
+        summary=summarise(lead_source),
+        content=content,
+        published=_when(entry),
+        author=truncate(clean_text(entry.get("author")), AUTHOR_LIMIT) or None,
+        categories=_categories(entry),
+        image=_image(entry),
+    )
