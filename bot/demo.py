@@ -52,8 +52,11 @@ def render_snapshot(name: str, now: datetime) -> bytes:
         start = text.index("{{minutes_ago:")
         end = text.index("}}", start)
         minutes = int(text[start + len("{{minutes_ago:") : end])
-        text = text[:start] + format_datetime(now - timedelta(minutes=minutes), usegmt=True) + \
-            text[end + 2 :]
+        text = (
+            text[:start]
+            + format_datetime(now - timedelta(minutes=minutes), usegmt=True)
+            + text[end + 2 :]
+        )
     return text.encode("utf-8")
 
 
@@ -76,8 +79,11 @@ async def run_demo(out: TextIO | None = None) -> int:
         )
         print("newsbot demo: the real pipeline over bundled wire snapshots (offline)\n", file=out)
         for watchlist in settings.watchlists:
-            print(f"  watchlist {watchlist.name!r}: {watchlist.query}  ->  "
-                  f"{', '.join(watchlist.channels)}", file=out)
+            print(
+                f"  watchlist {watchlist.name!r}: {watchlist.query}  ->  "
+                f"{', '.join(watchlist.channels)}",
+                file=out,
+            )
         async with NewsBot(settings, stdout=out) as bot:
             assert bot.worker is not None and bot.storage is not None
             for title, files, explanation in STEPS:
@@ -89,13 +95,19 @@ async def run_demo(out: TextIO | None = None) -> int:
                 reports = await bot.run_once()
                 for report in reports:
                     if report.status == "new":
-                        print(f"    {report.feed}: {report.stories} stories, {report.new} new, "
-                              f"{report.updated} updated, {report.alerts} alerts", file=out)
+                        print(
+                            f"    {report.feed}: {report.stories} stories, {report.new} new, "
+                            f"{report.updated} updated, {report.alerts} alerts",
+                            file=out,
+                        )
                 if bot.worker.sent == sent_before and not any(r.updated for r in reports):
                     print("    (no card)", file=out)
             counts = await bot.storage.delivery_counts()
             stored = await bot.storage.count_stories()
-        print(f"\nDone: {stored} stories stored, {counts['sent']} cards sent, "
-              f"{counts['pending']} pending, {counts['failed']} failed.", file=out)
+        print(
+            f"\nDone: {stored} stories stored, {counts['sent']} cards sent, "
+            f"{counts['pending']} pending, {counts['failed']} failed.",
+            file=out,
+        )
         print("Run it for real with `newsbot run` (see config/newsbot.toml).", file=out)
     return 0

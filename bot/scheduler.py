@@ -62,7 +62,8 @@ class FeedScheduler:
                 if self._intervals.get(feed.id) == interval:
                     continue
                 offset = interval * index / len(group)
-                soon = STARTUP_SPREAD * index / len(group) if first_run_soon else offset
+                spread = min(STARTUP_SPREAD, interval)
+                soon = spread * index / len(group) if first_run_soon else offset
                 self._scheduler.add_job(
                     self._poll,
                     IntervalTrigger(

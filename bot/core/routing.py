@@ -79,7 +79,14 @@ class QueryBook:
                 target = dm_target(sub.subscriber)
                 _, _, matched = by_target.setdefault(target, ([], sub.subscriber, []))
                 _merge(matched, terms)
+        # Terms in reading order, whichever query found them.
+        text = f"{doc.title}\n{doc.content}\n{' '.join(doc.categories)}".casefold()
+
+        def position(term: str) -> int:
+            found = text.find(term.casefold())
+            return found if found >= 0 else len(text)
+
         return [
-            Route(target, tuple(names), subscriber, tuple(matched))
+            Route(target, tuple(names), subscriber, tuple(sorted(matched, key=position)))
             for target, (names, subscriber, matched) in by_target.items()
         ]

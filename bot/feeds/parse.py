@@ -71,7 +71,8 @@ def _describe(problem: Any) -> str:
 
 def _when(entry: Mapping[str, Any]) -> datetime | None:
     for key in ("published_parsed", "updated_parsed", "created_parsed"):
-        value = entry.get(key)
+        # dict.get: FeedParserDict.get maps missing date keys onto each other, with a warning.
+        value = dict.get(entry, key)
         if isinstance(value, time.struct_time):
             try:
                 # feedparser normalises every date it understands to UTC.

@@ -1,0 +1,519 @@
+"""One story, one card: de-duplication and updates on the real corpus and on replayed captures,
+through the real pipeline (local feed server, feedparser, SQLite, console jsonl)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.feeds import CORPUS, Item, minutes_ago, rss
+
+pytestmark = pytest.mark.usefixtures("feed_server")
+
+
+def fresh(path: str, now: datetime | None = None) -> bytes:
+    """A corpus capture with its dates moved to today, so `max_age` lets its stories alert.
+    Relative spacing between items is kept; only whole days are shifted."""
+    text = (CORPUS / path).read_text("utf-8")
+    now = now or datetime.now(UTC)
+    months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+    pattern = re.compile(r"(\w{3}, )?(\d{1,2}) (\w{3}) (\d{4}) (\d\d:\d\d:\d\d)")
+    dates = [
+        datetime.strptime(
+            f"{m.group(2)} {m.group(3)} {m.group(4)} {m.group(5)}", "%d %b %Y %H:%M:%S"
+        )
+        for m in pattern.finditer(text)
+        if m.group(3) in months
+    ]
+    shift = (now.replace(tzinfo=None) - max(dates)).days if dates else 0
+
+    def move(m: re.Match[str]) -> str:
+        if m.group(3) not in months:
+            return m.group(0)
+        old = datetime.strptime(
+            f"{m.group(2)} {m.group(3)} {m.group(4)} {m.group(5)}", "%d %b %Y %H:%M:%S"
+        )
+        new = old + timedelta(days=shift)
+        return new.strftime("%a, %d %b %Y %H:%M:%S")
+
+    return pattern.sub(move, text).encode("utf-8")
+
+
+def empty_rss() -> bytes:
+    return rss([])
+
+
+async def test_cnn_story_under_two_guids_gives_one_card(feed_server, bot_run):
+    feed_server.set("cnn.xml", empty_rss())
+    run = bot_run(
+        [{"name": "CNN", "url": feed_server.url("cnn.xml")}],
+        [{"name": "Kim", "query": '"Kim Jong Un"', "channels": ["console:desk"]}],
+    )
+    assert await run.poll() == []  # baseline
+    feed_server.set("cnn.xml", fresh("cnn_edition_2020-04-27_same_story_two_guids.xml"))
+    cards = await run.poll()
+    titles = [c["title"] for c in cards]
+    assert (
+        titles.count("Amid mounting speculation, South Korea says Kim Jong Un is 'alive and well'")
+        == 1
+    )
+    assert len(cards) == 1
+
+
+async def test_nyt_reissue_under_new_guid_is_an_update_not_a_second_card(feed_server, bot_run):
+    feed_server.set("nyt.xml", empty_rss())
+    run = bot_run(
+        [{"name": "NYT US", "url": feed_server.url("nyt.xml")}],
+        [{"name": "Russia", "query": "Russia", "channels": ["console:desk"]}],
+    )
+    await run.poll()
+    now = datetime.now(UTC)
+    feed_server.set("nyt.xml", fresh("nyt_us_2021-07-15_before_guid_change.xml", now))
+    first = await run.poll()
+    assert [c["title"] for c in first] == ["Biden Will Press Merkel on China and Russia"]
+    assert first[0]["update"] is False
+    assert first[0]["url"] == "https://www.nytimes.com/2021/07/15/us/biden-merkel-meeting.html"
+
+    feed_server.set("nyt.xml", fresh("nyt_us_2021-07-16_after_guid_change.xml", now))
+    second = await run.poll()
+    # The re-issue moved the article to a new URL: the posted card is revised to point there,
+    # and no second card is posted.
+    assert len(second) == 1
+    assert second[0]["update"] is True
+    assert second[0]["title"] == "Biden Will Press Merkel on China and Russia"
+    assert (
+        second[0]["url"]
+        == "https://www.nytimes.com/2021/07/15/us/politics/biden-merkel-meeting.html"
+    )
+    assert second[0]["delivery_id"] == first[0]["delivery_id"]
+
+
+@pytest.mark.parametrize(
+    ("capture", "query"),
+    [
+        (
+            "dailymail_news_2020-04-22_dup_guid_north_korea.xml",
+            '"North Korea" OR Trump OR Coronavirus',
+        ),
+        ("apnews_thirdparty_feedgen_2025-07-06.xml", "Russia OR Trump OR AP"),
+        ("suspilne_ukrnet_2023-12-22_cyrillic.xml", "Росі*"),
+    ],
+    ids=["dailymail-dup-guid", "ap-thirdparty-dup-links", "suspilne-dup-link"],
+)
+async def test_duplicate_items_in_one_document_alert_once(feed_server, bot_run, capture, query):
+    feed_server.set("feed.xml", empty_rss())
+    run = bot_run(
+        [{"name": "Wire", "url": feed_server.url("feed.xml")}],
+        [{"name": "Desk", "query": query, "channels": ["console:desk", "console:night"]}],
+        alerts={"max_age": "3650d", "burst_limit": 100},
+    )
+    await run.poll()
+    feed_server.set("feed.xml", (CORPUS / capture).read_bytes())
+    cards = await run.poll()
+    assert cards, "the capture should match something"
+    per_channel = [(c["channel"], c["url"], c["title"]) for c in cards]
+    assert len(per_channel) == len(set(per_channel))
+    # Every story that reached one channel reached the other, exactly once.
+    desk = sorted((u, t) for ch, u, t in per_channel if ch == "console:desk")
+    night = sorted((u, t) for ch, u, t in per_channel if ch == "console:night")
+    assert desk == night
+    # Polling the same document again posts nothing.
+    feed_server.set("feed.xml", (CORPUS / capture).read_bytes() + b"\n<!-- re-served -->")
+    assert await run.poll() == []
+
+
+async def test_same_story_in_two_feeds_gives_one_card_naming_the_first(feed_server, bot_run):
+    lead = (
+        "SEOUL (AP) — Russian President Vladimir Putin arrived in Pyongyang on Wednesday for his "
+        "first visit to North Korea in 24 years, where Kim Jong Un greeted him at the airport. "
+        "The two leaders pledged cooperation as Washington and its allies tighten sanctions."
+    )
+    title = "Putin Visits North Korea, Pledges Cooperation Amid Sanctions Pressure"
+    feed_server.set("ap.xml", empty_rss())
+    feed_server.set("korea.xml", empty_rss())
+    run = bot_run(
+        [
+            {"name": "AP", "url": feed_server.url("ap.xml")},
+            {"name": "Korea Wire", "url": feed_server.url("korea.xml")},
+        ],
+        [
+            {
+                "name": "North Korea",
+                "query": '"North Korea" OR Pyongyang',
+                "channels": ["console:desk"],
+            },
+            {"name": "Putin", "query": "Putin", "channels": ["console:desk"]},
+        ],
+    )
+    await run.poll()
+    feed_server.set(
+        "ap.xml", rss([Item(title, lead, "https://ap.example/a1", "ap-1", minutes_ago(3))])
+    )
+    cards = await run.poll()
+    assert len(cards) == 1
+    assert cards[0]["watchlists"] == ["North Korea", "Putin"]
+    assert cards[0]["matched"] == ["Putin", "North Korea", "Pyongyang"]
+    # The second wire carries the same story with its lead cut short, under its own link.
+    cut = lead[:150].rsplit(" ", 1)[0] + "..."
+    feed_server.set(
+        "korea.xml", rss([Item(title, cut, "https://korea.example/n/77", "kw-77", minutes_ago(1))])
+    )
+    assert await run.poll() == []
+
+
+async def test_headline_rewrite_under_same_guid_updates_the_card(feed_server, bot_run):
+    feed_server.set("ap.xml", empty_rss())
+    run = bot_run(
+        [{"name": "AP", "url": feed_server.url("ap.xml")}],
+        [{"name": "Putin", "query": "Putin", "channels": ["console:desk"]}],
+    )
+    await run.poll()
+    feed_server.set(
+        "ap.xml",
+        rss(
+            [
+                Item(
+                    "Putin arrives in Pyongyang",
+                    "Putin landed at dawn.",
+                    "https://ap.example/p",
+                    "ap-p",
+                    minutes_ago(5),
+                )
+            ]
+        ),
+    )
+    [card] = await run.poll()
+    feed_server.set(
+        "ap.xml",
+        rss(
+            [
+                Item(
+                    "Putin and Kim sign defence pact",
+                    "The leaders signed a pact.",
+                    "https://ap.example/p",
+                    "ap-p",
+                    minutes_ago(5),
+                )
+            ]
+        ),
+    )
+    [update] = await run.poll()
+    assert update["update"] is True
+    assert update["title"] == "Putin and Kim sign defence pact"
+    assert update["delivery_id"] == card["delivery_id"]
+    # The same text again: nothing.
+    feed_server.set(
+        "ap.xml",
+        rss(
+            [
+                Item(
+                    "Putin and Kim sign defence pact",
+                    "The leaders signed a pact.",
+                    "https://ap.example/p",
+                    "ap-p",
+                    minutes_ago(5),
+                )
+            ],
+            title="x",
+        ),
+    )
+    assert await run.poll() == []
+
+
+async def test_updates_stop_after_max_updates(feed_server, bot_run):
+    feed_server.set("ap.xml", empty_rss())
+    run = bot_run(
+        [{"name": "AP", "url": feed_server.url("ap.xml")}],
+        [{"name": "Putin", "query": "Putin", "channels": ["console:desk"]}],
+        alerts={"max_updates": 2},
+    )
+    await run.poll()
+    seen = []
+    for n in range(5):
+        feed_server.set(
+            "ap.xml",
+            rss(
+                [
+                    Item(
+                        f"Putin story, version {n} with new words {'x' * n}",
+                        f"Lead number {n}.",
+                        "https://ap.example/p",
+                        "g",
+                        minutes_ago(5),
+                    )
+                ]
+            ),
+        )
+        seen.extend(await run.poll())
+    assert [c["update"] for c in seen] == [False, True, True]
+
+
+async def test_rewrite_that_newly_matches_alerts_normally(feed_server, bot_run):
+    feed_server.set("ap.xml", empty_rss())
+    run = bot_run(
+        [{"name": "AP", "url": feed_server.url("ap.xml")}],
+        [{"name": "Putin", "query": "Putin", "channels": ["console:desk"]}],
+    )
+    await run.poll()
+    feed_server.set(
+        "ap.xml",
+        rss(
+            [
+                Item(
+                    "Leaders meet in Pyongyang",
+                    "A summit began.",
+                    "https://ap.example/s",
+                    "s1",
+                    minutes_ago(5),
+                )
+            ]
+        ),
+    )
+    assert await run.poll() == []
+    feed_server.set(
+        "ap.xml",
+        rss(
+            [
+                Item(
+                    "Putin and Kim meet in Pyongyang",
+                    "Putin arrived for a summit.",
+                    "https://ap.example/s",
+                    "s1",
+                    minutes_ago(5),
+                )
+            ]
+        ),
+    )
+    [card] = await run.poll()
+    assert card["update"] is False and card["title"] == "Putin and Kim meet in Pyongyang"
+
+
+async def test_distinct_missile_stories_on_different_days_both_alert(feed_server, bot_run):
+    feed_server.set("w.xml", empty_rss())
+    run = bot_run(
+        [{"name": "Wire", "url": feed_server.url("w.xml")}],
+        [{"name": "NK", "query": '"North Korea"', "channels": ["console:desk"]}],
+    )
+    await run.poll()
+    feed_server.set(
+        "w.xml",
+        rss(
+            [
+                Item(
+                    "North Korea fires ballistic missile towards sea, South Korea says",
+                    "North Korea fired a short-range ballistic missile off its east coast on Sunday, "
+                    "South Korea's military said, days after Pyongyang warned of stronger measures.",
+                    "https://wire.example/nk-missile-sunday",
+                    "m1",
+                    minutes_ago(30),
+                )
+            ]
+        ),
+    )
+    assert len(await run.poll()) == 1
+    feed_server.set(
+        "w.xml",
+        rss(
+            [
+                Item(
+                    "North Korea fires two ballistic missiles, Japan says",
+                    "North Korea launched two ballistic missiles into the sea off its east coast on Tuesday, "
+                    "Japan's defence ministry said, the latest in a string of weapons tests this month.",
+                    "https://wire.example/nk-missiles-tuesday",
+                    "m2",
+                    minutes_ago(5),
+                )
+            ]
+        ),
+    )
+    assert len(await run.poll()) == 1
+
+
+async def test_old_item_reappearing_never_alerts(feed_server, bot_run):
+    feed_server.set(
+        "w.xml",
+        rss([Item("Putin old news", "old", "https://w.example/old", "old", minutes_ago(60))]),
+    )
+    run = bot_run(
+        [{"name": "Wire", "url": feed_server.url("w.xml")}],
+        [{"name": "Putin", "query": "Putin", "channels": ["console:desk"]}],
+    )
+    await run.poll()  # baseline records it
+    feed_server.set("w.xml", empty_rss())
+    await run.poll()
+    feed_server.set(
+        "w.xml",
+        rss(
+            [
+                Item(
+                    "Putin old news",
+                    "old",
+                    "https://w.example/old?utm_source=x",
+                    "old",
+                    minutes_ago(60),
+                )
+            ]
+        ),
+    )
+    assert await run.poll() == []
+
+
+async def test_stories_older_than_max_age_never_alert(feed_server, bot_run):
+    feed_server.set("w.xml", empty_rss())
+    run = bot_run(
+        [{"name": "Wire", "url": feed_server.url("w.xml")}],
+        [{"name": "Putin", "query": "Putin", "channels": ["console:desk"]}],
+        alerts={"max_age": "2h"},
+    )
+    await run.poll()
+    feed_server.set(
+        "w.xml",
+        rss(
+            [
+                Item("Putin yesterday", "a", "https://w.example/1", "1", minutes_ago(60 * 5)),
+                Item("Putin today", "b", "https://w.example/2", "2", minutes_ago(10)),
+            ]
+        ),
+    )
+    assert [c["title"] for c in await run.poll()] == ["Putin today"]
+
+
+REPLAY = [
+    # (feed, items) per poll; each Item: (title, lead, link, guid)
+    {"a": [], "b": []},
+    {
+        "a": [
+            (
+                "Putin meets Kim in Pyongyang",
+                "Putin and Kim Jong Un met on Wednesday in the North Korean capital.",
+                "https://a.example/1",
+                "a1",
+            ),
+            (
+                "Markets rally on rate hopes",
+                "Stocks rose on Wednesday.",
+                "https://a.example/2",
+                "a2",
+            ),
+        ]
+    },
+    {
+        "b": [
+            (
+                "Putin meets Kim in Pyongyang",
+                "Putin and Kim Jong Un met on Wednesday in the North Korean capital.",
+                "https://b.example/x?utm_source=rss",
+                "b1",
+            )
+        ]
+    },
+    {
+        "a": [
+            (
+                "Putin and Kim sign defence pact in Pyongyang",
+                "Putin and Kim Jong Un signed a mutual defence pact on Wednesday.",
+                "https://a.example/1",
+                "a1",
+            ),
+            (
+                "Markets rally on rate hopes",
+                "Stocks rose on Wednesday.",
+                "https://a.example/2",
+                "a2",
+            ),
+            (
+                "Kremlin says pact is defensive",
+                "The Kremlin said on Thursday the pact with North Korea threatens no one.",
+                "https://a.example/3",
+                "a3",
+            ),
+        ]
+    },
+    {
+        "a": [
+            (
+                "Putin and Kim sign defence pact in Pyongyang",
+                "Putin and Kim Jong Un signed a mutual defence pact on Wednesday.",
+                "https://a.example/1/",
+                "a1-reissued",
+            ),
+            (
+                "Kremlin says pact is defensive",
+                "The Kremlin said on Thursday the pact with North Korea threatens no one.",
+                "https://a.example/3",
+                "a3",
+            ),
+        ],
+        "b": [
+            (
+                "Kremlin: pact with Pyongyang is defensive",
+                "The Kremlin said on Thursday the pact with North Korea threatens no one.",
+                "https://b.example/y",
+                "b2",
+            )
+        ],
+    },
+    {
+        "b": [
+            (
+                "Seoul protests Russia-North Korea pact",
+                "South Korea summoned the Russian ambassador over the pact with North Korea.",
+                "https://b.example/z",
+                "b3",
+            )
+        ]
+    },
+]
+
+
+async def test_replay_of_consecutive_captures_gives_each_story_exactly_once(
+    feed_server, bot_run, tmp_path
+):
+    run = bot_run(
+        [
+            {"name": "A", "url": feed_server.url("a.xml")},
+            {"name": "B", "url": feed_server.url("b.xml")},
+        ],
+        [
+            {
+                "name": "NK",
+                "query": '"North Korea" OR Pyongyang OR Kim',
+                "channels": ["console:desk"],
+            },
+            {
+                "name": "Russia",
+                "query": "Putin OR Kremlin OR Russia*",
+                "channels": ["console:russia"],
+            },
+        ],
+    )
+    current: dict[str, list] = {"a": [], "b": []}
+    cards: list[dict] = []
+    for step in REPLAY:
+        current.update(step)
+        for name, items in current.items():
+            feed_server.set(
+                f"{name}.xml",
+                rss([Item(t, lead, link, guid, minutes_ago(10)) for t, lead, link, guid in items]),
+            )
+        cards.extend(await run.poll())  # each poll is a restart: state lives in the database
+    new = sorted((c["channel"], c["title"]) for c in cards if not c["update"])
+    assert new == sorted(
+        [
+            ("console:desk", "Putin meets Kim in Pyongyang"),
+            ("console:russia", "Putin meets Kim in Pyongyang"),
+            ("console:desk", "Kremlin says pact is defensive"),
+            ("console:russia", "Kremlin says pact is defensive"),
+            ("console:desk", "Seoul protests Russia-North Korea pact"),
+            ("console:russia", "Seoul protests Russia-North Korea pact"),
+        ]
+    )
+    updates = sorted((c["channel"], c["title"]) for c in cards if c["update"])
+    assert updates == sorted(
+        [
+            ("console:desk", "Putin and Kim sign defence pact in Pyongyang"),
+            ("console:russia", "Putin and Kim sign defence pact in Pyongyang"),
+        ]
+    )
