@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import IO, Protocol, TextIO
 
 from bot.chat.console import ConsoleSender
+from bot.core.commands import Commands, CommandSettings
 from bot.core.delivery import DeliverySettings, DeliveryWorker
 from bot.core.models import Delivery, FeedSpec, FeedState, Origin, platform_of
 from bot.core.pipeline import IngestSettings, Pipeline, PollReport
-from bot.core.ports import Sender
+from bot.core.ports import FeedError, FetchStatus, ParsedFeed, Sender
 from bot.core.routing import QueryBook
 from bot.feeds import FeedReader
 from bot.feeds.fetch import FetchLimits, HttpFetcher
@@ -41,11 +42,18 @@ class StartupError(Exception):
 
 
 class ChatPlatform(Protocol):
+    """A chat platform: its sender for the delivery worker, and its command front end.
+
+    `attach` hands it the command handlers once storage is open; `start` must return quickly
+    (connect in the background: polling never waits for chat); `close` disconnects."""
+
     name: str
     sender: Sender
 
     @property
     def connected(self) -> bool: ...
+
+    def attach(self, commands: Commands) -> None: ...
 
     async def start(self) -> None: ...
 
@@ -122,9 +130,12 @@ class NewsBot:
         self.scheduler = FeedScheduler(self._scheduled_poll, clock=clock)
         self.last_poll_at: datetime | None = None
         self._notified_targets: set[str] = set()
+        self._started: set[str] = set()
         self._tasks: set[asyncio.Task[object]] = set()
         self.pipeline: Pipeline | None = None
         self.worker: DeliveryWorker | None = None
+        self.commands: Commands | None = None
+        self.config_source = settings.source
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -175,6 +186,18 @@ class NewsBot:
             on_alerts=self.worker.wake,
             on_feed_health=self._feed_health,
         )
+        self.commands = Commands(
+            self.storage,
+            self,
+            clock=self.clock,
+            settings=CommandSettings(
+                min_interval=self.settings.fetch.min_interval,
+                default_interval=self.settings.fetch.default_interval,
+                failing_after=self.settings.fetch.failing_after,
+            ),
+        )
+        for platform in self.platforms:
+            platform.attach(self.commands)
         await self._warn_unroutable()
 
     async def _warn_unroutable(self) -> None:
@@ -223,6 +246,7 @@ class NewsBot:
     async def run_once(self) -> list[PollReport]:
         """Poll every feed once (concurrently), deliver what matched, return the reports."""
         assert self.storage is not None and self.pipeline is not None and self.worker is not None
+        await self._start_platforms()
         feeds = await self.storage.list_feeds()
         reports = await asyncio.gather(*(self._poll(feed, force=True) for feed in feeds))
         await self.worker.drain()
@@ -230,8 +254,7 @@ class NewsBot:
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         assert self.storage is not None and self.worker is not None
-        for platform in self.platforms:
-            await platform.start()
+        await self._start_platforms()
         await self.resync_feeds()
         self.scheduler.every("prune", timedelta(hours=1), self.prune, first_in=timedelta(minutes=1))
         self.scheduler.start()
@@ -251,10 +274,43 @@ class NewsBot:
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
 
+    async def _start_platforms(self) -> None:
+        for platform in self.platforms:
+            if platform.name in self._started:
+                continue
+            self._started.add(platform.name)
+            try:
+                await platform.start()
+            except Exception:
+                # A chat platform that cannot start (bad token, unreachable) must not stop the
+                # polling: its cards wait in the outbox and are retried.
+                log.exception("starting %s failed; its cards stay pending", platform.name)
+
     async def resync_feeds(self) -> None:
         """Called at start and after a feed is added or removed in chat."""
         assert self.storage is not None
         self.scheduler.sync(await self.storage.list_feeds())
+
+    async def feeds_changed(self) -> None:
+        if self.scheduler.running:
+            await self.resync_feeds()
+
+    async def probe_feed(self, url: str, name: str) -> ParsedFeed:
+        """One fetch and parse of a URL as a chat-added feed (address guard on), nothing stored."""
+        probe = FeedState(
+            id=0,
+            name=name,
+            url=url,
+            interval=self.settings.fetch.default_interval,
+            origin=Origin.CHAT,
+        )
+        result = await self.reader.fetch(probe)
+        if result.status != FetchStatus.OK:
+            raise FeedError(result.error or "no content")
+        return await self.reader.parse(result, name)
+
+    def connections(self) -> dict[str, bool]:
+        return {platform.name: platform.connected for platform in self.platforms}
 
     async def _scheduled_poll(self, feed_id: int) -> None:
         assert self.storage is not None

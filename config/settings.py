@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from bot.core.durations import parse_duration
+from bot.core.models import CHANNEL_HELP, valid_channel
 from bot.core.query import QueryError, parse_query
 
 PACKAGED_CONFIG = Path(__file__).with_name("newsbot.toml")
@@ -57,9 +58,6 @@ def _parse_size(value: Any) -> int:
 
 
 Size = Annotated[int, BeforeValidator(_parse_size)]
-
-CHANNEL = re.compile(r"^(console:[\w.-]{1,64}|discord:\d{5,25}|slack:[A-Z0-9]{5,30})$")
-CHANNEL_HELP = 'use "console:<name>", "discord:<channel id>" or "slack:<channel id>"'
 
 
 class _Section(BaseModel):
@@ -139,7 +137,7 @@ class WatchlistEntry(_Section):
     @classmethod
     def _channels(cls, value: list[str]) -> list[str]:
         for channel in value:
-            if not CHANNEL.match(channel):
+            if not valid_channel(channel):
                 raise ValueError(f"{channel!r} is not a channel: {CHANNEL_HELP}")
         return value
 

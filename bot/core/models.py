@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -140,3 +141,12 @@ def dm_target(subscriber: str) -> str:
     """Where a personal subscription is delivered: the person's direct messages."""
     platform, _, user = subscriber.partition(":")
     return f"{platform}:dm:{user}"
+
+
+_CHANNEL = re.compile(r"^(console:[\w.-]{1,64}|discord:\d{5,25}|slack:[A-Z0-9]{5,30})$")
+CHANNEL_HELP = 'use "console:<name>", "discord:<channel id>" or "slack:<channel id>"'
+
+
+def valid_channel(channel: str) -> bool:
+    """A destination a watchlist may post to."""
+    return bool(_CHANNEL.match(channel or ""))

@@ -1,0 +1,473 @@
+"""One matcher for every watchlist and subscription.
+
+Build: every term of every query (a word, phrase or prefix, folded) becomes one key of a single
+Aho-Corasick automaton. Keys are tokens joined by spaces with a space on both sides, and stories
+are scanned as " token token ... ", so a key can only hit whole tokens (" korea " does not hit
+inside "koreans"); a prefix key simply has no trailing space (" korea" hits "koreans").
+
+Match: one automaton pass per field of the story (title, content, each category separately, so
+a phrase or NEAR never spans two of them) yields every term of every query that occurs. Only the
+queries that one of those terms (or the story's feed, for source:) can make true are evaluated:
+each query is indexed under a set of terms of which at least one must occur for it to be true
+(for `a AND (b OR c)` that is {a}; for `a OR b` it is {a, b}; NOT branches never index, which is
+why `Putin -Kremlin` is found through Putin and then checked for the absence of Kremlin).
+
+Cost per story is therefore one regular-expression split, one fold and one automaton pass per
+field, plus work proportional to the terms that occur and the queries they concern; it does not
+grow with the number of queries that cannot match.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Sequence
+from itertools import repeat
+from typing import Generic, Protocol, TypeVar
+
+import ahocorasick
+
+from bot.core.query import And, Near, Node, Not, Or, Query, Source, Term, source_key
+from bot.core.tokens import split_words, word_spans
+
+__all__ = ["Matchable", "Matcher"]
+
+K = TypeVar("K", bound=Hashable)
+
+_TITLE, _CONTENT, _CATEGORY = 1, 2, 4
+_ANY = _TITLE | _CONTENT | _CATEGORY
+_FIELD_BITS = {None: _ANY, "title": _TITLE, "content": _CONTENT, "category": _CATEGORY}
+
+
+class Matchable(Protocol):
+    """What the matcher reads from a story. Properties, so frozen dataclasses satisfy it."""
+
+    @property
+    def title(self) -> str: ...
+
+    @property
+    def content(self) -> str: ...  # full clean text of the story the feed gives
+
+    @property
+    def categories(self) -> Sequence[str]: ...
+
+    @property
+    def feed(self) -> str: ...  # the feed's name, used by source:"..."
+
+
+Span = tuple[int, int, int]  # (segment index, first token, last token), inclusive
+Terms = tuple[tuple[int, int], ...]  # (term id, bits of the fields it is looked for in)
+
+
+class _Segment:
+    """One field of one story (a category is a segment of its own), scanned once."""
+
+    __slots__ = ("_offsets", "bit", "found", "haystack", "text", "words")
+
+    def __init__(self, bit: int, text: str, words: list[str], haystack: str) -> None:
+        self.bit = bit
+        self.text = text
+        self.words = words  # as written, parallel to the tokens of the haystack
+        self.haystack = haystack  # " tok tok ... " (folded tokens)
+        self.found: list[tuple[int, int]] = []  # (haystack index of a key's last char, term id)
+        self._offsets: list[tuple[int, int]] | None = None
+
+    def token_at(self, position: int) -> int:
+        """The index of the token covering `position` of the haystack."""
+        # Counting separators (C speed) beats building a table of token starts: only the few
+        # positions of terms that matched are ever asked for.
+        return self.haystack.count(" ", 0, position + 1) - 1
+
+    def surface(self, first: int, last: int) -> str:
+        """Tokens first..last as written in the story, whitespace runs collapsed."""
+        if first == last:
+            return self.words[first]
+        if self._offsets is None:  # what separates the words of a phrase: "Kim Jong-un"
+            self._offsets = word_spans(self.text)
+        text = self.text[self._offsets[first][0] : self._offsets[last][1]]
+        return " ".join(text.split())
+
+
+class _Scan:
+    """Everything the automaton found in one story, with lazily computed positions."""
+
+    __slots__ = (
+        "_positions",
+        "_reports",
+        "_spans",
+        "_surfaces",
+        "fields",
+        "lengths",
+        "segments",
+        "source",
+        "term_reports",
+    )
+
+    def __init__(self, segments: list[_Segment], lengths: list[tuple[int, int]], source: str):
+        self.segments = segments
+        self.lengths = lengths  # per term id: (chars to go back from a hit, 1 if exact)
+        self.source = source
+        fields: dict[int, int] = {}  # term id -> bits of the fields it occurs in
+        positions: dict[int, list[tuple[int, int]]] = {}  # term id -> (segment, hit end)
+        for index, segment in enumerate(segments):
+            bit = segment.bit
+            for end, term in segment.found:
+                known = positions.get(term)
+                if known is None:
+                    positions[term] = [(index, end)]
+                    fields[term] = bit
+                else:
+                    known.append((index, end))
+                    fields[term] |= bit
+        self.fields = fields
+        self._positions = positions
+        self._spans: dict[tuple[int, int], list[Span]] = {}
+        self._surfaces: dict[Span, str] = {}
+        self.term_reports: dict[Terms, tuple[str, ...]] = {}
+        self._reports: dict[tuple[Terms, tuple[Span, ...]], tuple[str, ...]] = {}
+
+    def spans(self, term: int, mask: int) -> list[Span]:
+        """Where `term` occurs in the fields of `mask`, in story order."""
+        key = (term, mask)
+        spans = self._spans.get(key)
+        if spans is None:
+            back, exact = self.lengths[term]
+            spans = self._spans[key] = []
+            for index, end in self._positions.get(term, ()):
+                segment = self.segments[index]
+                if segment.bit & mask:
+                    first = segment.token_at(end - back)
+                    spans.append((index, first, segment.token_at(end - exact)))
+        return spans
+
+    def report(self, terms: Terms, spans: tuple[Span, ...] = ()) -> tuple[str, ...]:
+        """The text of `terms` and `spans` as written in the story, de-duplicated
+        case-insensitively, in order of first appearance. Terms that do not occur add nothing.
+
+        Many matched queries report the same terms (every query that matched through "Trump"),
+        so results are cached for the story; `term_reports` is the cache when there are no
+        spans, which the matcher reads directly on its hottest path.
+        """
+        cache: dict = self._reports if spans else self.term_reports  # type: ignore[type-arg]
+        key = (terms, spans) if spans else terms
+        cached = cache.get(key)
+        if cached is not None:
+            return cached
+        every = set(spans)
+        for term, mask in terms:
+            every.update(self.spans(term, mask))
+        seen: set[str] = set()
+        found = []
+        for span in sorted(every):
+            text = self._surfaces.get(span)
+            if text is None:
+                text = self._surfaces[span] = self.segments[span[0]].surface(span[1], span[2])
+            folded = text.casefold()
+            if folded not in seen:
+                seen.add(folded)
+                found.append(text)
+        result = cache[key] = tuple(found)
+        return result
+
+
+# --- compiled queries: test() decides, collect() gathers the spans to report -------------------
+
+
+class _TermTest:
+    __slots__ = ("mask", "term")
+
+    def __init__(self, term: int, mask: int) -> None:
+        self.term = term
+        self.mask = mask
+
+    def test(self, scan: _Scan) -> bool:
+        return (scan.fields.get(self.term, 0) & self.mask) != 0
+
+    def collect(self, scan: _Scan, terms: list[tuple[int, int]], spans: list[Span]) -> None:
+        terms.append((self.term, self.mask))
+
+
+class _SourceTest:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def test(self, scan: _Scan) -> bool:
+        return scan.source == self.name
+
+    def collect(self, scan: _Scan, terms: list[tuple[int, int]], spans: list[Span]) -> None:
+        pass  # the feed's name is not story text
+
+
+class _NotTest:
+    __slots__ = ("child",)
+
+    def __init__(self, child: _Test) -> None:
+        self.child = child
+
+    def test(self, scan: _Scan) -> bool:
+        return not self.child.test(scan)
+
+    def collect(self, scan: _Scan, terms: list[tuple[int, int]], spans: list[Span]) -> None:
+        pass  # what is absent cannot be reported
+
+
+class _AndTest:
+    # Children that are plain terms are checked inline: no call per term, and failing fast on
+    # them skips any NEAR work.
+    __slots__ = ("children", "others", "terms")
+
+    def __init__(self, children: list[_Test]) -> None:
+        self.children = children
+        self.terms = [(c.term, c.mask) for c in children if isinstance(c, _TermTest)]
+        self.others = [c for c in children if not isinstance(c, _TermTest)]
+
+    def test(self, scan: _Scan) -> bool:
+        fields = scan.fields
+        for term, mask in self.terms:
+            if not fields.get(term, 0) & mask:
+                return False
+        for child in self.others:
+            if not child.test(scan):
+                return False
+        return True
+
+    def collect(self, scan: _Scan, terms: list[tuple[int, int]], spans: list[Span]) -> None:
+        terms.extend(self.terms)
+        for child in self.others:
+            child.collect(scan, terms, spans)
+
+
+class _OrTest:
+    __slots__ = ("children", "others", "terms")
+
+    def __init__(self, children: list[_Test]) -> None:
+        self.children = children
+        self.terms = [(c.term, c.mask) for c in children if isinstance(c, _TermTest)]
+        self.others = [c for c in children if not isinstance(c, _TermTest)]
+
+    def test(self, scan: _Scan) -> bool:
+        fields = scan.fields
+        for term, mask in self.terms:
+            if fields.get(term, 0) & mask:
+                return True
+        for child in self.others:
+            if child.test(scan):
+                return True
+        return False
+
+    def collect(self, scan: _Scan, terms: list[tuple[int, int]], spans: list[Span]) -> None:
+        fields = scan.fields
+        terms.extend((term, mask) for term, mask in self.terms if fields.get(term, 0) & mask)
+        for child in self.others:
+            if child.test(scan):
+                child.collect(scan, terms, spans)
+
+
+class _NearTest:
+    __slots__ = ("distance", "left", "right")
+
+    def __init__(self, left: list[_TermTest], right: list[_TermTest], distance: int) -> None:
+        self.left = left
+        self.right = right
+        self.distance = distance
+
+    def _pairs(self, scan: _Scan, first_only: bool) -> list[Span]:
+        fields = scan.fields
+        for side in (self.left, self.right):
+            for t in side:
+                if fields.get(t.term, 0) & t.mask:
+                    break
+            else:
+                return []  # one side does not occur at all
+        left = [span for t in self.left for span in scan.spans(t.term, t.mask)]
+        right = [span for t in self.right for span in scan.spans(t.term, t.mask)]
+        close: list[Span] = []
+        for a in left:
+            for b in right:
+                # Same segment, not the very same words, at most `distance` words between.
+                if a[0] == b[0] and a != b and max(b[1] - a[2], a[1] - b[2]) - 1 <= self.distance:
+                    if first_only:
+                        return [a]
+                    close += (a, b)
+        return close
+
+    def test(self, scan: _Scan) -> bool:
+        return bool(self._pairs(scan, first_only=True))
+
+    def collect(self, scan: _Scan, terms: list[tuple[int, int]], spans: list[Span]) -> None:
+        spans.extend(self._pairs(scan, first_only=False))
+
+
+_Test = _TermTest | _SourceTest | _NotTest | _AndTest | _OrTest | _NearTest
+
+
+class _Compiler:
+    """Turns query ASTs into tests, numbering each distinct term once for all queries."""
+
+    def __init__(self) -> None:
+        self.term_ids: dict[tuple[tuple[str, ...], bool], int] = {}
+
+    def term(self, term: Term) -> _TermTest:
+        key = (term.words, term.prefix)
+        term_id = self.term_ids.setdefault(key, len(self.term_ids))
+        return _TermTest(term_id, _FIELD_BITS[term.field])
+
+    def compile(self, node: Node) -> _Test:
+        if isinstance(node, Term):
+            return self.term(node)
+        if isinstance(node, Source):
+            return _SourceTest(node.name)
+        if isinstance(node, Not):
+            return _NotTest(self.compile(node.child))
+        if isinstance(node, And):
+            return _AndTest([self.compile(child) for child in node.children])
+        if isinstance(node, Or):
+            return _OrTest([self.compile(child) for child in node.children])
+        if isinstance(node, Near):
+            left = [self.term(t) for t in node.left]
+            return _NearTest(left, [self.term(t) for t in node.right], node.distance)
+        raise TypeError(f"not a query node: {node!r}")
+
+
+Triggers = tuple[frozenset[int], frozenset[str]]  # term ids, source names
+
+
+def _triggers(test: _Test) -> Triggers | None:
+    """Terms and sources of which at least one must occur for `test` to be true; None when it
+    can be true without any (a NOT)."""
+    if isinstance(test, _TermTest):
+        return frozenset((test.term,)), frozenset()
+    if isinstance(test, _SourceTest):
+        return frozenset(), frozenset((test.name,))
+    if isinstance(test, _NearTest):
+        return frozenset(t.term for t in test.left), frozenset()
+    if isinstance(test, _NotTest):
+        return None
+    children = [_triggers(child) for child in test.children]
+    if isinstance(test, _AndTest):
+        # Any one conjunct's triggers will do; the fewest means the fewest needless evaluations.
+        known = [t for t in children if t is not None]
+        return min(known, key=lambda t: len(t[0]) + len(t[1])) if known else None
+    if any(t is None for t in children):
+        return None
+    terms = frozenset().union(*(t[0] for t in children if t is not None))
+    return terms, frozenset().union(*(t[1] for t in children if t is not None))
+
+
+def _sure_terms(test: _Test) -> Terms | None:
+    """The (term, mask) pairs of `test` if it is an OR of plain terms searched in every field."""
+    if isinstance(test, _OrTest) and not test.others:
+        if all(mask == _ANY for _, mask in test.terms):
+            return tuple(test.terms)
+    return None
+
+
+class Matcher(Generic[K]):
+    """All queries compiled into one automaton. Immutable: rebuild it when queries change."""
+
+    def __init__(self, queries: Iterable[tuple[K, Query]]) -> None:
+        compiler = _Compiler()
+        self._keys: list[K] = []
+        self._tests: list[_Test] = []
+        # Per query: its terms if it is true as soon as any of them occurs (a list of words
+        # searched in every field), so it needs no evaluation.
+        self._sure: list[Terms | None] = []
+        # The commonest watchlist is one word or phrase: those queries are listed under their
+        # term and matched in bulk, with one report for all of them.
+        singles: dict[int, list[int]] = {}
+        by_term: dict[int, list[int]] = {}
+        by_source: dict[str, list[int]] = {}
+        always: list[int] = []  # only for hand-built ASTs: parse_query refuses such queries
+        seen: set[K] = set()
+        for key, query in queries:
+            if key in seen:
+                raise ValueError(f"duplicate query key {key!r}")
+            seen.add(key)
+            index = len(self._keys)
+            test = compiler.compile(query.root)
+            self._keys.append(key)
+            self._tests.append(test)
+            self._sure.append(_sure_terms(test))
+            if isinstance(test, _TermTest) and test.mask == _ANY:
+                singles.setdefault(test.term, []).append(index)
+                continue
+            triggers = _triggers(test)
+            if triggers is None:
+                always.append(index)
+                continue
+            for term in triggers[0]:
+                by_term.setdefault(term, []).append(index)
+            for name in triggers[1]:
+                by_source.setdefault(name, []).append(index)
+        self._singles = {term: tuple(indexes) for term, indexes in singles.items()}
+        self._by_term = {term: tuple(indexes) for term, indexes in by_term.items()}
+        self._by_source = by_source
+        self._always = tuple(always)
+        self._lengths: list[tuple[int, int]] = [(0, 0)] * len(compiler.term_ids)
+        self._automaton: ahocorasick.Automaton | None = None
+        if compiler.term_ids:
+            automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
+            for (words, prefix), term_id in compiler.term_ids.items():
+                key = " " + " ".join(words) + ("" if prefix else " ")
+                automaton.add_word(key, term_id)
+                # A hit is reported at the key's last character: its first token starts
+                # len(key) - 2 characters earlier, its last token ends 1 before (exact) or there.
+                self._lengths[term_id] = (len(key) - 2, 0 if prefix else 1)
+            automaton.make_automaton()
+            self._automaton = automaton
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def _segments(self, doc: Matchable) -> list[_Segment]:
+        automaton = self._automaton
+        segments = []
+        fields = [(_TITLE, doc.title), (_CONTENT, doc.content)]
+        fields.extend((_CATEGORY, category) for category in doc.categories)
+        for bit, text in fields:
+            if not text:
+                continue
+            words, norms = split_words(text)
+            if not norms:
+                continue
+            segment = _Segment(bit, text, words, " " + " ".join(norms) + " ")
+            if automaton is not None:
+                segment.found = list(automaton.iter(segment.haystack))
+            segments.append(segment)
+        return segments
+
+    def match(self, doc: Matchable) -> dict[K, tuple[str, ...]]:
+        """Keys of the queries `doc` matches -> the matched terms as written in the story."""
+        source = source_key(doc.feed) if self._by_source else ""
+        scan = _Scan(self._segments(doc), self._lengths, source)
+        matched: list[tuple[int, tuple[str, ...]]] = []  # (query index, reported terms)
+        candidates: set[int] = set(self._always)
+        singles, by_term = self._singles, self._by_term
+        for term in scan.fields:
+            queries = singles.get(term)
+            if queries:
+                matched.extend(zip(queries, repeat(scan.report(((term, _ANY),)))))
+            queries = by_term.get(term)
+            if queries:
+                candidates.update(queries)
+        if source:
+            candidates.update(self._by_source.get(source, ()))
+        tests, sure, reports, fields = self._tests, self._sure, scan.term_reports, scan.fields
+        for index in candidates:
+            terms = sure[index]
+            if terms is not None:  # true as soon as triggered: report what occurred
+                # Only the terms that occurred: queries then share reports.
+                terms = tuple([term for term in terms if term[0] in fields])
+                found = reports.get(terms)
+                matched.append((index, scan.report(terms) if found is None else found))
+                continue
+            test = tests[index]
+            if test.test(scan):
+                collected: list[tuple[int, int]] = []
+                spans: list[Span] = []
+                test.collect(scan, collected, spans)
+                matched.append((index, scan.report(tuple(collected), tuple(spans))))
+        matched.sort()  # in the order the queries were given (indexes are unique)
+        keys = self._keys
+        result = {keys[index]: terms for index, terms in matched}
+        return result
