@@ -26,6 +26,7 @@ from bot.core.routing import QueryBook
 from bot.feeds import FeedReader
 from bot.feeds.fetch import FetchLimits, HttpFetcher
 from bot.feeds.guard import AddressGuard
+from bot.ops import Metrics, OpsServer
 from bot.scheduler import FeedScheduler
 from config.settings import Settings
 from storage.sqlite import SqliteStorage
@@ -131,6 +132,8 @@ class NewsBot:
         self.last_poll_at: datetime | None = None
         self._notified_targets: set[str] = set()
         self._started: set[str] = set()
+        self.metrics = Metrics()
+        self.ops = OpsServer(self.metrics, self.health, self._refresh_metrics)
         self._tasks: set[asyncio.Task[object]] = set()
         self.pipeline: Pipeline | None = None
         self.worker: DeliveryWorker | None = None
@@ -172,6 +175,7 @@ class NewsBot:
             clock=self.clock,
             settings=DeliverySettings(burst_limit=alerts.burst_limit),
             on_permanent_failure=self._delivery_failed,
+            on_sent=self.metrics.delivered,
         )
         self.pipeline = Pipeline(
             self.storage,
@@ -258,6 +262,8 @@ class NewsBot:
         await self.resync_feeds()
         self.scheduler.every("prune", timedelta(hours=1), self.prune, first_in=timedelta(minutes=1))
         self.scheduler.start()
+        if self.settings.http.enabled:
+            await self.ops.start(self.settings.http.host, self.settings.http.port)
         worker = asyncio.create_task(self.worker.run_forever(), name="delivery-worker")
         log.info(
             "newsbot running: %d feeds, %d watchlists; Ctrl-C to stop",
@@ -268,6 +274,7 @@ class NewsBot:
             await stop.wait()
         finally:
             log.info("stopping")
+            await self.ops.close()
             self.scheduler.shutdown()
             await self.worker.stop()
             worker.cancel()
@@ -309,6 +316,25 @@ class NewsBot:
             raise FeedError(result.error or "no content")
         return await self.reader.parse(result, name)
 
+    def health(self) -> dict[str, object]:
+        connections = self.connections()
+        problems = []
+        if not self.scheduler.running:
+            problems.append("the scheduler is not running")
+        problems += [f"{name} is disconnected" for name, up in connections.items() if not up]
+        return {
+            "ok": not problems,
+            "reason": "; ".join(problems) or None,
+            "scheduler": self.scheduler.running,
+            "connections": connections,
+            "last_poll_at": self.last_poll_at.isoformat() if self.last_poll_at else None,
+        }
+
+    async def _refresh_metrics(self) -> None:
+        if self.storage is not None:
+            counts = await self.storage.delivery_counts()
+            self.metrics.pending.set(counts.get("pending", 0))
+
     def connections(self) -> dict[str, bool]:
         return {platform.name: platform.connected for platform in self.platforms}
 
@@ -329,6 +355,7 @@ class NewsBot:
             log.exception("poll of feed %r crashed", feed.name)
             report = PollReport(feed.name, "error", error=f"internal error: {exc}")
         self.last_poll_at = self.clock()
+        self.metrics.poll(report)
         if report.warning:
             log.info("feed %r: %s", feed.name, report.warning)
         if report.new or report.alerts:

@@ -32,6 +32,7 @@ class DeliverySettings:
 
 
 FailureHook = Callable[[Delivery, str], Awaitable[None]]
+SentHook = Callable[[Delivery, StoredStory, datetime], None]
 
 
 class DeliveryWorker:
@@ -43,12 +44,14 @@ class DeliveryWorker:
         clock: Callable[[], datetime],
         settings: DeliverySettings | None = None,
         on_permanent_failure: FailureHook | None = None,
+        on_sent: SentHook | None = None,
     ) -> None:
         self.store = store
         self.senders = dict(senders)
         self.clock = clock
         self.settings = settings or DeliverySettings()
         self.on_permanent_failure = on_permanent_failure
+        self.on_sent = on_sent
         self._wake = asyncio.Event()
         self._stopping = False
         self._busy = asyncio.Lock()
@@ -158,6 +161,8 @@ class DeliveryWorker:
             else:
                 await self.store.mark_sent(delivery.id, result.message_id or "", now)
                 self.sent += 1
+                if self.on_sent is not None:
+                    self.on_sent(delivery, story, now)
             return True
         if result.permanent:
             if is_update:
@@ -177,8 +182,10 @@ class DeliveryWorker:
         result = await self._guard(sender.send_digest(Digest(target, cards)), cards[0])
         now = self.clock()
         if result.ok:
-            for delivery, _ in items:
+            for delivery, story in items:
                 await self.store.mark_sent(delivery.id, result.message_id or "", now, digest=True)
+                if self.on_sent is not None:
+                    self.on_sent(delivery, story, now)
             self.sent += len(items)
             return True
         if result.permanent:
