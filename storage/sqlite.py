@@ -250,6 +250,9 @@ class SqliteStorage:
                          last_modified = CASE WHEN feeds.url = excluded.url
                                               THEN feeds.last_modified END,
                          body_hash = CASE WHEN feeds.url = excluded.url THEN feeds.body_hash END,
+                         failures = CASE WHEN feeds.url = excluded.url THEN feeds.failures
+                                         ELSE 0 END,
+                         retry_at = CASE WHEN feeds.url = excluded.url THEN feeds.retry_at END,
                          url = excluded.url, interval_s = excluded.interval_s,
                          origin = 'config', active = 1""",
                     (spec.name, spec.url, int(spec.interval.total_seconds()), now.timestamp()),
@@ -423,7 +426,11 @@ class SqliteStorage:
             if plan.new_stories:
                 # One writer, inside BEGIN IMMEDIATE: ids can be handed out up front, which lets
                 # stories, keys and deliveries go in as three batched statements.
-                first = await self._scalar("SELECT coalesce(max(id), 0) + 1 FROM stories")
+                first = await self._scalar(
+                    """SELECT max(coalesce((SELECT seq FROM sqlite_sequence
+                                            WHERE name = 'stories'), 0),
+                                   coalesce((SELECT max(id) FROM stories), 0)) + 1"""
+                )
                 ids = {ns.ref: first + i for i, ns in enumerate(plan.new_stories)}
                 await db.executemany(
                     """INSERT INTO stories (id, feed_id, feed_name, guid, url, title, summary,
@@ -692,19 +699,34 @@ class SqliteStorage:
         return [(_delivery(r[:width]), _story(r[width:])) for r in rows]
 
     async def mark_sent(
-        self, delivery_id: int, message_id: str, now: datetime, *, digest: bool = False
+        self, delivery_id: int, message_id: str, now: datetime, *, digest: bool = False,
+        revision: int | None = None,
     ) -> None:
+        """`revision`: the story revision the card showed. If the story was revised meanwhile,
+        the delivery is due for an update at once."""
         await self._write(
             """UPDATE deliveries SET status = 'sent', message_id = ?, sent_at = ?, error = NULL,
-                 digest = ?, update_pending = 0 WHERE id = ?""",
-            (message_id, now.timestamp(), int(digest), delivery_id),
+                 digest = ?, next_attempt_at = ?,
+                 rendered_revision = coalesce(?, (SELECT revision FROM stories s
+                                                  WHERE s.id = deliveries.story_id)),
+                 update_pending = ? = 0 AND coalesce(?, 1 << 62) <
+                                  (SELECT revision FROM stories s WHERE s.id = deliveries.story_id)
+               WHERE id = ?""",
+            (message_id, now.timestamp(), int(digest), now.timestamp(), revision, int(digest),
+             revision, delivery_id),
         )
 
-    async def mark_update_done(self, delivery_id: int, now: datetime) -> None:
+    async def mark_update_done(
+        self, delivery_id: int, now: datetime, *, revision: int | None = None
+    ) -> None:
         await self._write(
-            """UPDATE deliveries SET update_pending = 0, update_count = update_count + 1,
-                 attempts = 0, error = NULL WHERE id = ?""",
-            (delivery_id,),
+            """UPDATE deliveries SET update_count = update_count + 1, attempts = 0, error = NULL,
+                 rendered_revision = coalesce(?, (SELECT revision FROM stories s
+                                                  WHERE s.id = deliveries.story_id)),
+                 update_pending = coalesce(?, 1 << 62) <
+                                  (SELECT revision FROM stories s WHERE s.id = deliveries.story_id)
+               WHERE id = ?""",
+            (revision, revision, delivery_id),
         )
 
     async def mark_failed(self, delivery_id: int, error: str, now: datetime) -> None:

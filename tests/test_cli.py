@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.feeds import CORPUS, Item, corpus_files, minutes_ago, rss
+from tests.feedgen import CORPUS, Item, corpus_files, minutes_ago, rss
 
 REPO = Path(__file__).resolve().parents[1]
 CARD_FIELDS = {

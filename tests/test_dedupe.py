@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.feeds import CORPUS, Item, minutes_ago, rss
+from tests.feedgen import CORPUS, Item, minutes_ago, rss
 
 pytestmark = pytest.mark.usefixtures("feed_server")
 

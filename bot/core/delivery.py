@@ -157,9 +157,11 @@ class DeliveryWorker:
         now = self.clock()
         if result.ok:
             if is_update:
-                await self.store.mark_update_done(delivery.id, now)
+                await self.store.mark_update_done(delivery.id, now, revision=story.revision)
             else:
-                await self.store.mark_sent(delivery.id, result.message_id or "", now)
+                await self.store.mark_sent(
+                    delivery.id, result.message_id or "", now, revision=story.revision
+                )
                 self.sent += 1
                 if self.on_sent is not None:
                     self.on_sent(delivery, story, now)
@@ -168,7 +170,7 @@ class DeliveryWorker:
             if is_update:
                 # The card was posted; an edit that cannot be made (message deleted) is dropped.
                 log.info("update of delivery %d dropped: %s", delivery.id, result.error)
-                await self.store.mark_update_done(delivery.id, now)
+                await self.store.mark_update_done(delivery.id, now, revision=story.revision)
                 return True
             await self._permanent(delivery, result.error or "refused")
             return True

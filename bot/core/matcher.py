@@ -20,13 +20,13 @@ grow with the number of queries that cannot match.
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Sequence
-from itertools import repeat
+from itertools import pairwise, repeat
 from typing import Generic, Protocol, TypeVar
 
 import ahocorasick
 
 from bot.core.query import And, Near, Node, Not, Or, Query, Source, Term, source_key
-from bot.core.tokens import split_words, word_spans
+from bot.core.tokens import split_text
 
 __all__ = ["Matchable", "Matcher"]
 
@@ -60,30 +60,13 @@ Terms = tuple[tuple[int, int], ...]  # (term id, bits of the fields it is looked
 class _Segment:
     """One field of one story (a category is a segment of its own), scanned once."""
 
-    __slots__ = ("_offsets", "bit", "found", "haystack", "text", "words")
+    __slots__ = ("bit", "found", "haystack", "pieces")
 
-    def __init__(self, bit: int, text: str, words: list[str], haystack: str) -> None:
+    def __init__(self, bit: int, pieces: list[str], haystack: str) -> None:
         self.bit = bit
-        self.text = text
-        self.words = words  # as written, parallel to the tokens of the haystack
+        self.pieces = pieces  # separators and words as written, see tokens.split_text
         self.haystack = haystack  # " tok tok ... " (folded tokens)
         self.found: list[tuple[int, int]] = []  # (haystack index of a key's last char, term id)
-        self._offsets: list[tuple[int, int]] | None = None
-
-    def token_at(self, position: int) -> int:
-        """The index of the token covering `position` of the haystack."""
-        # Counting separators (C speed) beats building a table of token starts: only the few
-        # positions of terms that matched are ever asked for.
-        return self.haystack.count(" ", 0, position + 1) - 1
-
-    def surface(self, first: int, last: int) -> str:
-        """Tokens first..last as written in the story, whitespace runs collapsed."""
-        if first == last:
-            return self.words[first]
-        if self._offsets is None:  # what separates the words of a phrase: "Kim Jong-un"
-            self._offsets = word_spans(self.text)
-        text = self.text[self._offsets[first][0] : self._offsets[last][1]]
-        return " ".join(text.split())
 
 
 class _Scan:
@@ -93,17 +76,16 @@ class _Scan:
         "_positions",
         "_reports",
         "_spans",
-        "_surfaces",
         "fields",
         "lengths",
         "segments",
         "source",
-        "term_reports",
+        "any_reports",
     )
 
     def __init__(self, segments: list[_Segment], lengths: list[tuple[int, int]], source: str):
         self.segments = segments
-        self.lengths = lengths  # per term id: (chars to go back from a hit, 1 if exact)
+        self.lengths = lengths  # per term id: see Matcher._lengths
         self.source = source
         fields: dict[int, int] = {}  # term id -> bits of the fields it occurs in
         positions: dict[int, list[tuple[int, int]]] = {}  # term id -> (segment, hit end)
@@ -120,8 +102,7 @@ class _Scan:
         self.fields = fields
         self._positions = positions
         self._spans: dict[tuple[int, int], list[Span]] = {}
-        self._surfaces: dict[Span, str] = {}
-        self.term_reports: dict[Terms, tuple[str, ...]] = {}
+        self.any_reports: dict[frozenset[int], tuple[str, ...]] = {}
         self._reports: dict[tuple[Terms, tuple[Span, ...]], tuple[str, ...]] = {}
 
     def spans(self, term: int, mask: int) -> list[Span]:
@@ -129,43 +110,65 @@ class _Scan:
         key = (term, mask)
         spans = self._spans.get(key)
         if spans is None:
-            back, exact = self.lengths[term]
+            back, extra = self.lengths[term]
             spans = self._spans[key] = []
+            segments = self.segments
             for index, end in self._positions.get(term, ()):
-                segment = self.segments[index]
+                segment = segments[index]
                 if segment.bit & mask:
-                    first = segment.token_at(end - back)
-                    spans.append((index, first, segment.token_at(end - exact)))
+                    # The token index of the hit's first character: count the separators
+                    # before it (C speed; only terms that occurred are ever asked for).
+                    first = segment.haystack.count(" ", 0, end - back + 1) - 1
+                    spans.append((index, first, first + extra))
         return spans
+
+    def any_report(self, terms: frozenset[int]) -> tuple[str, ...]:
+        """`report` for terms looked for in every field (the commonest case), cached by the
+        set of terms; the matcher reads `any_reports` directly on its hottest path."""
+        found = self.any_reports.get(terms)
+        if found is None:
+            if len(terms) == 1:
+                (term,) = terms
+                found = self._texts(self.spans(term, _ANY))  # already in story order
+            else:
+                found = self._texts(sorted({s for t in terms for s in self.spans(t, _ANY)}))
+            self.any_reports[terms] = found
+        return found
 
     def report(self, terms: Terms, spans: tuple[Span, ...] = ()) -> tuple[str, ...]:
         """The text of `terms` and `spans` as written in the story, de-duplicated
         case-insensitively, in order of first appearance. Terms that do not occur add nothing.
 
         Many matched queries report the same terms (every query that matched through "Trump"),
-        so results are cached for the story; `term_reports` is the cache when there are no
-        spans, which the matcher reads directly on its hottest path.
+        so results are cached for the story.
         """
-        cache: dict = self._reports if spans else self.term_reports  # type: ignore[type-arg]
-        key = (terms, spans) if spans else terms
-        cached = cache.get(key)
-        if cached is not None:
-            return cached
-        every = set(spans)
-        for term, mask in terms:
-            every.update(self.spans(term, mask))
+        if not spans and all(mask == _ANY for _, mask in terms):
+            return self.any_report(frozenset(term for term, _ in terms))  # shares the cache
+        key = (terms, spans)
+        found = self._reports.get(key)
+        if found is None:
+            union = set(spans)
+            for term, mask in terms:
+                union.update(self.spans(term, mask))
+            found = self._reports[key] = self._texts(sorted(union))
+        return found
+
+    def _texts(self, spans: Iterable[Span]) -> tuple[str, ...]:
+        """The text of `spans` (in story order), de-duplicated case-insensitively."""
         seen: set[str] = set()
         found = []
-        for span in sorted(every):
-            text = self._surfaces.get(span)
-            if text is None:
-                text = self._surfaces[span] = self.segments[span[0]].surface(span[1], span[2])
+        segments = self.segments
+        for index, first, last in spans:
+            pieces = segments[index].pieces
+            if first == last:
+                text = pieces[2 * first + 1]
+            else:  # the words with what separates them in the story, as in "Kim Jong-un"
+                text = " ".join("".join(pieces[2 * first + 1 : 2 * last + 2]).split())
             folded = text.casefold()
             if folded not in seen:
                 seen.add(folded)
                 found.append(text)
-        result = cache[key] = tuple(found)
-        return result
+        return tuple(found)
 
 
 # --- compiled queries: test() decides, collect() gathers the spans to report -------------------
@@ -212,19 +215,32 @@ class _NotTest:
 
 
 class _AndTest:
-    # Children that are plain terms are checked inline: no call per term, and failing fast on
-    # them skips any NEAR work.
-    __slots__ = ("children", "others", "terms")
+    # Children that are plain terms, or NOT plain terms (`Putin -Kremlin`), are checked inline:
+    # no call per term, and failing fast on them skips any NEAR work.
+    __slots__ = ("absent", "children", "others", "terms")
 
     def __init__(self, children: list[_Test]) -> None:
         self.children = children
         self.terms = [(c.term, c.mask) for c in children if isinstance(c, _TermTest)]
-        self.others = [c for c in children if not isinstance(c, _TermTest)]
+        self.absent = [
+            (c.child.term, c.child.mask)
+            for c in children
+            if isinstance(c, _NotTest) and isinstance(c.child, _TermTest)
+        ]
+        self.others = [
+            c
+            for c in children
+            if not isinstance(c, _TermTest)
+            and not (isinstance(c, _NotTest) and isinstance(c.child, _TermTest))
+        ]
 
     def test(self, scan: _Scan) -> bool:
         fields = scan.fields
         for term, mask in self.terms:
             if not fields.get(term, 0) & mask:
+                return False
+        for term, mask in self.absent:
+            if fields.get(term, 0) & mask:
                 return False
         for child in self.others:
             if not child.test(scan):
@@ -306,6 +322,7 @@ class _Compiler:
 
     def __init__(self) -> None:
         self.term_ids: dict[tuple[tuple[str, ...], bool], int] = {}
+        self.uses_source = False  # then every story's feed name must be folded for comparison
 
     def term(self, term: Term) -> _TermTest:
         key = (term.words, term.prefix)
@@ -316,6 +333,7 @@ class _Compiler:
         if isinstance(node, Term):
             return self.term(node)
         if isinstance(node, Source):
+            self.uses_source = True
             return _SourceTest(node.name)
         if isinstance(node, Not):
             return _NotTest(self.compile(node.child))
@@ -354,12 +372,16 @@ def _triggers(test: _Test) -> Triggers | None:
     return terms, frozenset().union(*(t[1] for t in children if t is not None))
 
 
-def _sure_terms(test: _Test) -> Terms | None:
-    """The (term, mask) pairs of `test` if it is an OR of plain terms searched in every field."""
-    if isinstance(test, _OrTest) and not test.others:
-        if all(mask == _ANY for _, mask in test.terms):
-            return tuple(test.terms)
-    return None
+def _any_field_terms(test: _Test) -> frozenset[int] | None:
+    """The terms of `test` if it is a word or an OR-list of words, each searched in every
+    field: such a query is true as soon as one of its terms occurs, nothing to evaluate."""
+    if isinstance(test, _TermTest):
+        terms = [(test.term, test.mask)]
+    elif isinstance(test, _OrTest) and not test.others:
+        terms = test.terms
+    else:
+        return None
+    return frozenset(t for t, _ in terms) if all(mask == _ANY for _, mask in terms) else None
 
 
 class Matcher(Generic[K]):
@@ -368,15 +390,16 @@ class Matcher(Generic[K]):
     def __init__(self, queries: Iterable[tuple[K, Query]]) -> None:
         compiler = _Compiler()
         self._keys: list[K] = []
-        self._tests: list[_Test] = []
-        # Per query: its terms if it is true as soon as any of them occurs (a list of words
-        # searched in every field), so it needs no evaluation.
-        self._sure: list[Terms | None] = []
-        # The commonest watchlist is one word or phrase: those queries are listed under their
-        # term and matched in bulk, with one report for all of them.
-        singles: dict[int, list[int]] = {}
-        by_term: dict[int, list[int]] = {}
-        by_source: dict[str, list[int]] = {}
+        # Queries come in two kinds:
+        # - a word or phrase, or an OR-list of them, searched in every field (most watchlists):
+        #   true as soon as one of its terms occurs, so it is listed under each of its terms and
+        #   matched in bulk, with one report per term for all the queries of that term;
+        found_by: dict[int, list[int]] = {}
+        self._lists: dict[int, frozenset[int]] = {}  # the OR-lists among them
+        # - anything else: evaluated when one of its triggers (see _triggers) occurred.
+        self._tests: dict[int, _Test] = {}
+        tests_by_term: dict[int, list[int]] = {}
+        tests_by_source: dict[str, list[int]] = {}
         always: list[int] = []  # only for hand-built ASTs: parse_query refuses such queries
         seen: set[K] = set()
         for key, query in queries:
@@ -384,25 +407,29 @@ class Matcher(Generic[K]):
                 raise ValueError(f"duplicate query key {key!r}")
             seen.add(key)
             index = len(self._keys)
-            test = compiler.compile(query.root)
             self._keys.append(key)
-            self._tests.append(test)
-            self._sure.append(_sure_terms(test))
-            if isinstance(test, _TermTest) and test.mask == _ANY:
-                singles.setdefault(test.term, []).append(index)
+            test = compiler.compile(query.root)
+            terms = _any_field_terms(test)
+            if terms is not None:
+                for term in terms:
+                    found_by.setdefault(term, []).append(index)
+                if len(terms) > 1:
+                    self._lists[index] = terms
                 continue
+            self._tests[index] = test
             triggers = _triggers(test)
             if triggers is None:
                 always.append(index)
                 continue
             for term in triggers[0]:
-                by_term.setdefault(term, []).append(index)
+                tests_by_term.setdefault(term, []).append(index)
             for name in triggers[1]:
-                by_source.setdefault(name, []).append(index)
-        self._singles = {term: tuple(indexes) for term, indexes in singles.items()}
-        self._by_term = {term: tuple(indexes) for term, indexes in by_term.items()}
-        self._by_source = by_source
+                tests_by_source.setdefault(name, []).append(index)
+        self._found_by = {term: tuple(indexes) for term, indexes in found_by.items()}
+        self._tests_by_term = {term: tuple(indexes) for term, indexes in tests_by_term.items()}
+        self._tests_by_source = tests_by_source
         self._always = tuple(always)
+        self._uses_source = compiler.uses_source
         self._lengths: list[tuple[int, int]] = [(0, 0)] * len(compiler.term_ids)
         self._automaton: ahocorasick.Automaton | None = None
         if compiler.term_ids:
@@ -410,9 +437,10 @@ class Matcher(Generic[K]):
             for (words, prefix), term_id in compiler.term_ids.items():
                 key = " " + " ".join(words) + ("" if prefix else " ")
                 automaton.add_word(key, term_id)
-                # A hit is reported at the key's last character: its first token starts
-                # len(key) - 2 characters earlier, its last token ends 1 before (exact) or there.
-                self._lengths[term_id] = (len(key) - 2, 0 if prefix else 1)
+                # A hit is reported at the index of the key's last character; its first token
+                # starts len(key) - 2 characters earlier (after the leading space) and its last
+                # token is len(words) - 1 tokens further on.
+                self._lengths[term_id] = (len(key) - 2, len(words) - 1)
             automaton.make_automaton()
             self._automaton = automaton
 
@@ -421,53 +449,54 @@ class Matcher(Generic[K]):
 
     def _segments(self, doc: Matchable) -> list[_Segment]:
         automaton = self._automaton
+        if automaton is None:  # no terms at all (no queries, or only source:): nothing to find
+            return []
         segments = []
         fields = [(_TITLE, doc.title), (_CONTENT, doc.content)]
         fields.extend((_CATEGORY, category) for category in doc.categories)
         for bit, text in fields:
             if not text:
                 continue
-            words, norms = split_words(text)
+            pieces, norms = split_text(text)
             if not norms:
                 continue
-            segment = _Segment(bit, text, words, " " + " ".join(norms) + " ")
-            if automaton is not None:
-                segment.found = list(automaton.iter(segment.haystack))
+            segment = _Segment(bit, pieces, " " + " ".join(norms) + " ")
+            segment.found = list(automaton.iter(segment.haystack))
             segments.append(segment)
         return segments
 
     def match(self, doc: Matchable) -> dict[K, tuple[str, ...]]:
         """Keys of the queries `doc` matches -> the matched terms as written in the story."""
-        source = source_key(doc.feed) if self._by_source else ""
+        source = source_key(doc.feed) if self._uses_source else ""
         scan = _Scan(self._segments(doc), self._lengths, source)
+        fields = scan.fields
         matched: list[tuple[int, tuple[str, ...]]] = []  # (query index, reported terms)
         candidates: set[int] = set(self._always)
-        singles, by_term = self._singles, self._by_term
-        for term in scan.fields:
-            queries = singles.get(term)
+        found_by, tests_by_term = self._found_by, self._tests_by_term
+        for term in fields:
+            queries = found_by.get(term)
             if queries:
-                matched.extend(zip(queries, repeat(scan.report(((term, _ANY),)))))
-            queries = by_term.get(term)
+                matched.extend(zip(queries, repeat(scan.any_report(frozenset((term,))))))
+            queries = tests_by_term.get(term)
             if queries:
                 candidates.update(queries)
         if source:
-            candidates.update(self._by_source.get(source, ()))
-        tests, sure, reports, fields = self._tests, self._sure, scan.term_reports, scan.fields
+            candidates.update(self._tests_by_source.get(source, ()))
         for index in candidates:
-            terms = sure[index]
-            if terms is not None:  # true as soon as triggered: report what occurred
-                # Only the terms that occurred: queries then share reports.
-                terms = tuple([term for term in terms if term[0] in fields])
-                found = reports.get(terms)
-                matched.append((index, scan.report(terms) if found is None else found))
-                continue
-            test = tests[index]
+            test = self._tests[index]
             if test.test(scan):
-                collected: list[tuple[int, int]] = []
+                terms: list[tuple[int, int]] = []
                 spans: list[Span] = []
-                test.collect(scan, collected, spans)
-                matched.append((index, scan.report(tuple(collected), tuple(spans))))
-        matched.sort()  # in the order the queries were given (indexes are unique)
+                test.collect(scan, terms, spans)
+                matched.append((index, scan.report(tuple(terms), tuple(spans))))
+        matched.sort()  # in the order the queries were given
         keys = self._keys
         result = {keys[index]: terms for index, terms in matched}
+        if len(result) < len(matched):
+            # An OR-list with several of its terms in the story was matched once per term:
+            # report all of them.
+            for (index, _), (following, _) in pairwise(matched):
+                if index == following:
+                    occurred = self._lists[index].intersection(fields)
+                    result[keys[index]] = scan.any_report(occurred)
         return result

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from enum import Enum, auto
 from typing import TypeAlias
 
-from bot.core.tokens import is_spaceless, split_words, tokenize
+from bot.core.tokens import is_spaceless, split_text, tokenize
 
 __all__ = [
     "FIELDS",
@@ -171,7 +171,7 @@ class Query:
 
 def source_key(feed_name: str) -> str:
     """The comparable form of a feed name for `source:`."""
-    return " ".join(split_words(feed_name)[1])
+    return " ".join(split_text(feed_name)[1])
 
 
 # --- lexer -------------------------------------------------------------------------------------

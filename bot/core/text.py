@@ -43,10 +43,11 @@ _BREAKING_TAGS = frozenset(
 _INVISIBLE_TAGS = frozenset({"script", "style", "noscript", "template", "iframe", "object"})
 _TAG = re.compile(r"<\s*[A-Za-z/!?]")
 _ENTITY = re.compile(r"&(#\d+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]{1,31});")
-# Control and formatting characters that have no business in a headline; \t\n\r become spaces.
-_CONTROL = re.compile(
-    r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]"
-)
+# Control characters become spaces; invisible formatting characters are dropped, so that
+# "Pyong\u200byang" stays one word (ZWNJ and ZWJ too: a stray one in Latin text is junk, and a
+# headline loses nothing a reader needs without them).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_INVISIBLE = re.compile(r"[\u200b-\u200d\u200e\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
 _SPACE = re.compile(r"\s+")
 
 
@@ -76,6 +77,11 @@ class _TextExtractor(HTMLParser):
         if not self._hidden:
             self.parts.append(data)
 
+    def unknown_decl(self, data: str) -> None:
+        # A CDATA section left in the text is text, not markup to throw away.
+        if data.startswith("CDATA[") and not self._hidden:
+            self.parts.append(data[len("CDATA[") :])
+
 
 def _strip_tags(markup: str) -> str:
     parser = _TextExtractor()
@@ -98,7 +104,7 @@ def clean_text(raw: str | None) -> str:
             text = html.unescape(text)
         else:
             break
-    text = _CONTROL.sub(" ", text)
+    text = _INVISIBLE.sub("", _CONTROL.sub(" ", text))
     return _SPACE.sub(" ", text).strip()
 
 

@@ -22,16 +22,7 @@ from dataclasses import dataclass
 from collections.abc import Iterable
 from functools import lru_cache
 
-__all__ = [
-    "WORD_RE",
-    "Token",
-    "find_words",
-    "fold",
-    "is_spaceless",
-    "split_words",
-    "tokenize",
-    "word_spans",
-]
+__all__ = ["WORD_RE", "Token", "find_words", "fold", "is_spaceless", "split_text", "tokenize"]
 
 # Scripts written without spaces between words. One token per character there; see module doc.
 _SPACELESS_RANGES = (
@@ -82,51 +73,48 @@ def _mark_ranges() -> list[tuple[int, int]]:
     return ranges
 
 
-def _word_pattern(spaceless: str, marks: str) -> re.Pattern[str]:
+def _word_pattern(spaceless: str, marks: str) -> str:
     # `[^\W_...]` is "a letter or digit that is not in a spaceless script": a negated class is
     # the only set difference `re` offers. A word starts with a letter or digit; marks only ever
     # extend a word (a stray mark is dropped). The alternatives are over disjoint classes, so the
     # pattern cannot backtrack badly.
     letter = f"[^\\W_{spaceless}]"
     mark = f"[{marks}]"
-    return re.compile(f"{letter}+(?:{mark}+{letter}*)*|[{spaceless}]{mark}*")
+    return f"{letter}+(?:{mark}+{letter}*)*|[{spaceless}]{mark}*"
 
 
 _MARKS = _mark_ranges()
 _IN_WORD = re.escape(_JOINERS + _KANA_VOICING)
 _SPACELESS = _char_ranges(_SPACELESS_RANGES)
 _SPACELESS_RE = re.compile(f"[{_SPACELESS}]")
-WORD_RE = _word_pattern(_SPACELESS, _char_ranges(_MARKS) + _IN_WORD)
+_WORD = _word_pattern(_SPACELESS, _char_ranges(_MARKS) + _IN_WORD)
 # The same pattern without any character beyond U+FFFF. `re` tests a class made only of BMP
 # characters with a bitmap but scans a list of ranges as soon as one range is astral, which made
-# WORD_RE twice as slow; texts without astral characters (nearly all news) use this one. For
-# ASCII text (most wire copy) a plain class gives the same words faster still.
-_BMP_WORD_RE = _word_pattern(
+# the full pattern twice as slow; texts without astral characters (nearly all news) use this one.
+# For ASCII text (most wire copy) a plain class gives the same words faster still.
+_BMP_WORD = _word_pattern(
     _char_ranges(r for r in _SPACELESS_RANGES if r[1] <= 0xFFFF),
     _char_ranges(r for r in _MARKS if r[1] <= 0xFFFF) + _IN_WORD,
 )
-_ASCII_WORD_RE = re.compile("[A-Za-z0-9]+")
+_ASCII_WORD = "[A-Za-z0-9]+"
 _ASTRAL_RE = re.compile("[\U00010000-\U0010ffff]")
-_span = re.Match.span  # mapped over matches without a Python frame per word
+# Each pattern as a finder and as a splitter (the capturing group keeps the words in the output
+# of re.split, between the separators).
+_FINDERS = tuple(re.compile(p) for p in (_ASCII_WORD, _BMP_WORD, _WORD))
+_SPLITTERS = tuple(re.compile(f"({p})") for p in (_ASCII_WORD, _BMP_WORD, _WORD))
+WORD_RE = _FINDERS[2]
 
 
-def _word_re(text: str) -> re.Pattern[str]:
-    """The fastest pattern that finds the same words in `text` as WORD_RE."""
+def _kind(text: str) -> int:
+    """Which of the equivalent patterns is the fastest for `text`."""
     if text.isascii():
-        return _ASCII_WORD_RE
-    if _ASTRAL_RE.search(text) is None:
-        return _BMP_WORD_RE
-    return WORD_RE
+        return 0
+    return 1 if _ASTRAL_RE.search(text) is None else 2
 
 
 def find_words(text: str) -> list[str]:
     """The words of `text` as written."""
-    return _word_re(text).findall(text)
-
-
-def word_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) offsets of the words of `text`, parallel to `find_words(text)`."""
-    return list(map(_span, _word_re(text).finditer(text)))
+    return _FINDERS[_kind(text)].findall(text)
 
 
 def is_spaceless(char: str) -> bool:
@@ -186,19 +174,23 @@ def _fold_word(word: str) -> str:
     return "".join(fold(word).split())
 
 
-def split_words(text: str) -> tuple[list[str], list[str]]:
-    """The words of `text` as written and their folded forms, in parallel lists.
+def split_text(text: str) -> tuple[list[str], list[str]]:
+    """`text` cut into words: (pieces, norms), the hot path of the matcher.
 
-    This is the hot path of the matcher: one regular-expression pass, then one `fold` over all
-    words joined by spaces (folding is context-free, so this equals folding word by word).
+    `pieces` alternates what separates words and the words as written: word i is
+    pieces[2 * i + 1], and "".join(pieces[2 * i + 1 : 2 * j + 2]) is words i..j with their
+    original separators ("Kim Jong-un"). `norms[i]` is word i folded. One regular-expression
+    pass, then one `fold` over all words joined by spaces (folding is context-free, so this equals
+    folding word by word, much faster).
     """
-    words = find_words(text)
+    pieces = _SPLITTERS[_kind(text)].split(text)
+    words = pieces[1::2]
     if not words:
-        return words, []
-    folded = fold(" ".join(words)).split(" ")
-    if len(folded) != len(words):  # a word folded to something containing a space
-        folded = [_fold_word(word) for word in words]
-    return words, folded
+        return pieces, []
+    norms = fold(" ".join(words)).split(" ")
+    if len(norms) != len(words):  # a word folded to something containing a space
+        norms = [_fold_word(word) for word in words]
+    return pieces, norms
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,5 +203,6 @@ class Token:
 def tokenize(text: str) -> list[Token]:
     """Split `text` into folded tokens that remember where they came from."""
     return [
-        Token(_fold_word(m.group()), m.start(), m.end()) for m in _word_re(text).finditer(text)
+        Token(_fold_word(m.group()), m.start(), m.end())
+        for m in _FINDERS[_kind(text)].finditer(text)
     ]

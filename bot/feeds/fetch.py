@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import hashlib
+import re
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -55,11 +56,11 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if re.fullmatch(r"[0-9]{1,9}", value):
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
@@ -81,7 +82,8 @@ class HttpFetcher:
         allow_file: Callable[[FeedState], bool] = lambda feed: feed.origin == Origin.CONFIG,
     ) -> None:
         self.limits = limits or FetchLimits()
-        self.guard = guard
+        # Chat-added feeds are always guarded; an explicit guard only adds allowed networks.
+        self.guard = guard or AddressGuard()
         self.allow_file = allow_file
         # Two sessions: feeds from the config file may live on the newsroom's own network;
         # feeds added from chat go through the address guard.
@@ -177,10 +179,18 @@ class HttpFetcher:
         if feed.last_modified:
             headers["If-Modified-Since"] = feed.last_modified
         session = self._get_session(guarded=feed.origin != Origin.CONFIG)
+        # aiohttp gives up once it has followed max_redirects - 1, and treats 0 as "unlimited":
+        # translate so that 5 means five redirects followed and 0 means none.
+        follow = self.limits.max_redirects > 0
         async with session.get(
-            url, headers=headers, allow_redirects=True, max_redirects=self.limits.max_redirects
+            url, headers=headers, allow_redirects=follow,
+            max_redirects=self.limits.max_redirects + 1,
         ) as response:
             final_url = str(response.url)
+            if not follow and 300 <= response.status < 400 and response.status != 304:
+                return FetchResult(FetchStatus.ERROR, final_url, http_status=response.status,
+                                   error=f"HTTP {response.status} redirect, and redirects are "
+                                   "disabled ([fetch].max_redirects = 0)")
             if response.status == 304:
                 return FetchResult(
                     FetchStatus.NOT_MODIFIED,

@@ -1,8 +1,10 @@
 -- Schema 1: feeds and their fetch state, stories and their identity keys, watchlists,
 -- subscriptions, and the outbox of deliveries. Times are Unix seconds (UTC).
 
+-- AUTOINCREMENT on feeds and stories: ids are never reused, because identity keys (kept for a
+-- year) point at them after the rows themselves are gone.
 CREATE TABLE feeds (
-    id               INTEGER PRIMARY KEY,
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
     name             TEXT    NOT NULL UNIQUE COLLATE NOCASE,
     url              TEXT    NOT NULL,
     interval_s       INTEGER NOT NULL,
@@ -23,7 +25,7 @@ CREATE TABLE feeds (
 );
 
 CREATE TABLE stories (
-    id             INTEGER PRIMARY KEY,
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
     feed_id        INTEGER REFERENCES feeds (id) ON DELETE SET NULL,
     feed_name      TEXT    NOT NULL,
     guid           TEXT,

@@ -1,0 +1,255 @@
+"""Cards, digests and command replies as Discord embeds and messages. Pure: no I/O, no client.
+
+Feed text is hostile input. Every piece of it that Discord renders as markdown is escaped, every
+mention-shaped string is broken with a zero-width space (the client also sends
+``AllowedMentions.none()``, so nothing could ping even if a mention slipped through), links are
+http(s) only, and every field is cut at a word boundary to Discord's limits, the 6000-character
+total of an embed included."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+
+import discord
+
+from bot.core.cards import Card, Digest, is_urgent
+from bot.core.commands import Reply, ReplyItem
+from bot.core.text import ELLIPSIS, truncate
+
+# Discord's limits (discord.com/developers/docs/resources/message#embed-object-embed-limits).
+TITLE_LIMIT = 256
+DESCRIPTION_LIMIT = 4096
+FIELD_NAME_LIMIT = 256
+FIELD_VALUE_LIMIT = 1024
+FOOTER_LIMIT = 2048
+AUTHOR_LIMIT = 256
+EMBED_LIMIT = 6000
+CONTENT_LIMIT = 2000
+URL_LIMIT = 2048
+NONCE_LIMIT = 25
+
+URGENT_COLOUR = discord.Colour(0xD7263D)
+UPDATED_COLOUR = discord.Colour(0xF0A202)
+NORMAL_COLOUR = discord.Colour(0x2D7DD2)
+DIGEST_COLOUR = discord.Colour(0x5C6B73)
+
+ZWSP = "\u200b"
+# <@user>, <@!user>, <@&role>, <#channel>, </command:id>, <:emoji:id>, <a:emoji:id>. Mentions with
+# short ids are not caught by discord.utils.escape_mentions, and channel mentions never are.
+_MENTION_OPENER = re.compile(r"<(?=[@#/]|a?:\w)")
+_SAFE_URL = re.compile(r"^https?://[^\s<>\"'`\\]+$", re.IGNORECASE)
+_UNESCAPED_BRACKET = re.compile(r"(?<!\\)([\[\]])")
+
+
+# --- text helpers ---------------------------------------------------------------------------------
+
+
+def neutralise_mentions(text: str) -> str:
+    """@everyone, @here and <@...>/<#...>-style mentions, shown as text and unable to ping."""
+    return _MENTION_OPENER.sub("<" + ZWSP, discord.utils.escape_mentions(text))
+
+
+def escape(text: str) -> str:
+    """Feed text for a place where Discord renders markdown (titles, descriptions, fields,
+    message content): markdown escaped, mentions neutralised."""
+    return neutralise_mentions(discord.utils.escape_markdown(text))
+
+
+def fit(text: str, limit: int, render=escape) -> str:
+    """`render(text)` cut to `limit` characters at a word boundary.
+
+    Cutting happens on the raw text, before escaping, so that an escape sequence is never split
+    (a lone trailing backslash would escape whatever follows). Escaping lengthens the text, so
+    the raw allowance shrinks until the rendered result fits."""
+    budget = limit
+    while budget > 0:
+        out = render(truncate(text, budget))
+        if len(out) <= limit:
+            return out
+        budget = min(budget - 1, budget * limit // len(out))
+    return ""
+
+
+def _plain(text: str, limit: int) -> str:
+    """For footers and author names: Discord shows them literally (no markdown, no mentions),
+    so escaping would only add visible backslashes. Mentions are still broken, for clients that
+    render them anyway."""
+    return fit(text, limit, render=neutralise_mentions)
+
+
+def http_url(url: str | None) -> str | None:
+    """Only http(s) links Discord will accept (the core already sanitised card links; this is the
+    platform's own guard, also for reply items, which carry the feed's raw link)."""
+    if not url or len(url) > URL_LIMIT or not _SAFE_URL.match(url):
+        return None
+    return url
+
+
+def _link_target(url: str) -> str:
+    # A parenthesis would end the masked link early; percent-encoding keeps the same address.
+    return url.replace("(", "%28").replace(")", "%29")
+
+
+def _link_text(text: str, limit: int) -> str:
+    """Escaped text for the [...] of a masked link: brackets escaped too, or one in a headline
+    would end the link text."""
+    return fit(text, limit, render=lambda t: _UNESCAPED_BRACKET.sub(r"\\\1", escape(t)))
+
+
+def embed_size(embed: discord.Embed) -> int:
+    """The characters Discord counts towards the 6000 total."""
+    size = len(embed.title or "") + len(embed.description or "")
+    size += sum(len(f.name or "") + len(f.value or "") for f in embed.fields)
+    size += len(embed.footer.text or "") + len(embed.author.name or "")
+    return size
+
+
+def delivery_nonce(delivery_id: int) -> str:
+    """The idempotency key of one card: Discord returns the message already created with this
+    nonce (enforce_nonce) instead of posting it twice."""
+    return _nonce("newsbot-", str(delivery_id))
+
+
+def digest_nonce(delivery_ids: Iterable[int]) -> str:
+    """A digest is identified by all the cards it carries: after a crash, the same set re-sent is
+    de-duplicated, while a different set (more cards arrived) is posted rather than lost."""
+    ids = ",".join(str(i) for i in sorted(delivery_ids))
+    return _nonce("newsbot-d", hashlib.blake2b(ids.encode(), digest_size=8).hexdigest())
+
+
+def _nonce(prefix: str, key: str) -> str:
+    nonce = prefix + key
+    if len(nonce) > NONCE_LIMIT:  # not reachable with SQLite row ids, but never send a bad nonce
+        nonce = prefix + hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
+    return nonce[:NONCE_LIMIT]
+
+
+def _unix(card: Card) -> int | None:
+    return int(card.published.timestamp()) if card.published else None
+
+
+def _who(watchlists: Sequence[str], subscriber: str | None) -> str:
+    if subscriber:
+        return "Your subscription"
+    if not watchlists:
+        return "newsbot"
+    label = "Watchlist" if len(watchlists) == 1 else "Watchlists"
+    return f"{label}: {', '.join(watchlists)}"
+
+
+# --- cards ----------------------------------------------------------------------------------------
+
+
+def render_card(card: Card) -> discord.Embed:
+    """One story as an embed: linked headline, source, lead, time, matched terms, watchlists."""
+    updated = card.update or card.revised
+    urgent = card.urgent or is_urgent(card.headline)
+    colour = URGENT_COLOUR if urgent else UPDATED_COLOUR if updated else NORMAL_COLOUR
+    mark = "Updated: " if updated else ""
+    title = mark + fit(card.headline or "(no headline)", TITLE_LIMIT - len(mark))
+
+    embed = discord.Embed(
+        title=title,
+        url=http_url(card.url),
+        colour=colour,
+        timestamp=card.published,
+    )
+    if card.source:
+        embed.set_author(name=_plain(card.source, AUTHOR_LIMIT))
+    stamp = _unix(card)
+    if stamp is not None:
+        embed.add_field(name="Published", value=f"<t:{stamp}:R>", inline=True)
+    if card.matched:
+        matched = fit(", ".join(card.matched), FIELD_VALUE_LIMIT)
+        if matched:
+            embed.add_field(name="Matched", value=matched, inline=True)
+    embed.set_footer(text=_plain(_who(card.watchlists, card.subscriber), FOOTER_LIMIT))
+    image = http_url(card.image)
+    if image:
+        embed.set_thumbnail(url=image)
+    room = min(DESCRIPTION_LIMIT, EMBED_LIMIT - embed_size(embed))
+    if card.summary and room > 0:
+        embed.description = fit(card.summary, room) or None
+    return embed
+
+
+def render_digest(digest: Digest) -> discord.Embed:
+    """A burst for one channel as one embed: every headline a link, as many as fit."""
+    cards = digest.cards
+    urgent = any(c.urgent or is_urgent(c.headline) for c in cards)
+    watchlists = list(dict.fromkeys(w for c in cards for w in c.watchlists))
+    subscriber = next((c.subscriber for c in cards if c.subscriber), None)
+    embed = discord.Embed(
+        title=f"{len(cards)} more {'story' if len(cards) == 1 else 'stories'} in a burst",
+        colour=URGENT_COLOUR if urgent else DIGEST_COLOUR,
+    )
+    published = [c.published for c in cards if c.published]
+    if published:
+        embed.timestamp = max(published)
+    embed.set_footer(text=_plain(_who(watchlists, subscriber), FOOTER_LIMIT))
+    room = min(DESCRIPTION_LIMIT, EMBED_LIMIT - embed_size(embed))
+    lines: list[str] = []
+    used = 0
+    for index, card in enumerate(cards):
+        line = _digest_line(card)
+        left = len(cards) - index - 1
+        tail = len(f"\n{ELLIPSIS} and {left} more") if left else 0
+        if used + len(line) + 1 + tail > room:
+            lines.append(f"{ELLIPSIS} and {len(cards) - index} more")
+            break
+        lines.append(line)
+        used += len(line) + 1
+    embed.description = "\n".join(lines) or None
+    return embed
+
+
+def _digest_line(card: Card) -> str:
+    url = http_url(card.url)
+    source = f" · {fit(card.source, 60)}" if card.source else ""
+    stamp = _unix(card)
+    when = f" · <t:{stamp}:R>" if stamp is not None else ""
+    mark = "Updated: " if card.update or card.revised else ""
+    if url and len(url) <= 512:
+        return f"• [{mark}{_link_text(card.headline, 200)}]({_link_target(url)}){source}{when}"
+    return f"• {mark}{fit(card.headline, 200)}{source}{when}"
+
+
+# --- replies --------------------------------------------------------------------------------------
+
+
+def _code_block(code: str, limit: int) -> str:
+    # Inside a code block markdown is inert; only a run of three backticks could close it early.
+    # A zero-width space after every backtick keeps the text (and the caret's column) intact.
+    body = truncate(code, limit).replace("`", "`" + ZWSP)
+    return f"```\n{body}\n```"
+
+
+def _item_line(item: ReplyItem) -> str:
+    line = "• " + fit(item.text, 300)
+    if item.detail:
+        line += " · " + fit(item.detail, 300)
+    url = http_url(item.url)
+    if url and len(url) <= 500:
+        line += f" <{url}>"  # angle brackets: a link without a preview card
+    return line
+
+
+def render_reply(reply: Reply) -> str:
+    """A command's reply as message content (at most 2000 characters): the text, the code block,
+    then the items as bullet lines, as many as fit."""
+    code = _code_block(reply.code, 1200) if reply.code else ""
+    head = fit(reply.text, CONTENT_LIMIT - len(code) - 1) if reply.text else ""
+    out = "\n".join(part for part in (head, code) if part)
+    items = reply.items
+    for index, item in enumerate(items):
+        line = _item_line(item)
+        left = len(items) - index - 1
+        tail = len(f"\n{ELLIPSIS} and {left} more") if left else 0
+        if len(out) + 1 + len(line) + tail > CONTENT_LIMIT:
+            more = f"{ELLIPSIS} and {len(items) - index} more"
+            out = f"{out}\n{more}" if len(out) + 1 + len(more) <= CONTENT_LIMIT else out
+            break
+        out = f"{out}\n{line}" if out else line
+    return out.strip() or "Done."

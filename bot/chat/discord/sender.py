@@ -1,0 +1,216 @@
+"""The delivery side of Discord: posts rendered cards over REST and says what happened.
+
+Thin on purpose: render is pure (render.py), and every outcome is a SendResult - the core's
+worker decides about retries from it. Nothing here raises out of send/edit/send_digest/notify.
+
+Sends go through ``client.get_partial_messageable``: REST only, no gateway cache needed, so alerts
+flow while the gateway reconnects."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import aiohttp
+import discord
+
+from bot.chat.discord.render import (
+    CONTENT_LIMIT,
+    fit,
+    delivery_nonce,
+    digest_nonce,
+    render_card,
+    render_digest,
+)
+from bot.core.cards import Card, Digest
+from bot.core.ports import SendResult
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "discord"
+_TARGET = re.compile(r"^discord:(?:(dm):)?(\d{1,25})$")
+
+# Discord JSON error codes (discord.com/developers/docs/topics/opcodes-and-status-codes).
+UNKNOWN_CHANNEL = 10003
+UNKNOWN_MESSAGE = 10008
+UNKNOWN_USER = 10013
+MISSING_ACCESS = 50001
+CANNOT_DM = 50007
+MISSING_PERMISSIONS = 50013
+
+_PERMANENT_REASONS = {
+    MISSING_PERMISSIONS: (
+        "the bot lacks permission to post there (50013 Missing Permissions): give it View "
+        "Channel, Send Messages and Embed Links in that channel"
+    ),
+    MISSING_ACCESS: (
+        "the bot cannot see that channel (50001 Missing Access): add it to the channel or give "
+        "it View Channel"
+    ),
+    CANNOT_DM: "the user does not accept direct messages from the bot (50007)",
+    UNKNOWN_CHANNEL: "the channel does not exist or was deleted (10003 Unknown Channel)",
+    UNKNOWN_MESSAGE: "the message was deleted (10008 Unknown Message)",
+    UNKNOWN_USER: "the user does not exist (10013 Unknown User)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    id: int
+    dm: bool  # id is a user id: deliver into that person's direct messages
+
+
+def parse_target(target: str) -> Target | None:
+    """'discord:<channel id>' or 'discord:dm:<user id>'."""
+    match = _TARGET.match(target)
+    if match is None:
+        return None
+    return Target(int(match.group(2)), dm=match.group(1) is not None)
+
+
+def _retry_after(exc: discord.HTTPException) -> float | None:
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None) or {}
+    try:
+        return float(headers.get("Retry-After"))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def result_for(exc: BaseException) -> SendResult:
+    """An exception from discord.py or the network, as the SendResult the worker acts on:
+    permanent when retrying cannot help, retry otherwise."""
+    if isinstance(exc, discord.RateLimited):
+        # Longer than max_ratelimit_timeout: the worker waits instead of blocking a send.
+        return SendResult.retry(
+            f"rate limited by Discord for {exc.retry_after:.0f}s", exc.retry_after
+        )
+    if isinstance(exc, discord.HTTPException):
+        code = exc.code
+        if isinstance(exc, discord.Forbidden | discord.NotFound):
+            reason = _PERMANENT_REASONS.get(code)
+            if reason is None:
+                reason = f"Discord refused it ({exc.status} {code}: {exc.text or 'no detail'})"
+            return SendResult.failed(reason)
+        if exc.status == 429:
+            # A 429 discord.py did not wait out itself (a Cloudflare ban has no Via header).
+            return SendResult.retry("rate limited by Discord (429)", _retry_after(exc) or 60.0)
+        if exc.status >= 500:
+            return SendResult.retry(f"Discord server error {exc.status}")
+        if exc.status == 401:
+            # The token was revoked: no card is at fault; keep them until the token is fixed.
+            return SendResult.retry("Discord rejected the bot token (401); fix DISCORD_TOKEN")
+        # 400 and friends: Discord will refuse this exact message every time.
+        return SendResult.failed(
+            f"Discord rejected the message ({exc.status} {code}: {exc.text or 'no detail'})"
+        )
+    if isinstance(exc, TimeoutError):
+        return SendResult.retry("timed out talking to Discord")
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return SendResult.retry(f"cannot reach Discord: {type(exc).__name__}: {exc}")
+    return SendResult.retry(f"{type(exc).__name__}: {exc}")
+
+
+class DiscordSender:
+    """Implements bot.core.ports.Sender for Discord."""
+
+    platform = PLATFORM
+
+    def __init__(
+        self,
+        client: discord.Client,
+        *,
+        usable: Callable[[], str | None],
+        timeout: float = 90.0,
+    ) -> None:
+        """`usable()` says why REST cannot be used now (not logged in yet, login failed), or
+        None. `timeout` bounds one send, discord.py's own 429/5xx waits included (re-sending
+        after a timeout is safe: the nonce makes it idempotent)."""
+        self.client = client
+        self._usable = usable
+        self.timeout = timeout
+        self._dm_channels: dict[int, int] = {}  # user id -> DM channel id
+
+    # --- Sender -------------------------------------------------------------------------------
+
+    async def send(self, card: Card) -> SendResult:
+        embed = render_card(card)
+
+        async def post(channel: discord.PartialMessageable) -> SendResult:
+            message = await channel.send(embed=embed, nonce=delivery_nonce(card.delivery_id))
+            return SendResult.sent(str(message.id))
+
+        return await self._call(card.channel, post, f"delivery {card.delivery_id}")
+
+    async def edit(self, card: Card, message_id: str) -> SendResult:
+        if not message_id.isdigit():
+            return SendResult.failed(f"no Discord message to edit ({message_id!r})")
+        embed = render_card(card)
+
+        async def patch(channel: discord.PartialMessageable) -> SendResult:
+            await channel.get_partial_message(int(message_id)).edit(embed=embed)
+            return SendResult.sent(message_id)
+
+        return await self._call(card.channel, patch, f"update of delivery {card.delivery_id}")
+
+    async def send_digest(self, digest: Digest) -> SendResult:
+        embed = render_digest(digest)
+        nonce = digest_nonce(c.delivery_id for c in digest.cards)
+
+        async def post(channel: discord.PartialMessageable) -> SendResult:
+            message = await channel.send(embed=embed, nonce=nonce)
+            return SendResult.sent(str(message.id))
+
+        return await self._call(digest.channel, post, f"digest of {len(digest.cards)} cards")
+
+    async def notify(self, target: str, text: str) -> SendResult:
+        content = fit(text, CONTENT_LIMIT) or "(empty notice)"
+
+        async def post(channel: discord.PartialMessageable) -> SendResult:
+            message = await channel.send(content)
+            return SendResult.sent(str(message.id))
+
+        return await self._call(target, post, "ops notice")
+
+    # --- plumbing -----------------------------------------------------------------------------
+
+    async def _call(
+        self,
+        target: str,
+        action: Callable[[discord.PartialMessageable], Awaitable[SendResult]],
+        what: str,
+    ) -> SendResult:
+        where = parse_target(target)
+        if where is None:
+            return SendResult.failed(
+                f"{target!r} is not a Discord destination (discord:<channel id> or "
+                "discord:dm:<user id>)"
+            )
+        why_not = self._usable()
+        if why_not is not None:
+            return SendResult.retry(why_not)
+        try:
+            async with asyncio.timeout(self.timeout):
+                channel = await self._channel(where)
+                return await action(channel)
+        except Exception as exc:
+            result = result_for(exc)
+            level = logging.WARNING if result.permanent else logging.INFO
+            if not isinstance(exc, discord.HTTPException | discord.RateLimited | TimeoutError):
+                level = logging.WARNING
+            log.log(level, "Discord %s to %s: %s", what, target, result.error)
+            return result
+
+    async def _channel(self, where: Target) -> discord.PartialMessageable:
+        if not where.dm:
+            return self.client.get_partial_messageable(where.id)
+        channel_id = self._dm_channels.get(where.id)
+        if channel_id is None:
+            # Opening a DM channel works even when the person has DMs closed; the 50007 comes
+            # with the message. The id is stable, so it is cached for good.
+            dm = await self.client.create_dm(discord.Object(id=where.id))
+            channel_id = self._dm_channels[where.id] = dm.id
+        return self.client.get_partial_messageable(channel_id, type=discord.ChannelType.private)
