@@ -699,7 +699,12 @@ class SqliteStorage:
         return [(_delivery(r[:width]), _story(r[width:])) for r in rows]
 
     async def mark_sent(
-        self, delivery_id: int, message_id: str, now: datetime, *, digest: bool = False,
+        self,
+        delivery_id: int,
+        message_id: str,
+        now: datetime,
+        *,
+        digest: bool = False,
         revision: int | None = None,
     ) -> None:
         """`revision`: the story revision the card showed. If the story was revised meanwhile,
@@ -712,8 +717,16 @@ class SqliteStorage:
                  update_pending = ? = 0 AND coalesce(?, 1 << 62) <
                                   (SELECT revision FROM stories s WHERE s.id = deliveries.story_id)
                WHERE id = ?""",
-            (message_id, now.timestamp(), int(digest), now.timestamp(), revision, int(digest),
-             revision, delivery_id),
+            (
+                message_id,
+                now.timestamp(),
+                int(digest),
+                now.timestamp(),
+                revision,
+                int(digest),
+                revision,
+                delivery_id,
+            ),
         )
 
     async def mark_update_done(

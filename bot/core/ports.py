@@ -154,7 +154,12 @@ class DeliveryStore(Protocol):
     ) -> list[tuple[Delivery, StoredStory]]: ...
 
     async def mark_sent(
-        self, delivery_id: int, message_id: str, now: datetime, *, digest: bool = False,
+        self,
+        delivery_id: int,
+        message_id: str,
+        now: datetime,
+        *,
+        digest: bool = False,
         revision: int | None = None,
     ) -> None: ...
 

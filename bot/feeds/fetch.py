@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import hashlib
-import re
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -183,14 +183,20 @@ class HttpFetcher:
         # translate so that 5 means five redirects followed and 0 means none.
         follow = self.limits.max_redirects > 0
         async with session.get(
-            url, headers=headers, allow_redirects=follow,
+            url,
+            headers=headers,
+            allow_redirects=follow,
             max_redirects=self.limits.max_redirects + 1,
         ) as response:
             final_url = str(response.url)
             if not follow and 300 <= response.status < 400 and response.status != 304:
-                return FetchResult(FetchStatus.ERROR, final_url, http_status=response.status,
-                                   error=f"HTTP {response.status} redirect, and redirects are "
-                                   "disabled ([fetch].max_redirects = 0)")
+                return FetchResult(
+                    FetchStatus.ERROR,
+                    final_url,
+                    http_status=response.status,
+                    error=f"HTTP {response.status} redirect, and redirects are "
+                    "disabled ([fetch].max_redirects = 0)",
+                )
             if response.status == 304:
                 return FetchResult(
                     FetchStatus.NOT_MODIFIED,
