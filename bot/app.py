@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Protocol, TextIO
 
 from bot.chat.console import ConsoleSender
+from bot.chat.discord import DiscordPlatform
 from bot.core.commands import Commands, CommandSettings
 from bot.core.delivery import DeliverySettings, DeliveryWorker
 from bot.core.models import Delivery, FeedSpec, FeedState, Origin, platform_of
@@ -435,7 +436,10 @@ class NewsBot:
 
 def build_platforms(settings: Settings) -> list[ChatPlatform]:
     """Chat platforms whose tokens are in the environment. None: the console is the channel."""
-    return []
+    platforms: list[ChatPlatform] = []
+    if settings.secrets.discord_token is not None:
+        platforms.append(DiscordPlatform(settings))
+    return platforms
 
 
 async def run_bot(settings: Settings, *, once: bool = False, stdout: TextIO | None = None) -> int:

@@ -211,6 +211,7 @@ SAME_STORY_OVERLAP = 0.7
 SAME_HEADLINE_LEAD_OVERLAP = 0.5
 MATERIAL_LEAD_OVERLAP = 0.8
 MIN_TITLE_WORDS = 4
+MIN_HEADLINE_OVERLAP = 0.3
 
 
 def same_story(a: Story, b: Story) -> bool:
@@ -223,6 +224,10 @@ def same_story(a: Story, b: Story) -> bool:
             return True
         # A daily "Briefing: what happened today" keeps its headline but not its lead.
         return overlap(lead_a, lead_b) >= SAME_HEADLINE_LEAD_OVERLAP
+    # Different headlines must still share words: feeds that repeat a boilerplate lead
+    # ("Read the full story...") under every headline must not merge their stories.
+    if overlap(frozenset(title_a), frozenset(title_b)) < MIN_HEADLINE_OVERLAP:
+        return False
     full_a = shingles(words(fingerprint_text(a)))
     full_b = shingles(words(fingerprint_text(b)))
     if min(len(full_a), len(full_b)) < MIN_SHINGLES:

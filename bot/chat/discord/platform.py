@@ -104,9 +104,7 @@ class DiscordPlatform:
     @property
     def connected(self) -> bool:
         ws = self.client.ws
-        return (
-            self._gateway_up and not self.client.is_closed() and ws is not None and bool(ws.open)
-        )
+        return self._gateway_up and not self.client.is_closed() and ws is not None and bool(ws.open)
 
     def attach(self, commands: Commands) -> None:
         self.slash.attach(commands)
@@ -136,15 +134,21 @@ class DiscordPlatform:
         with contextlib.suppress(Exception):
             await self.client.close()
         task = self._task
-        if task is not None and not task.done():
-            try:
-                await asyncio.wait_for(task, 5)
-            except (TimeoutError, asyncio.CancelledError):
+        if task is not None:
+            if not self._logged_in:
+                task.cancel()  # a login still retrying (or asleep between tries) is cut short
+            # Otherwise client.close() has ended connect(), and the task ends by itself.
+            await asyncio.wait({task}, timeout=5)
+            if not task.done():
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            except Exception:
-                log.debug("Discord task ended with an error while closing", exc_info=True)
+                await asyncio.wait({task}, timeout=1)
+        # discord.py does not cancel the task that waits guild_ready_timeout before on_ready;
+        # closed right after a connect, it would outlive the client (a pending-task warning).
+        ready = getattr(self.client._connection, "_ready_task", None)
+        if ready is not None and not ready.done():
+            ready.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ready
         self._gateway_up = False
         self._restore_endpoints()
 
@@ -228,9 +232,7 @@ class DiscordPlatform:
                 # Each login attempt opens a new HTTP session: close the failed one.
                 with contextlib.suppress(Exception):
                     await self.client.http.close()
-                log.warning(
-                    "Discord login failed: %s; retrying in %.0fs", _describe(exc), delay
-                )
+                log.warning("Discord login failed: %s; retrying in %.0fs", _describe(exc), delay)
                 self._login_known.set()  # start() need not wait: alerts stay in the outbox
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 300.0)

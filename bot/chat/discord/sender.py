@@ -19,9 +19,9 @@ import discord
 
 from bot.chat.discord.render import (
     CONTENT_LIMIT,
-    fit,
     delivery_nonce,
     digest_nonce,
+    fit,
     render_card,
     render_digest,
 )
@@ -151,7 +151,11 @@ class DiscordSender:
         embed = render_card(card)
 
         async def patch(channel: discord.PartialMessageable) -> SendResult:
-            await channel.get_partial_message(int(message_id)).edit(embed=embed)
+            # discord.py leaves the client-wide allowed_mentions out of an edit without content;
+            # say it explicitly, so that no edit can ever turn on a ping.
+            await channel.get_partial_message(int(message_id)).edit(
+                embed=embed, allowed_mentions=discord.AllowedMentions.none()
+            )
             return SendResult.sent(message_id)
 
         return await self._call(card.channel, patch, f"update of delivery {card.delivery_id}")
@@ -198,10 +202,12 @@ class DiscordSender:
                 return await action(channel)
         except Exception as exc:
             result = result_for(exc)
-            level = logging.WARNING if result.permanent else logging.INFO
-            if not isinstance(exc, discord.HTTPException | discord.RateLimited | TimeoutError):
-                level = logging.WARNING
-            log.log(level, "Discord %s to %s: %s", what, target, result.error)
+            expected = discord.HTTPException | discord.RateLimited | TimeoutError | OSError
+            if isinstance(exc, expected | aiohttp.ClientError):
+                # The worker logs the outcome with its retry plan; this adds the detail.
+                log.info("Discord %s to %s: %s", what, target, result.error)
+            else:
+                log.warning("Discord %s to %s raised", what, target, exc_info=exc)
             return result
 
     async def _channel(self, where: Target) -> discord.PartialMessageable:

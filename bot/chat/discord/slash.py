@@ -196,7 +196,9 @@ class SlashCommands:
     def _register(self) -> None:
         tree, run = self.tree, self.run
 
-        @tree.command(name="subscribe", description="Get a direct message for new stories matching a query")
+        @tree.command(
+            name="subscribe", description="Get a direct message for new stories matching a query"
+        )
         @app_commands.describe(query='What to watch, e.g. "North Korea" OR Pyongyang')
         async def subscribe(interaction: discord.Interaction, query: Query) -> None:
             await run(interaction, lambda c, a: c.subscribe(a, query))
@@ -265,7 +267,9 @@ class SlashCommands:
 
         @watchlist.command(name="edit", description="Change a watchlist's query")
         @app_commands.describe(name="The watchlist", query="Its new query")
-        async def watchlist_edit(interaction: discord.Interaction, name: Name, query: Query) -> None:
+        async def watchlist_edit(
+            interaction: discord.Interaction, name: Name, query: Query
+        ) -> None:
             await run(interaction, lambda c, a: c.watchlist_edit(a, name, query))
 
         @watchlist.command(name="remove", description="Delete a watchlist made in chat")
@@ -277,7 +281,9 @@ class SlashCommands:
         async def watchlist_list(interaction: discord.Interaction) -> None:
             await run(interaction, lambda c, a: c.watchlist_list(a))
 
-        @watchlist.command(name="test", description="What a query would have matched (saves nothing)")
+        @watchlist.command(
+            name="test", description="What a query would have matched (saves nothing)"
+        )
         @app_commands.describe(query="The query to try", hours="How far back to look (default 24)")
         async def watchlist_test(
             interaction: discord.Interaction, query: Query, hours: Hours | None = None

@@ -1,0 +1,690 @@
+"""The real bot on Discord: NewsBot with the Discord platform, real discord.py, real SQLite and a
+local feed server, against the fake Discord REST + gateway (tests/fakes/discord_server.py).
+
+Nothing of ours is mocked: what is faked is the far side of the network. Polls are driven with
+`bot.run_once()` (which starts the platform, polls every feed and drains the outbox); slash
+commands arrive as real INTERACTION_CREATE events on the gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import sqlite3
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+import discord.gateway
+import discord.http
+import pytest
+import yarl
+
+from bot.app import NewsBot
+from bot.chat.discord import DiscordPlatform
+from bot.core.models import DeliveryStatus
+from config.settings import Settings, settings_from_dict
+from tests.fakes.discord_server import FakeDiscord, FakeMessage, InteractionReply, point_discord_at
+from tests.fakes.feed_server import FeedServer
+
+pytestmark = pytest.mark.timeout(20)
+
+CH_DESK = 1_400_000_000_000_000_001
+CH_WORLD = 1_400_000_000_000_000_002
+CH_OPS = 1_400_000_000_000_000_003
+READER = 2_000_000_000_000_000_001  # an ordinary member
+EDITOR = 2_000_000_000_000_000_002  # has Manage Server
+ADMIN_ROLE = 3_000_000_000_000_000_001
+MANAGE_GUILD = 1 << 5
+PRIVILEGED_INTENTS = (1 << 1) | (1 << 8) | (1 << 15)
+COMMANDS = {"subscribe", "unsubscribe", "subscriptions", "recent", "status", "watchlist", "feed"}
+
+
+# --- feeds ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Item:
+    title: str
+    guid: str
+    description: str = ""  # default: a lead of its own, so stories never look alike
+    link: str | None = None
+    image: str | None = None
+    published: datetime = field(default_factory=lambda: datetime.now(UTC) - timedelta(minutes=2))
+
+
+def rss(items: list[Item]) -> bytes:
+    parts = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        '<rss version="2.0" xmlns:media="http://search.yahoo.com/mrss/"><channel>',
+        "<title>Test Wire</title><link>https://wire.example/</link><description>t</description>",
+    ]
+    for item in items:
+        link = item.link or f"https://wire.example/{item.guid}"
+        parts += [
+            "<item>",
+            f"<title>{escape(item.title)}</title>",
+            f"<link>{escape(link)}</link>",
+            f'<guid isPermaLink="false">{escape(item.guid)}</guid>',
+            f"<description>{escape(item.description or 'Report: ' + item.title)}</description>",
+            f"<pubDate>{format_datetime(item.published, usegmt=True)}</pubDate>",
+        ]
+        if item.image:
+            parts.append(f"<media:thumbnail url={quoteattr(item.image)} />")
+        parts.append("</item>")
+    parts.append("</channel></rss>")
+    return "\n".join(parts).encode()
+
+
+# --- the desk: a running bot ----------------------------------------------------------------------
+
+
+class Clock:
+    """Real time plus an offset the test can move (to make a retry due without sleeping)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
+class Desk:
+    """A real NewsBot with the Discord platform on a temporary SQLite file."""
+
+    def __init__(self, tmp_path, fake: FakeDiscord, feeds: FeedServer, **overrides: Any) -> None:
+        self.fake = fake
+        self.feeds = feeds
+        self.db = tmp_path / "newsbot.db"
+        self.clock = Clock()
+        self.items: list[Item] = []
+        self.bot: NewsBot | None = None
+        self.platform: DiscordPlatform | None = None
+        token = overrides.pop("token", fake.token)
+        discord_section = {
+            "api_base": fake.api_base,
+            "gateway_url": fake.gateway_url,
+            "admin_role_ids": [ADMIN_ROLE],
+            "ops_channel": f"discord:{CH_OPS}",
+            **overrides.pop("discord", {}),
+        }
+        raw = {
+            "storage": {"path": str(self.db)},
+            "console": {"format": "jsonl"},
+            "http": {"enabled": False},
+            "alerts": overrides.pop("alerts", {}),
+            "fetch": {"allow_networks": ["127.0.0.1/32"]},
+            "feeds": [{"name": "Wire", "url": feeds.url("wire.xml")}],
+            "watchlists": overrides.pop(
+                "watchlists",
+                [{"name": "Floods", "query": "flood", "channels": [f"discord:{CH_DESK}"]}],
+            ),
+            "discord": discord_section,
+        }
+        assert not overrides, overrides
+        self.settings: Settings = settings_from_dict(raw, {"DISCORD_TOKEN": token})
+        self.feeds.set("wire.xml", rss([]))
+
+    async def start(self, *, wait: bool = True) -> NewsBot:
+        """Open the bot and make the baseline poll (which also starts Discord)."""
+        self.platform = DiscordPlatform(self.settings, guild_ready_timeout=0.05, defer_after=0.5)
+        self.bot = NewsBot(
+            self.settings, stdout=io.StringIO(), clock=self.clock, platforms=[self.platform]
+        )
+        await self.bot.open()
+        await self.bot.run_once()
+        if wait:
+            await self.fake.wait_until(
+                lambda: bool(self.fake.command_syncs), what="the slash commands to be synced"
+            )
+            await self.fake.wait_ready()
+            await self.fake.wait_until(lambda: self.platform.connected, what="platform connected")
+        return self.bot
+
+    async def publish(self, *items: Item) -> None:
+        """Put stories in the feed and run one poll: matches are delivered before this returns."""
+        self.items.extend(items)
+        self.feeds.set("wire.xml", rss(self.items))
+        assert self.bot is not None
+        reports = await self.bot.run_once()
+        assert all(r.status != "error" for r in reports), reports
+
+    async def close(self) -> None:
+        if self.bot is not None:
+            bot, self.bot = self.bot, None
+            await bot.close()
+
+    async def restart(self) -> NewsBot:
+        await self.close()
+        return await self.start()
+
+    async def deliveries(self, title: str) -> list:
+        assert self.bot is not None and self.bot.storage is not None
+        stories = await self.bot.storage.recent_stories(self.clock() - timedelta(days=1))
+        [story] = [s for s in stories if s.story.title == title]
+        return await self.bot.storage.deliveries_for_story(story.id)
+
+    async def invoke(
+        self, command: str, options: dict | None = None, *, user_id: int = READER, **kw: Any
+    ) -> InteractionReply:
+        kw.setdefault("guild_id", self.fake.guild_id)
+        return await self.fake.invoke(command, options or {}, user_id=user_id, **kw)
+
+    async def as_editor(self, command: str, options: dict | None = None) -> InteractionReply:
+        return await self.invoke(command, options, user_id=EDITOR, permissions=MANAGE_GUILD)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeDiscord]:
+    fake = FakeDiscord(text_channel_ids=(CH_DESK, CH_WORLD, CH_OPS))
+    await fake.start()
+    try:
+        with point_discord_at(fake):
+            yield fake
+    finally:
+        await fake.close()
+
+
+@pytest.fixture
+async def desk_factory(tmp_path, fake, feed_server):
+    desks: list[Desk] = []
+
+    def make(**overrides: Any) -> Desk:
+        desk = Desk(tmp_path, fake, feed_server, **overrides)
+        desks.append(desk)
+        return desk
+
+    yield make
+    for desk in desks:
+        await desk.close()
+
+
+@pytest.fixture
+async def desk(desk_factory) -> Desk:
+    desk = desk_factory()
+    await desk.start()
+    return desk
+
+
+def only(messages: list[FakeMessage]) -> FakeMessage:
+    assert len(messages) == 1, [m.embeds or m.content for m in messages]
+    return messages[0]
+
+
+def ops_notices(fake: FakeDiscord) -> list[str]:
+    return [m.content or "" for m in fake.messages_in(CH_OPS)]
+
+
+# --- start-up -------------------------------------------------------------------------------------
+
+
+async def test_login_syncs_the_commands_globally_without_privileged_intents(
+    desk: Desk, fake: FakeDiscord
+) -> None:
+    assert fake.requests[:2] == [("GET", "/users/@me"), ("GET", "/oauth2/applications/@me")]
+    assert {c["name"] for c in fake.global_commands} == COMMANDS
+    by_name = {c["name"]: c for c in fake.global_commands}
+    for group in ("watchlist", "feed"):
+        assert by_name[group]["default_member_permissions"] == str(MANAGE_GUILD)
+        assert by_name[group]["dm_permission"] is False
+    assert {o["name"] for o in by_name["watchlist"]["options"]} == {
+        "add",
+        "edit",
+        "remove",
+        "list",
+        "test",
+    }
+    assert {o["name"] for o in by_name["feed"]["options"]} == {"add", "remove", "list"}
+    assert by_name["subscribe"]["default_member_permissions"] is None
+    intents = fake.identify_payloads[0]["intents"]
+    assert intents & PRIVILEGED_INTENTS == 0
+    assert fake.guild_commands == {}
+    assert desk.platform is not None and desk.platform.connected
+
+
+async def test_the_api_base_and_gateway_come_from_the_settings(
+    desk_factory, fake: FakeDiscord, caplog
+) -> None:
+    # Point discord.py somewhere unreachable: only the settings lead it to the fake.
+    nowhere = ("http://127.0.0.1:9/api/v10", yarl.URL("ws://127.0.0.1:9/gateway"))
+    discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = nowhere
+    caplog.set_level(logging.DEBUG)
+    desk = desk_factory()
+    await desk.start()
+    assert fake.api_base == discord.http.Route.BASE
+    assert fake.identify_count == 1
+    assert fake.token not in caplog.text
+    await desk.close()
+    # Put back as found, for whatever else runs in this process.
+    assert nowhere == (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
+
+
+async def test_guild_ids_sync_the_commands_to_those_guilds_at_once(
+    desk_factory, fake: FakeDiscord
+) -> None:
+    desk = desk_factory(discord={"guild_ids": [fake.guild_id]})
+    await desk.start()
+    assert {c["name"] for c in fake.guild_commands[fake.guild_id]} == COMMANDS
+    assert fake.global_commands == []
+    reply = await desk.invoke("status")
+    assert "newsbot status" in (reply.content or "")
+
+
+async def test_a_bad_token_is_logged_without_the_token_and_polling_goes_on(
+    desk_factory, fake: FakeDiscord, caplog
+) -> None:
+    caplog.set_level(logging.INFO)
+    desk = desk_factory(token="not-the-real-token-0123456789")
+    await desk.start(wait=False)
+    assert "Discord login failed: Improper token has been passed." in caplog.text
+    assert "not-the-real-token-0123456789" not in caplog.text
+    assert desk.platform is not None and not desk.platform.connected
+    await desk.publish(Item("Flood warnings issued for the Severn", "a1"))  # polling still works
+    [delivery] = await desk.deliveries("Flood warnings issued for the Severn")
+    assert delivery.status == DeliveryStatus.PENDING  # kept for when the token is fixed
+    assert fake.messages == []
+    assert fake.identify_count == 0
+
+
+async def test_an_unreachable_discord_does_not_hold_up_polling(
+    desk_factory, fake: FakeDiscord, caplog
+) -> None:
+    caplog.set_level(logging.INFO)
+    desk = desk_factory(discord={"api_base": "http://127.0.0.1:9/api/v10"})  # nothing listens
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await desk.start(wait=False)
+    await desk.publish(Item("Flood warnings issued for the Severn", "a1"))
+    assert loop.time() - started < 3
+    assert "Discord login failed: ClientConnectorError" in caplog.text
+    assert "retrying in" in caplog.text
+    [delivery] = await desk.deliveries("Flood warnings issued for the Severn")
+    assert delivery.status == DeliveryStatus.PENDING
+    assert fake.requests == []
+
+
+async def test_a_dropped_gateway_reconnects_and_commands_work_again(
+    desk: Desk, fake: FakeDiscord
+) -> None:
+    assert desk.platform is not None
+    await fake.drop_gateway()
+    await fake.wait_until(lambda: fake.resume_count == 1, what="a RESUME after the drop")
+    await fake.wait_until(lambda: desk.platform.connected, what="the platform to be up again")
+    reply = await desk.invoke("status")
+    assert "Connections: discord up" in (reply.content or "")
+    # Alerts never depended on the gateway: they go over REST.
+    await desk.publish(Item("Flood warnings issued for the Severn", "a1"))
+    assert len(fake.messages_in(CH_DESK)) == 1
+
+
+# --- alerts ---------------------------------------------------------------------------------------
+
+
+async def test_alert_is_an_embed_in_the_watchlist_channel_and_cannot_ping(
+    desk: Desk, fake: FakeDiscord
+) -> None:
+    title = "BREAKING: Flood @everyone **warning** <@&456> for the Severn"
+    item = Item(
+        title,
+        "a1",
+        description="Evacuate __now__ says <@123> > quote",
+        link="https://wire.example/severn",
+        image="https://img.wire.example/severn.jpg",
+    )
+    await desk.publish(item)
+
+    message = only(fake.messages_in(CH_DESK))
+    assert message.allowed_mentions == {"parse": []}
+    assert message.nonce is not None and message.nonce.startswith("newsbot-")
+    assert message.enforce_nonce is True
+    [embed] = message.embeds
+    assert embed["title"] == (
+        "BREAKING: Flood @\u200beveryone \\*\\*warning\\*\\* <\u200b@&456> for the Severn"
+    )
+    assert embed["url"] == "https://wire.example/severn"
+    assert embed["description"] == "Evacuate \\_\\_now\\_\\_ says <\u200b@123> > quote"
+    assert embed["author"]["name"] == "Wire"
+    assert embed["footer"]["text"] == "Watchlist: Floods"
+    assert embed["thumbnail"]["url"] == "https://img.wire.example/severn.jpg"
+    assert embed["color"] == 0xD7263D  # urgent
+    stamp = int(item.published.timestamp())
+    assert datetime.fromisoformat(embed["timestamp"]).timestamp() == stamp
+    fields = {f["name"]: f["value"] for f in embed["fields"]}
+    assert fields["Published"] == f"<t:{stamp}:R>"
+    assert fields["Matched"].lower() == "flood"
+
+    [delivery] = await desk.deliveries(title)
+    assert delivery.status == DeliveryStatus.SENT
+    assert delivery.message_id == str(message.id)
+
+
+async def test_subscribe_then_the_next_matching_story_arrives_by_dm(
+    desk: Desk, fake: FakeDiscord
+) -> None:
+    reply = await desk.invoke("subscribe", {"query": "Severn"})
+    assert reply.ephemeral
+    assert "Subscribed" in (reply.content or "")
+
+    await desk.publish(Item("Severn bore draws crowds", "b1"))  # matches no watchlist
+    dm = only(fake.dms_to(READER))
+    assert dm.embeds[0]["title"] == "Severn bore draws crowds"
+    assert dm.embeds[0]["footer"]["text"] == "Your subscription"
+    assert dm.allowed_mentions == {"parse": []}
+    assert fake.messages_in(CH_DESK) == []
+
+    listed = await desk.invoke("subscriptions")
+    assert "• Severn" in (listed.content or "")
+    choices = await fake.autocomplete(
+        "unsubscribe", {"query": "sev"}, "query", user_id=READER, guild_id=fake.guild_id
+    )
+    assert choices == [{"name": "Severn", "value": "Severn"}]
+    others = await fake.autocomplete(
+        "unsubscribe", {"query": ""}, "query", user_id=EDITOR, guild_id=fake.guild_id
+    )
+    assert others == []  # only the caller's own subscriptions
+    gone = await desk.invoke("unsubscribe", {"query": "Severn"})
+    assert "Unsubscribed from: Severn" in (gone.content or "")
+
+
+async def test_a_burst_becomes_cards_then_one_digest(desk_factory, fake: FakeDiscord) -> None:
+    desk = desk_factory(alerts={"burst_limit": 2})
+    await desk.start()
+    places = ["Severn", "Thames", "Trent", "Wye", "Ouse", "Tyne"]
+    await desk.publish(
+        *(
+            Item(f"Flood alert for {place} residents", f"s{i}", description=f"{place} {i} " * 8)
+            for i, place in enumerate(places)
+        )
+    )
+    messages = fake.messages_in(CH_DESK)
+    assert len(messages) == 3
+    digest = messages[-1].embeds[0]
+    assert digest["title"] == "4 more stories in a burst"
+    assert digest["description"].count("\n• ") == 3
+    assert "](https://wire.example/s5)" in digest["description"]
+
+
+async def test_a_429_is_waited_out_and_the_card_arrives_once(desk: Desk, fake: FakeDiscord) -> None:
+    fake.rate_limit_next(1, retry_after=0.3)
+    await desk.publish(Item("Flood warnings issued for the Severn", "a1"))
+    only(fake.messages_in(CH_DESK))
+    assert fake.statuses("POST", f"/channels/{CH_DESK}/messages") == [429, 200]
+
+
+async def test_a_headline_rewrite_edits_the_same_message(desk: Desk, fake: FakeDiscord) -> None:
+    await desk.publish(Item("Flood warnings issued for the Severn", "a1"))
+    first = only(fake.messages_in(CH_DESK))
+    desk.items.clear()
+    await desk.publish(Item("Flood warnings extended to the Wye and the Usk", "a1"))
+
+    assert only(fake.messages_in(CH_DESK)) is first  # no second message
+    [edit] = fake.edits
+    assert (edit.message_id, edit.channel_id) == (first.id, CH_DESK)
+    assert edit.payload["embeds"][0]["title"] == (
+        "Updated: Flood warnings extended to the Wye and the Usk"
+    )
+    assert edit.payload["allowed_mentions"] == {"parse": []}
+    assert ("PATCH", f"/channels/{CH_DESK}/messages/{first.id}") in fake.requests
+
+
+async def test_a_restart_between_send_and_mark_sent_posts_nothing_twice(
+    desk: Desk, fake: FakeDiscord
+) -> None:
+    title = "Flood warnings issued for the Severn"
+    await desk.publish(Item(title, "a1"))
+    posted = only(fake.messages_in(CH_DESK))
+    [delivery] = await desk.deliveries(title)
+    await desk.close()
+
+    # What a crash after Discord accepted the message, before mark_sent committed, leaves behind.
+    with sqlite3.connect(desk.db) as db:
+        db.execute(
+            "UPDATE deliveries SET status = 'pending', message_id = NULL, sent_at = NULL "
+            "WHERE id = ?",
+            (delivery.id,),
+        )
+    db.close()
+
+    await desk.start()  # re-sends the pending card with the same nonce
+    assert only(fake.messages_in(CH_DESK)) is posted
+    assert [m.id for m in fake.deduplicated] == [posted.id]
+    [again] = await desk.deliveries(title)
+    assert again.status == DeliveryStatus.SENT
+    assert again.message_id == str(posted.id)
+
+
+async def test_forbidden_channel_and_closed_dms_fail_for_good_without_blocking_others(
+    desk_factory, fake: FakeDiscord
+) -> None:
+    desk = desk_factory(
+        watchlists=[
+            {"name": "Floods", "query": "flood", "channels": [f"discord:{CH_DESK}"]},
+            {"name": "World", "query": "flood", "channels": [f"discord:{CH_WORLD}"]},
+        ]
+    )
+    await desk.start()
+    await desk.invoke("subscribe", {"query": "flood"})
+    fake.forbid_channel(CH_DESK)
+    fake.close_dms(READER)
+
+    title = "Flood warnings issued for the Severn"
+    await desk.publish(Item(title, "a1"))
+    by_target = {d.target: d for d in await desk.deliveries(title)}
+    desk_card = by_target[f"discord:{CH_DESK}"]
+    dm_card = by_target[f"discord:dm:{READER}"]
+    world_card = by_target[f"discord:{CH_WORLD}"]
+    assert desk_card.status == DeliveryStatus.FAILED
+    assert dm_card.status == DeliveryStatus.FAILED
+    assert world_card.status == DeliveryStatus.SENT
+    only(fake.messages_in(CH_WORLD))
+    # The storage API has no getter for the recorded reason: read the row (WAL allows it).
+    with sqlite3.connect(f"file:{desk.db}?mode=ro", uri=True) as db:
+        errors = dict(
+            db.execute(
+                "SELECT target, error FROM deliveries WHERE story_id = ?", (desk_card.story_id,)
+            )
+        )
+    db.close()
+    assert "50013 Missing Permissions" in errors[f"discord:{CH_DESK}"]
+    assert "50007" in errors[f"discord:dm:{READER}"]
+
+    notices = ops_notices(fake)
+    assert len(notices) == 2
+    assert any(f"discord:{CH_DESK}" in n and "Missing Permissions" in n for n in notices)
+    assert any(f"discord:dm:{READER}" in n and "50007" in n for n in notices)
+    assert all(m.allowed_mentions == {"parse": []} for m in fake.messages_in(CH_OPS))
+
+    await desk.publish(Item("Flood barriers raised in Shrewsbury", "a2"))
+    assert len(ops_notices(fake)) == 2  # each broken destination is reported once
+    assert len(fake.messages_in(CH_WORLD)) == 2
+
+
+async def test_discord_down_keeps_the_card_pending_then_it_is_retried(
+    desk: Desk, fake: FakeDiscord
+) -> None:
+    title = "Flood warnings issued for the Severn"
+    fake.set_down(True)
+    await desk.publish(Item(title, "a1"))  # the poll completes regardless
+    [delivery] = await desk.deliveries(title)
+    assert delivery.status == DeliveryStatus.PENDING
+    assert delivery.attempts == 1
+    assert fake.messages == []
+
+    fake.set_down(False)
+    desk.clock.offset += timedelta(minutes=1)  # the retry is due
+    assert desk.bot is not None and desk.bot.worker is not None
+    await desk.bot.worker.drain()
+    only(fake.messages_in(CH_DESK))
+    [delivery] = await desk.deliveries(title)
+    assert delivery.status == DeliveryStatus.SENT
+
+
+# --- commands -------------------------------------------------------------------------------------
+
+
+async def test_recent_watchlist_test_and_feed_list_reply_ephemerally(
+    desk: Desk, fake: FakeDiscord
+) -> None:
+    await desk.publish(
+        Item(
+            "Flood warnings issued for the Severn",
+            "a1",
+            link="https://wire.example/a1",
+            published=datetime.now(UTC) - timedelta(minutes=10),
+        ),
+        Item("Markets calm **today**", "a2", published=datetime.now(UTC) - timedelta(minutes=20)),
+    )
+
+    recent = await desk.invoke("recent", {"query": "flood OR markets", "hours": 2, "limit": 5})
+    assert recent.ephemeral
+    lines = (recent.content or "").splitlines()
+    assert lines[0] == "2 stories matching flood OR markets in the last 2h:"
+    assert lines[1].startswith("• Flood warnings issued for the Severn · Wire · ")
+    assert lines[1].endswith("<https://wire.example/a1>")
+    assert lines[2].startswith("• Markets calm \\*\\*today\\*\\* · Wire")
+
+    default = await desk.invoke("recent")
+    assert "matching the watchlists" in (default.content or "")
+    assert "Markets" not in (default.content or "")
+
+    test = await desk.as_editor("watchlist test", {"query": "Severn"})
+    assert test.ephemeral
+    assert (test.content or "").startswith("Severn would have matched 1 stories in the last 1d")
+    assert "Nothing was saved." in (test.content or "")
+
+    feeds = await desk.as_editor("feed list")
+    assert feeds.ephemeral
+    assert (feeds.content or "").startswith("1 feeds:\n• Wire · ok · last success")
+
+
+@pytest.mark.parametrize(
+    ("command", "options"),
+    [
+        ("watchlist add", {"name": "Rivers", "query": "river", "channel": CH_WORLD}),
+        ("watchlist edit", {"name": "Floods", "query": "river"}),
+        ("watchlist remove", {"name": "Floods"}),
+        ("watchlist list", {}),
+        ("watchlist test", {"query": "flood"}),
+        ("feed add", {"url": "https://wire.example/other.xml"}),
+        ("feed remove", {"name": "Wire"}),
+        ("feed list", {}),
+    ],
+)
+async def test_non_admins_are_refused_every_admin_command(
+    desk: Desk, fake: FakeDiscord, command: str, options: dict
+) -> None:
+    reply = await desk.invoke(command, options, permissions=0, roles=[3_999])
+    assert reply.ephemeral
+    assert (reply.content or "").startswith("Only admins can")
+    assert desk.bot is not None and desk.bot.storage is not None
+    assert await desk.bot.storage.audit_entries() == []
+    assert [w.name for w in await desk.bot.storage.list_watchlists()] == ["Floods"]
+    # Discord's own client would not even offer the command to this member.
+    with pytest.raises(PermissionError):
+        await desk.invoke(command, options, permissions=0, respect_default_permissions=True)
+
+
+async def test_an_admin_role_is_enough(desk: Desk, fake: FakeDiscord) -> None:
+    reply = await desk.invoke(
+        "watchlist add",
+        {"name": "Rivers", "query": "river", "channel": CH_WORLD},
+        permissions=0,
+        roles=[ADMIN_ROLE],
+    )
+    assert (reply.content or "").startswith("Watchlist 'Rivers' added")
+
+
+async def test_watchlist_added_in_chat_routes_the_next_story_to_its_channel(
+    desk: Desk, fake: FakeDiscord
+) -> None:
+    reply = await desk.as_editor(
+        "watchlist add", {"name": "Rivers", "query": "river", "channel": CH_WORLD}
+    )
+    assert (reply.content or "").startswith(
+        f"Watchlist 'Rivers' added: river -> discord:{CH_WORLD}"
+    )
+    await desk.publish(Item("River levels at record high", "r1"))
+    message = only(fake.messages_in(CH_WORLD))
+    assert message.embeds[0]["footer"]["text"] == "Watchlist: Rivers"
+    assert fake.messages_in(CH_DESK) == []
+    assert desk.bot is not None and desk.bot.storage is not None
+    [(_, actor, action, detail)] = await desk.bot.storage.audit_entries()
+    assert (actor, action, detail["channel"]) == (
+        f"discord:{EDITOR}",
+        "watchlist.add",
+        f"discord:{CH_WORLD}",
+    )
+
+    listed = await desk.as_editor("watchlist list")
+    assert "• Floods · flood -> discord:" in (listed.content or "")
+    assert "(config file)" in (listed.content or "")
+    removed = await desk.as_editor("watchlist remove", {"name": "Rivers"})
+    assert (removed.content or "") == "Watchlist 'Rivers' removed."
+
+
+async def test_a_config_file_watchlist_cannot_be_removed_or_edited(desk: Desk) -> None:
+    for command, options in (
+        ("watchlist remove", {"name": "Floods"}),
+        ("watchlist edit", {"name": "Floods", "query": "river"}),
+    ):
+        reply = await desk.as_editor(command, options)
+        assert "comes from the config file" in (reply.content or ""), reply.content
+    assert desk.bot is not None and desk.bot.storage is not None
+    [floods] = await desk.bot.storage.list_watchlists()
+    assert floods.query == "flood"
+
+
+async def test_a_query_that_does_not_parse_gets_the_caret_message(desk: Desk) -> None:
+    reply = await desk.invoke("subscribe", {"query": '"North Korea'})
+    assert reply.ephemeral
+    assert reply.content == (
+        "That query does not parse:\n```\nUnclosed quote at column 1:\n"
+        '  "North Korea\n  ^\nClose the phrase with a ".\n```'
+    )
+    edited = await desk.as_editor("watchlist add", {"name": "x", "query": "a AND"})
+    assert "AND needs a word" in (edited.content or "")
+    assert "    ^" in (edited.content or "")
+
+
+async def test_a_slow_command_is_deferred_then_answered(
+    desk: Desk, fake: FakeDiscord, feed_server: FeedServer
+) -> None:
+    body = rss([Item("Slow story", "z1")])
+    feed_server.set("slow.xml", body, drip=1.0 / len(body))  # about 1 s, the defer is at 0.5 s
+    reply = await desk.as_editor("feed add", {"url": feed_server.url("slow.xml"), "name": "Slow"})
+    assert reply.deferred and reply.ephemeral
+    assert (reply.content or "").startswith("Feed 'Slow' added: 1 stories found")
+
+
+async def test_an_internal_error_is_answered_with_an_apology(desk: Desk, caplog) -> None:
+    with sqlite3.connect(desk.db) as db:  # the database breaks under the running bot
+        db.execute("DROP TABLE subscriptions")
+    db.close()
+    reply = await desk.invoke("subscriptions")
+    assert reply.ephemeral
+    assert reply.content is not None and reply.content.startswith("Sorry, something went wrong")
+    assert "subscriptions" not in reply.content  # no internals leak to the user
+    assert "/subscriptions failed" in caplog.text
+
+
+async def test_commands_work_in_dms_but_admin_groups_are_guild_only(
+    desk: Desk, fake: FakeDiscord
+) -> None:
+    reply = await desk.invoke("subscribe", {"query": "Pyongyang"}, guild_id=None)
+    assert "Subscribed" in (reply.content or "")
+    with pytest.raises(ValueError, match="guild-only"):
+        await desk.invoke("watchlist list", guild_id=None)
+
+
+async def test_close_leaves_nothing_running(desk: Desk, fake: FakeDiscord) -> None:
+    platform = desk.platform
+    assert platform is not None
+    await desk.close()
+    assert platform.client.is_closed()
+    assert not platform.connected
+    await asyncio.sleep(0)
+    pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
+    assert [t for t in pending if "site-packages/discord/" in repr(t)] == []

@@ -1,0 +1,161 @@
+"""Story identity: canonical links and which texts are the same story."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.core.identity import material_change, safe_link, same_story, url_key
+from bot.core.models import Story
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        (
+            "https://www.nytimes.com/2021/07/15/us/x.html?utm_source=rss&smid=tw",
+            "http://nytimes.com/2021/07/15/us/x.html",
+        ),
+        ("HTTPS://WWW.Example.COM:443/a/b/#comments", "https://example.com/a/b"),
+        ("https://example.com/a?b=2&a=1", "https://example.com/a?a=1&b=2"),
+        ("https://www.lemonde.fr/x.html?xtor=RSS-3208", "https://www.lemonde.fr/x.html"),
+        (
+            "https://www.dailymail.co.uk/n.html?ns_mchannel=rss&ito=1490&ns_campaign=1490",
+            "https://www.dailymail.co.uk/n.html",
+        ),
+        (
+            "https://www.nzherald.co.nz/a/?ref=rss&fbclid=xyz&gclid=1",
+            "https://www.nzherald.co.nz/a",
+        ),
+        (
+            "https://www.google.com/url?rct=j&sa=t&url=https://slack.com/blog%3Fa%3D1&ct=ga",
+            "https://slack.com/blog?a=1",
+        ),
+        ("https://liberal.gr/%CE%BA%CF%8C%CF%83%CE%BC%CE%BF%CF%82", "https://liberal.gr/κόσμος"),
+    ],
+    ids=[
+        "tracking-and-scheme",
+        "case-port-fragment",
+        "parameter-order",
+        "xtor",
+        "mailonline",
+        "ref-fbclid-gclid",
+        "google-redirect",
+        "percent-encoding",
+    ],
+)
+def test_links_to_the_same_article_share_a_key(a, b):
+    assert url_key(a) == url_key(b)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("https://example.com/a?id=1", "https://example.com/a?id=2"),
+        ("https://example.com/a", "https://example.org/a"),
+        ("https://example.com:8443/a", "https://example.com/a"),
+    ],
+    ids=["meaningful-parameter", "other-host", "other-port"],
+)
+def test_links_to_different_articles_differ(a, b):
+    assert url_key(a) != url_key(b)
+
+
+@pytest.mark.parametrize(
+    "link",
+    ["javascript:alert(1)", "data:text/html,x", "ftp://x/y", "https://a b/c", "", None, "//x.y/z"],
+)
+def test_unsafe_or_unusable_links_are_dropped(link):
+    assert safe_link(link) is None
+
+
+def story(title: str, lead: str = "", feed: str = "Wire") -> Story:
+    return Story(feed=feed, title=title, summary=lead)
+
+
+SEED_TITLE = "Putin Visits North Korea, Pledges Cooperation Amid Sanctions Pressure"
+SEED_LEAD = (
+    "SEOUL (AP) — Russian President Vladimir Putin arrived in Pyongyang on Wednesday for his first "
+    "visit to North Korea in 24 years, where Kim Jong Un greeted him at the airport."
+)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        (story(SEED_TITLE, SEED_LEAD), story(SEED_TITLE, SEED_LEAD[:120] + "...")),
+        (
+            story(SEED_TITLE, SEED_LEAD),
+            story("Putin visits North Korea, pledges cooperation", SEED_LEAD),
+        ),
+        (
+            story("Amid mounting speculation, South Korea says Kim Jong Un is 'alive and well'"),
+            story("Amid mounting speculation, South Korea says Kim Jong Un is 'alive and well'"),
+        ),
+        (
+            story(
+                "Biden Will Press Merkel on China and Russia",
+                "Aware of the need to rebuild ties with the outgoing chancellor, President Biden has taken pains.",
+            ),
+            story(
+                "Biden Will Press Merkel on China and Russia",
+                "Aware of the need to rebuild ties with the outgoing chancellor, President Biden has taken pains.",
+            ),
+        ),
+    ],
+    ids=["lead-cut-short", "headline-reworded", "cnn-same-headline-no-lead", "nyt-reissue"],
+)
+def test_the_same_story_told_twice(a, b):
+    assert same_story(a, b) and same_story(b, a)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        (
+            story(
+                "North Korea fires ballistic missile towards sea, South Korea says",
+                "North Korea fired a short-range ballistic missile off its east coast on Sunday, South Korea's military said.",
+            ),
+            story(
+                "North Korea fires two ballistic missiles, Japan says",
+                "North Korea launched two ballistic missiles into the sea off its east coast on Tuesday, Japan's defence ministry said.",
+            ),
+        ),
+        (
+            story(
+                "Coronavirus Briefing: What Happened Today", "Vaccination rates rose in the South."
+            ),
+            story(
+                "Coronavirus Briefing: What Happened Today",
+                "Schools in New York will reopen fully in the fall.",
+            ),
+        ),
+        (
+            story(
+                "Flood warnings issued for the Severn",
+                "Read the full story on our website for all the details.",
+            ),
+            story("Markets calm today", "Read the full story on our website for all the details."),
+        ),
+        (story("Live updates"), story("Live updates")),
+    ],
+    ids=[
+        "two-missile-stories",
+        "daily-briefing-same-headline",
+        "boilerplate-lead",
+        "short-generic-headline",
+    ],
+)
+def test_different_stories_stay_apart(a, b):
+    assert not same_story(a, b)
+
+
+def test_a_new_headline_or_lead_is_a_material_change():
+    base = story(SEED_TITLE, SEED_LEAD)
+    assert material_change(base, story("Putin and Kim Sign Mutual Defense Pact", SEED_LEAD))
+    assert material_change(
+        base, story(SEED_TITLE, "Putin and Kim signed a pact pledging mutual defense.")
+    )
+    # The whole lead after a cut-short one, or punctuation and case, is not.
+    assert not material_change(story(SEED_TITLE, SEED_LEAD[:120] + "..."), base)
+    assert not material_change(base, story(SEED_TITLE.upper(), SEED_LEAD))
