@@ -6,15 +6,18 @@ are scanned as " token token ... ", so a key can only hit whole tokens (" korea 
 inside "koreans"); a prefix key simply has no trailing space (" korea" hits "koreans").
 
 Match: one automaton pass per field of the story (title, content, each category separately, so
-a phrase or NEAR never spans two of them) yields every term of every query that occurs. Only the
-queries that one of those terms (or the story's feed, for source:) can make true are evaluated:
-each query is indexed under a set of terms of which at least one must occur for it to be true
-(for `a AND (b OR c)` that is {a}; for `a OR b` it is {a, b}; NOT branches never index, which is
-why `Putin -Kremlin` is found through Putin and then checked for the absence of Kremlin).
+a phrase or NEAR never spans two of them) yields every term of every query that occurs. Then:
+- a query that is a word, a phrase or an OR-list of them searched in every field (most
+  watchlists) is true as soon as one of its terms occurs: those are listed under their terms and
+  matched in bulk, with one report per term shared by all of them;
+- any other query is evaluated only if one of its triggers occurred: a set of terms (or feeds,
+  for source:) of which at least one must be there for the query to be true. For
+  `a AND (b OR c)` that is {a}; NOT branches never trigger, which is why `Putin -Kremlin` is
+  found through Putin and then checked for the absence of Kremlin.
 
-Cost per story is therefore one regular-expression split, one fold and one automaton pass per
-field, plus work proportional to the terms that occur and the queries they concern; it does not
-grow with the number of queries that cannot match.
+Cost per story is one regular-expression split, one fold and one automaton pass per field, plus
+work proportional to the terms that occur and to the queries they concern; queries whose terms
+do not occur cost nothing. See BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -76,11 +79,11 @@ class _Scan:
         "_positions",
         "_reports",
         "_spans",
+        "any_reports",
         "fields",
         "lengths",
         "segments",
         "source",
-        "any_reports",
     )
 
     def __init__(self, segments: list[_Segment], lengths: list[tuple[int, int]], source: str):
@@ -215,24 +218,26 @@ class _NotTest:
 
 
 class _AndTest:
-    # Children that are plain terms, or NOT plain terms (`Putin -Kremlin`), are checked inline:
-    # no call per term, and failing fast on them skips any NEAR work.
-    __slots__ = ("absent", "children", "others", "terms")
+    # The common parts are checked inline, without a call per child: plain terms, NOT plain
+    # terms (`Putin -Kremlin`) and OR-lists of plain terms (`Putin AND (Kim OR Xi)`). Most
+    # candidates fail on them, cheaply, before any NEAR work.
+    __slots__ = ("absent", "any_of", "children", "others", "terms")
 
     def __init__(self, children: list[_Test]) -> None:
         self.children = children
-        self.terms = [(c.term, c.mask) for c in children if isinstance(c, _TermTest)]
-        self.absent = [
-            (c.child.term, c.child.mask)
-            for c in children
-            if isinstance(c, _NotTest) and isinstance(c.child, _TermTest)
-        ]
-        self.others = [
-            c
-            for c in children
-            if not isinstance(c, _TermTest)
-            and not (isinstance(c, _NotTest) and isinstance(c.child, _TermTest))
-        ]
+        self.terms: list[tuple[int, int]] = []
+        self.absent: list[tuple[int, int]] = []
+        self.any_of: list[list[tuple[int, int]]] = []
+        self.others: list[_Test] = []
+        for child in children:
+            if isinstance(child, _TermTest):
+                self.terms.append((child.term, child.mask))
+            elif isinstance(child, _NotTest) and isinstance(child.child, _TermTest):
+                self.absent.append((child.child.term, child.child.mask))
+            elif isinstance(child, _OrTest) and not child.others:
+                self.any_of.append(child.terms)
+            else:
+                self.others.append(child)
 
     def test(self, scan: _Scan) -> bool:
         fields = scan.fields
@@ -242,13 +247,22 @@ class _AndTest:
         for term, mask in self.absent:
             if fields.get(term, 0) & mask:
                 return False
-        for child in self.others:
+        for group in self.any_of:
+            for term, mask in group:
+                if fields.get(term, 0) & mask:
+                    break
+            else:
+                return False
+        for child in self.others:  # noqa: SIM110 - all() with a generator is slower on this hot path
             if not child.test(scan):
                 return False
         return True
 
     def collect(self, scan: _Scan, terms: list[tuple[int, int]], spans: list[Span]) -> None:
+        fields = scan.fields
         terms.extend(self.terms)
+        for group in self.any_of:
+            terms.extend((term, mask) for term, mask in group if fields.get(term, 0) & mask)
         for child in self.others:
             child.collect(scan, terms, spans)
 
@@ -266,7 +280,7 @@ class _OrTest:
         for term, mask in self.terms:
             if fields.get(term, 0) & mask:
                 return True
-        for child in self.others:
+        for child in self.others:  # noqa: SIM110 - any() with a generator is slower on this hot path
             if child.test(scan):
                 return True
         return False
@@ -308,7 +322,11 @@ class _NearTest:
         return close
 
     def test(self, scan: _Scan) -> bool:
-        return bool(self._pairs(scan, first_only=True))
+        fields = scan.fields
+        for t in self.right:  # the left side triggered the evaluation: see _triggers
+            if fields.get(t.term, 0) & t.mask:
+                return bool(self._pairs(scan, first_only=True))
+        return False
 
     def collect(self, scan: _Scan, terms: list[tuple[int, int]], spans: list[Span]) -> None:
         spans.extend(self._pairs(scan, first_only=False))
@@ -472,18 +490,21 @@ class Matcher(Generic[K]):
         fields = scan.fields
         matched: list[tuple[int, tuple[str, ...]]] = []  # (query index, reported terms)
         candidates: set[int] = set(self._always)
-        found_by, tests_by_term = self._found_by, self._tests_by_term
+        found_by, tests_by_term, any_reports = self._found_by, self._tests_by_term, scan.any_reports
         for term in fields:
             queries = found_by.get(term)
             if queries:
-                matched.extend(zip(queries, repeat(scan.any_report(frozenset((term,))))))
+                key = frozenset((term,))
+                report = any_reports.get(key) or scan.any_report(key)
+                matched.extend(zip(queries, repeat(report)))
             queries = tests_by_term.get(term)
             if queries:
                 candidates.update(queries)
         if source:
             candidates.update(self._tests_by_source.get(source, ()))
+        tests = self._tests
         for index in candidates:
-            test = self._tests[index]
+            test = tests[index]
             if test.test(scan):
                 terms: list[tuple[int, int]] = []
                 spans: list[Span] = []

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from enum import Enum, auto
 from typing import TypeAlias
 
-from bot.core.tokens import is_spaceless, split_text, tokenize
+from bot.core.tokens import is_spaceless, split_text
 
 __all__ = [
     "FIELDS",
@@ -69,9 +69,9 @@ FIELDS = {
     "source": "source",
 }
 _FIELD_HINT = "Fields are title:, content:, category: and source:."
-_OPERAND = "a word, a \"phrase\" or a (group)"
+_OPERAND = 'a word, a "phrase" or a (group)'
 
-_QUOTES = "\"“”„"
+_QUOTES = '"“”„'
 _SPECIAL = frozenset("(),") | frozenset(_QUOTES)
 _FIELD_RE = re.compile(r"([A-Za-z]+):")
 _NEAR_RE = re.compile(r"NEAR/(\d+)")
@@ -202,7 +202,6 @@ class _Lexeme:
 _UNIT_STARTS = frozenset(
     {_Kind.WORD, _Kind.QUOTED, _Kind.LPAREN, _Kind.FIELD, _Kind.NOT, _Kind.MINUS}
 )
-_BINARY = frozenset({_Kind.AND, _Kind.OR, _Kind.COMMA, _Kind.NEAR})
 
 
 def _lex(query: str) -> list[_Lexeme]:
@@ -219,7 +218,7 @@ def _lex(query: str) -> list[_Lexeme]:
         elif c in _QUOTES:
             close = next((j for j in range(i + 1, n) if query[j] in _QUOTES), -1)
             if close < 0:
-                raise QueryError("Unclosed quote", query, i, "Close the phrase with a \".")
+                raise QueryError("Unclosed quote", query, i, 'Close the phrase with a ".')
             out.append(_Lexeme(_Kind.QUOTED, query[i + 1 : close], i))
             i = close + 1
         elif c == "-":
@@ -228,7 +227,7 @@ def _lex(query: str) -> list[_Lexeme]:
                     "'-' must be followed directly by what to exclude",
                     query,
                     i,
-                    "For example: \"South Korea\" -Seoul",
+                    'For example: "South Korea" -Seoul',
                 )
             out.append(_Lexeme(_Kind.MINUS, c, i))
             i += 1
@@ -403,7 +402,7 @@ class _Parser:
         raise self.error(
             "NEAR needs a word, a phrase or an (a OR b) list on each side",
             position,
-            "For example: (Putin, Kremlin) NEAR/5 \"Kim Jong Un\"",
+            'For example: (Putin, Kremlin) NEAR/5 "Kim Jong Un"',
         )
 
     def parse_primary(self) -> Node:
@@ -442,8 +441,9 @@ class _Parser:
         target = self.peek()
         if target is None or target.kind not in (_Kind.WORD, _Kind.QUOTED, _Kind.LPAREN):
             # The lexer guarantees something follows; here it is an operator such as NOT.
-            raise self.error(f"'{lexeme.text}:' must be followed directly by {_OPERAND}",
-                             lexeme.pos)
+            raise self.error(
+                f"'{lexeme.text}:' must be followed directly by {_OPERAND}", lexeme.pos
+            )
         self.field = lexeme.text
         try:
             return self.parse_primary()
@@ -461,7 +461,7 @@ class _Parser:
             if "*" in text:
                 star = self.check_star(text, offset, is_last=index == len(pieces) - 1)
                 text = text[: star - offset]
-            norms.extend(t.norm for t in tokenize(text))
+            norms.extend(split_text(text)[1])
         if not norms:
             raise self.error("Nothing to search for here: no letters or digits", position)
         if self.field == "source":
@@ -558,4 +558,3 @@ def _has_positive_term(node: Node) -> bool:
     if isinstance(node, (And, Or)):
         return any(_has_positive_term(child) for child in node.children)
     return True
-

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
 from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import lru_cache
 
-__all__ = ["WORD_RE", "Token", "find_words", "fold", "is_spaceless", "split_text", "tokenize"]
+__all__ = ["WORD_RE", "Token", "fold", "is_spaceless", "split_text", "tokenize"]
 
 # Scripts written without spaces between words. One token per character there; see module doc.
 _SPACELESS_RANGES = (
@@ -110,11 +110,6 @@ def _kind(text: str) -> int:
     if text.isascii():
         return 0
     return 1 if _ASTRAL_RE.search(text) is None else 2
-
-
-def find_words(text: str) -> list[str]:
-    """The words of `text` as written."""
-    return _FINDERS[_kind(text)].findall(text)
 
 
 def is_spaceless(char: str) -> bool:
