@@ -18,6 +18,7 @@ from typing import IO, Protocol, TextIO
 
 from bot.chat.console import ConsoleSender
 from bot.chat.discord import DiscordPlatform
+from bot.chat.slack import SlackPlatform
 from bot.core.commands import Commands, CommandSettings
 from bot.core.delivery import DeliverySettings, DeliveryWorker
 from bot.core.models import Delivery, FeedSpec, FeedState, Origin, platform_of
@@ -439,6 +440,14 @@ def build_platforms(settings: Settings) -> list[ChatPlatform]:
     platforms: list[ChatPlatform] = []
     if settings.secrets.discord_token is not None:
         platforms.append(DiscordPlatform(settings))
+    bot_token, app_token = settings.secrets.slack_bot_token, settings.secrets.slack_app_token
+    if bot_token is not None and app_token is not None:
+        platforms.append(SlackPlatform(settings))
+    elif bot_token is not None or app_token is not None:
+        log.warning(
+            "Slack needs both SLACK_BOT_TOKEN and SLACK_APP_TOKEN; only %s is set, so Slack stays off",
+            "SLACK_BOT_TOKEN" if bot_token is not None else "SLACK_APP_TOKEN",
+        )
     return platforms
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 # Usage per sub-command, in the order `help` lists them; the admin ones are marked.
 USAGE: dict[str, str] = {
-    "subscribe": "/news subscribe <query>  e.g. /news subscribe \"North Korea\" OR Pyongyang",
+    "subscribe": '/news subscribe <query>  e.g. /news subscribe "North Korea" OR Pyongyang',
     "unsubscribe": "/news unsubscribe <query>  (exactly as listed by /news subscriptions)",
     "subscriptions": "/news subscriptions  (yours)",
     "recent": "/news recent [query] [--hours N] [--limit N]",
@@ -34,10 +34,15 @@ USAGE: dict[str, str] = {
     "help": "/news help [sub-command]",
 }
 GROUPS = {"watchlist": "watchlist", "watchlists": "watchlist", "feed": "feed", "feeds": "feed"}
-ALIASES = {"sub": "subscribe", "unsub": "unsubscribe", "subs": "subscriptions", "list": "subscriptions"}
+ALIASES = {
+    "sub": "subscribe",
+    "unsub": "unsubscribe",
+    "subs": "subscriptions",
+    "list": "subscriptions",
+}
 ADMIN_COMMANDS = frozenset(c for c in USAGE if c.startswith(("watchlist ", "feed ")))
 
-_QUOTES = "\"“”„"
+_QUOTES = '"“”„'
 _TOKEN = re.compile(
     r"""(?P<angle><[^<>\s]*>)                   # <#C1|name>, <@U1>, <https://x>, <!here>
       | (?P<quoted>["“”„][^"“”„]*(?:["“”„]|$))  # "a phrase" (an unclosed one runs to the end)
@@ -81,8 +86,10 @@ def usage(command: str | None) -> str:
     lines = [u for c, u in USAGE.items() if command and c.startswith(command + " ")]
     if lines:
         return "Usage:\n" + "\n".join(lines)
-    return "Sub-commands: " + ", ".join(sorted({c.split()[0] for c in USAGE})) + (
-        ". /news help shows them all."
+    return (
+        "Sub-commands: "
+        + ", ".join(sorted({c.split()[0] for c in USAGE}))
+        + (". /news help shows them all.")
     )
 
 
@@ -192,7 +199,7 @@ def _name(token: _Token, command: str, what: str) -> str:
 
 
 def _channel(token: _Token) -> str | None:
-    """"slack:C123" for <#C123|name>, C123 or slack:C123; None for anything else."""
+    """ "slack:C123" for <#C123|name>, C123 or slack:C123; None for anything else."""
     match = _CHANNEL_REF.match(token.raw) if token.kind == "angle" else None
     if match is None and token.kind == "word":
         match = _CHANNEL_ID.match(token.raw)

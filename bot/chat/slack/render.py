@@ -84,7 +84,8 @@ def link(url: str | None, label: str, limit: int) -> str:
     target = href(url)
     if target is None or limit - len(target) - 3 < 20:
         return fit(label, limit)
-    return f"<{target}|{fit(label, limit - len(target) - 3) or target}>"
+    shown = fit(label, limit - len(target) - 3)
+    return f"<{target}|{shown}>" if shown else f"<{target}>"
 
 
 def slack_date(moment: datetime) -> str:
@@ -155,7 +156,8 @@ def _when(published: datetime | None) -> str:
 def _headline(card: Card, limit: int) -> str:
     marks = _marks(card)
     prefix = f"{marks}\n" if marks else ""
-    return f"{prefix}*{link(card.url, card.headline, limit - len(prefix) - 2)}*"
+    headline = card.headline.strip() or "(untitled story)"
+    return f"{prefix}*{link(card.url, headline, limit - len(prefix) - 2)}*"
 
 
 def render_card(card: Card) -> dict[str, Any]:
@@ -177,9 +179,7 @@ def render_card(card: Card) -> dict[str, Any]:
         else ("Watchlist: " + fit(" + ".join(card.watchlists), 500) if card.watchlists else "")
     )
     matched = "Matched: " + fit(", ".join(card.matched), 1000) if card.matched else ""
-    blocks.append(
-        context(f"{fit(card.source, 300)} · {_when(card.published)}", matched, who)
-    )
+    blocks.append(context(f"{fit(card.source, 300)} · {_when(card.published)}", matched, who))
     return {"text": _card_fallback(card), "blocks": blocks}
 
 
@@ -262,7 +262,7 @@ def render_home(subscriptions: Sequence[str], stories: Sequence[StoredStory]) ->
     else:
         blocks.append(
             section(
-                "You have no subscriptions yet. Type `/news subscribe \"North Korea\" OR "
+                'You have no subscriptions yet. Type `/news subscribe "North Korea" OR '
                 "Pyongyang` in any channel, and matching stories come to you by direct message."
             )
         )

@@ -1,0 +1,291 @@
+"""Slack as a chat platform: a slack_bolt AsyncApp over Socket Mode (no public URL), the `/news`
+slash command, the App Home tab, and the sender the delivery worker posts cards through.
+
+The bolt app only translates: command text is parsed by parse.py, the work is done by
+bot.core.commands (which enforces admin rights from `Actor.is_admin` and audits changes), and the
+answer is rendered by render.py. Who is an admin is decided here, on the server side: workspace
+admins and owners according to users.info, plus `[slack].admin_user_ids`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import aiohttp
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.app.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.chat.slack.parse import USAGE, CommandSyntaxError, Invocation, parse_command, usage
+from bot.chat.slack.render import HOME_STORIES, render_home, render_reply
+from bot.chat.slack.sender import TRANSIENT, SlackSender, make_client
+from bot.core.commands import Actor, Commands, Reply, ReplyItem
+from config.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ADMIN_CACHE_SECONDS = 60.0  # a demoted admin loses rights within a minute
+MAX_LOGIN_BACKOFF = 60.0
+SORRY = (
+    "Sorry, that did not work: something went wrong on newsbot's side. It has been logged; "
+    "try again in a minute, or tell whoever runs the bot."
+)
+
+
+class SlackPlatform:
+    """bot.app's ChatPlatform for Slack. `start` returns at once and connects in the background;
+    the sender works without the socket (it only needs the Web API)."""
+
+    name = "slack"
+
+    def __init__(self, settings: Settings, *, admin_cache_seconds: float = ADMIN_CACHE_SECONDS):
+        secrets = settings.secrets
+        self._bot_token = (
+            secrets.slack_bot_token.get_secret_value() if secrets.slack_bot_token else ""
+        )
+        self._app_token = (
+            secrets.slack_app_token.get_secret_value() if secrets.slack_app_token else ""
+        )
+        self.api_base = settings.slack.api_base
+        self.admin_user_ids = frozenset(settings.slack.admin_user_ids)
+        self.admin_cache_seconds = admin_cache_seconds
+        self.web = make_client(self.api_base, self._bot_token)
+        self.sender = SlackSender(self.web)
+        self.commands: Commands | None = None
+        self.app: AsyncApp | None = None
+        self.handler: AsyncSocketModeHandler | None = None
+        self.bot_user_id: str | None = None
+        self.login_error: str | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._admin_cache: dict[str, tuple[float, bool]] = {}
+
+    def __repr__(self) -> str:  # never the tokens
+        return f"SlackPlatform(api_base={self.api_base!r}, connected={self.connected})"
+
+    # --- ChatPlatform ------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        client = self.handler.client if self.handler is not None else None
+        if client is None or client.closed or client.stale:
+            return False
+        session = client.current_session
+        return session is not None and not session.closed
+
+    def attach(self, commands: Commands) -> None:
+        self.commands = commands
+
+    async def start(self) -> None:
+        if self._task is not None:
+            return
+        if not self._bot_token or not self._app_token:
+            self.login_error = "SLACK_BOT_TOKEN and SLACK_APP_TOKEN must both be set"
+            log.error("Slack login failed: %s", self.login_error)
+            return
+        self.app = self.build_app()
+        self.handler = AsyncSocketModeHandler(
+            self.app,
+            self._app_token,
+            web_client=AsyncWebClient(base_url=self.api_base, token=self._app_token),
+        )
+        self._task = asyncio.create_task(self._connect(), name="slack-connect")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        if self.handler is not None:
+            await self.handler.close_async()
+
+    # --- connecting --------------------------------------------------------------------------
+
+    async def _connect(self) -> None:
+        try:
+            await self._login_and_connect()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Background work logs its own failures; cards keep waiting in the outbox.
+            log.exception("Slack connection failed; Slack commands are unavailable")
+
+    async def _login_and_connect(self) -> None:
+        """Check both tokens, then open the socket. A refused token stops here with a clear log
+        line; Slack being unreachable is retried with backoff. Once connected, slack_sdk
+        reconnects by itself (Slack refreshes Socket Mode connections every few hours)."""
+        assert self.handler is not None
+        delay = 1.0
+        while True:
+            which = "SLACK_BOT_TOKEN"
+            try:
+                auth = await self.web.auth_test()
+                which = "SLACK_APP_TOKEN"
+                # Also proves the app-level token; the URL it returns is the first connection's.
+                opened = await self.handler.client.web_client.apps_connections_open(
+                    app_token=self._app_token
+                )
+                url = opened["url"]
+                break
+            except SlackApiError as exc:
+                error = str(exc.response.get("error") or "")
+                status = getattr(exc.response, "status_code", 200) or 200
+                if status < 500 and status != 429 and error not in TRANSIENT:
+                    self.login_error = f"{which} was refused ({error})"
+                    log.error(
+                        "Slack login failed: %s was refused by %s (%s). Slack stays "
+                        "disconnected; fix the token and restart.",
+                        which,
+                        self.api_base,
+                        error,
+                    )
+                    return
+                problem = f"{error or 'HTTP ' + str(status)}"
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            log.warning("Slack is not reachable yet (%s); retrying in %.0fs", problem, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_LOGIN_BACKOFF)
+        self.bot_user_id = auth.get("user_id")
+        self.handler.client.wss_uri = url
+        await self.handler.connect_async()
+        log.info("Slack connected as @%s in %s (Socket Mode)", auth.get("user"), auth.get("team"))
+
+    # --- the bolt app ------------------------------------------------------------------------
+
+    def build_app(self) -> AsyncApp:
+        # client=, not token=: bolt copies this client's base_url (and retry handlers) into
+        # the client it builds per request, so a GovSlack or test api_base applies everywhere.
+        app = AsyncApp(client=self.web, logger=logging.getLogger("bot.chat.slack.bolt"))
+        app.command("/news")(self._on_news)
+        app.event("app_home_opened")(self._on_home_opened)
+        return app
+
+    async def _on_news(self, ack: Any, command: dict[str, Any], respond: Any) -> None:
+        # Ack at once with nothing (Slack wants an answer within 3 s), then answer through
+        # response_url, which stays valid for 30 minutes.
+        await ack()
+        reply = await self.handle_command(
+            command.get("text") or "", command.get("user_id") or "", command.get("user_name") or ""
+        )
+        try:
+            response = await respond(**render_reply(reply))
+        except Exception:
+            log.exception("could not answer /news for %s", command.get("user_id"))
+            return
+        if getattr(response, "status_code", 200) != 200:
+            log.warning(
+                "Slack refused the /news answer for %s: HTTP %s %s",
+                command.get("user_id"),
+                response.status_code,
+                getattr(response, "body", ""),
+            )
+
+    async def handle_command(self, text: str, user_id: str, user_name: str = "") -> Reply:
+        """Parse, decide who is asking, run; never raises."""
+        try:
+            try:
+                invocation = parse_command(text)
+            except CommandSyntaxError as exc:
+                return Reply(f"{exc.problem}\n{exc.usage}", ok=False)
+            actor = Actor(
+                "slack",
+                user_id,
+                name=user_name,
+                # Only admin sub-commands pay for the users.info look-up.
+                is_admin=await self.is_admin(user_id) if invocation.admin else False,
+            )
+            return await self.run(invocation, actor)
+        except Exception:
+            log.exception("/news %r from %s failed", text[:200], user_id)
+            return Reply(SORRY, ok=False)
+
+    async def run(self, invocation: Invocation, actor: Actor) -> Reply:
+        commands = self.commands
+        if commands is None:
+            return Reply("newsbot is still starting; try again in a moment.", ok=False)
+        a = invocation.args
+        match invocation.command:
+            case "subscribe":
+                return await commands.subscribe(actor, a["query"])
+            case "unsubscribe":
+                return await commands.unsubscribe(actor, a["query"])
+            case "subscriptions":
+                return await commands.subscriptions(actor)
+            case "recent":
+                return await commands.recent(actor, a["query"], a["hours"], a["limit"])
+            case "status":
+                return await commands.status(actor)
+            case "watchlist add":
+                return await commands.watchlist_add(actor, a["name"], a["query"], a["channel"])
+            case "watchlist edit":
+                return await commands.watchlist_edit(actor, a["name"], a["query"])
+            case "watchlist remove":
+                return await commands.watchlist_remove(actor, a["name"])
+            case "watchlist list":
+                return await commands.watchlist_list(actor)
+            case "watchlist test":
+                return await commands.watchlist_test(actor, a["query"], a["hours"])
+            case "feed add":
+                return await commands.feed_add(actor, a["url"], a["name"], a["interval"])
+            case "feed remove":
+                return await commands.feed_remove(actor, a["name"])
+            case "feed list":
+                return await commands.feed_list(actor)
+            case "help":
+                return help_reply(a.get("topic"))
+        raise AssertionError(f"no handler for {invocation.command!r}")
+
+    async def is_admin(self, user_id: str) -> bool:
+        """Listed in admin_user_ids, or a workspace admin or owner (users.info, cached)."""
+        if user_id in self.admin_user_ids:
+            return True
+        now = time.monotonic()
+        cached = self._admin_cache.get(user_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        try:
+            user = (await self.web.users_info(user=user_id))["user"]
+        except Exception as exc:
+            # Not cached: the next command asks again.
+            log.warning(
+                "users.info for %s failed (%s); treating them as not an admin", user_id, exc
+            )
+            return False
+        admin = bool(
+            not user.get("deleted")
+            and (user.get("is_admin") or user.get("is_owner") or user.get("is_primary_owner"))
+        )
+        self._admin_cache[user_id] = (now + self.admin_cache_seconds, admin)
+        return admin
+
+    async def _on_home_opened(self, event: dict[str, Any]) -> None:
+        if event.get("tab", "home") != "home":
+            return
+        user_id = event.get("user") or ""
+        try:
+            await self.publish_home(user_id)
+        except Exception:
+            log.exception("could not publish the App Home for %s", user_id)
+
+    async def publish_home(self, user_id: str) -> None:
+        if self.commands is None:
+            return
+        store = self.commands.store
+        subscriber = f"slack:{user_id}"
+        subscriptions = await store.list_subscriptions(subscriber)
+        stories = await store.recent_for_subscriber(subscriber, HOME_STORIES)
+        view = render_home([s.query for s in subscriptions], stories)
+        await self.web.views_publish(user_id=user_id, view=view)
+
+
+def help_reply(topic: str | None = None) -> Reply:
+    if topic:
+        return Reply(usage(topic))
+    return Reply(
+        "newsbot: news alerts in Slack. Sub-commands of /news (replies are only visible to you):",
+        tuple(ReplyItem(line) for line in USAGE.values()),
+    )
