@@ -21,7 +21,7 @@ from bot.chat.discord import DiscordPlatform
 from bot.chat.slack import SlackPlatform
 from bot.core.commands import Commands, CommandSettings
 from bot.core.delivery import DeliverySettings, DeliveryWorker
-from bot.core.models import Delivery, FeedSpec, FeedState, Origin, platform_of
+from bot.core.models import Delivery, FeedSpec, FeedState, Origin, StoredStory, platform_of
 from bot.core.pipeline import IngestSettings, Pipeline, PollReport
 from bot.core.ports import FeedError, FetchStatus, ParsedFeed, Sender
 from bot.core.routing import QueryBook
@@ -177,7 +177,7 @@ class NewsBot:
             clock=self.clock,
             settings=DeliverySettings(burst_limit=alerts.burst_limit),
             on_permanent_failure=self._delivery_failed,
-            on_sent=self.metrics.delivered,
+            on_sent=self._delivered,
         )
         self.pipeline = Pipeline(
             self.storage,
@@ -424,6 +424,11 @@ class NewsBot:
             await self.notify_ops(
                 f"Feed {feed.name!r} recovered after {feed.failures} failed polls."
             )
+
+    def _delivered(self, delivery: Delivery, story: StoredStory, at: datetime) -> None:
+        self.metrics.delivered(delivery, story, at)
+        # A destination that works again is reported again the next time it fails.
+        self._notified_targets.discard(delivery.target)
 
     async def _delivery_failed(self, delivery: Delivery, error: str) -> None:
         if delivery.target in self._notified_targets:

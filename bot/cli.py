@@ -51,6 +51,8 @@ def setup_logging(verbose: bool = False, secrets: Sequence[str] = ()) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     # Chatty libraries: their INFO is our DEBUG.
+    # discord.client warns at every start that voice support (PyNaCl) is missing: we never speak.
+    logging.getLogger("discord.client").setLevel(logging.ERROR)
     for name in ("apscheduler", "discord", "slack_bolt", "slack_sdk", "aiohttp.access"):
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
 

@@ -9,12 +9,14 @@ from datetime import datetime
 from bot.core.identity import safe_link
 from bot.core.models import Delivery, StoredStory
 
-_URGENT = re.compile(r"^\W*(BREAKING|URGENT|FLASH|ALERT)\b", re.IGNORECASE)
+_URGENT_CAPS = re.compile(r"^\W*(BREAKING|URGENT|FLASH|ALERT)\b")
+_URGENT_MARKED = re.compile(r"^\W*(breaking|urgent|flash|alert)(\s+news)?\s*[:|\-–—]", re.IGNORECASE)
 
 
 def is_urgent(headline: str) -> bool:
-    """Wire desks mark urgency in the headline itself: "BREAKING: ...", "FLASH - ..."."""
-    return bool(_URGENT.match(headline))
+    """Wire desks mark urgency in the headline itself: "BREAKING: ...", "FLASH - ...",
+    "URGENT ..." in capitals. "Alert issued as typhoon nears" is an ordinary headline."""
+    return bool(_URGENT_CAPS.match(headline) or _URGENT_MARKED.match(headline))
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +53,9 @@ def build_card(delivery: Delivery, stored: StoredStory, *, update: bool = False)
         urgent=is_urgent(story.title),
         image=safe_link(story.image),
         update=update,
-        revised=stored.revision > 0,
+        # The "updated" mark belongs to an edit of a posted card; a destination that first
+        # matches a revised story gets a fresh card.
+        revised=update,
         delivery_id=delivery.id,
         story_id=stored.id,
     )

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from bot.core.durations import format_duration, parse_duration
+from bot.core.identity import safe_link
 from bot.core.matcher import Matcher
 from bot.core.models import FeedSpec, FeedState, Origin, StoredStory, valid_channel
 from bot.core.ports import FeedError, ParsedFeed
@@ -152,7 +153,7 @@ def _story_item(stored: StoredStory, terms: Sequence[str] = ()) -> ReplyItem:
     detail = f"{story.feed} · {when.strftime('%d %b %H:%M UTC')}"
     if terms:
         detail += " · " + ", ".join(terms)
-    return ReplyItem(story.title, story.link, detail)
+    return ReplyItem(story.title, safe_link(story.link), detail)
 
 
 class Commands:
@@ -460,7 +461,7 @@ class Commands:
         return Reply(
             f"Feed {name!r} added: {len(parsed.stories)} stories found, polled every "
             f"{format_duration(every)}. Its first poll records what is there without alerting.",
-            tuple(ReplyItem(s.title, s.link) for s in newest),
+            tuple(ReplyItem(s.title, safe_link(s.link)) for s in newest),
         )
 
     async def feed_remove(self, actor: Actor, name: str) -> Reply:

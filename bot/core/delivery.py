@@ -29,6 +29,7 @@ class DeliverySettings:
     concurrency: int = 8  # destinations served at once
     max_backoff: timedelta = timedelta(minutes=5)
     batch: int = 500
+    digest_size: int = 10  # headlines per digest message: what fits any platform's limits
 
 
 FailureHook = Callable[[Delivery, str], Awaitable[None]]
@@ -137,10 +138,12 @@ class DeliveryWorker:
             if not await self._send_one(sender, delivery, story):
                 return handled
             handled += 1
-        if digest:
-            if not await self._send_digest(sender, target, digest):
+        size = self.settings.digest_size
+        for start in range(0, len(digest), size):
+            chunk = digest[start : start + size]
+            if not await self._send_digest(sender, target, chunk):
                 return handled
-            handled += len(digest)
+            handled += len(chunk)
         for delivery, story in updates:
             if not await self._send_one(sender, delivery, story):
                 return handled

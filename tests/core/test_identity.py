@@ -159,3 +159,22 @@ def test_a_new_headline_or_lead_is_a_material_change():
     # The whole lead after a cut-short one, or punctuation and case, is not.
     assert not material_change(story(SEED_TITLE, SEED_LEAD[:120] + "..."), base)
     assert not material_change(base, story(SEED_TITLE.upper(), SEED_LEAD))
+
+
+@pytest.mark.parametrize(
+    ("headline", "urgent"),
+    [
+        ("BREAKING: Explosion reported in Seoul", True),
+        ("Breaking: Explosion reported in Seoul", True),
+        ("URGENT North Korea fires missile", True),
+        ("FLASH - Kremlin confirms talks", True),
+        ("Breaking news | Markets fall", True),
+        ("Alert issued as typhoon nears Okinawa", False),
+        ("Breaking the silence: a memoir", False),
+        ("Flash floods hit Pakistan", False),
+    ],
+)
+def test_urgency_is_read_from_wire_style_headlines(headline, urgent):
+    from bot.core.cards import is_urgent
+
+    assert is_urgent(headline) is urgent
