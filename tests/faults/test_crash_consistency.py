@@ -128,13 +128,11 @@ async def test_sigkill_during_a_burst_posts_every_alert_exactly_once(tmp_path, f
             await bot.wait()
             at_kill.append(posted())
             bot = await start_bot(path, fake.token)
-        everything = lambda: (
-            sum(  # noqa: E731
-                len(re.findall(r"Pyongyang report number", str(m.embeds[0])))
-                for m in fake.messages_in(CHANNEL)
-            )
-            >= BURST
-        )
+
+        def everything() -> bool:
+            text = " ".join(str(m.embeds[0]) for m in fake.messages_in(CHANNEL))
+            return len(re.findall(r"Pyongyang report number", text)) >= BURST
+
         await wait_for(everything, "the whole burst", bot, timeout=60)
         await asyncio.sleep(1.5)  # a late duplicate would show up here
         bot.send_signal(signal.SIGTERM)
