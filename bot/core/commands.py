@@ -191,11 +191,16 @@ class Commands:
             "(Discord) or a workspace admin (Slack)."
         )
 
-    def _config_owned(self, kind: str, name: str) -> Reply:
-        return refused(
-            f"The {kind} {name!r} comes from the config file ({self.services.config_source}); "
-            "change it there and restart the bot."
-        )
+    def _not_editable(self, kind: str, found: Any, name: str) -> Reply | None:
+        """Chat edits only what chat made: config-file entries are the file's."""
+        if found is None:
+            return refused(f"There is no {kind} {name!r}.")
+        if found.origin == Origin.CONFIG:
+            return refused(
+                f"The {kind} {found.name!r} comes from the config file "
+                f"({self.services.config_source}); change it there and restart the bot."
+            )
+        return None
 
     async def _matching(
         self, query: Any, hours: float, limit: int
@@ -354,10 +359,8 @@ class Commands:
         if denied := self._admin_only(actor, "edit watchlists"):
             return denied
         existing = await self.store.get_watchlist((name or "").strip())
-        if existing is None:
-            return refused(f"There is no watchlist {name!r}.")
-        if existing.origin == Origin.CONFIG:
-            return self._config_owned("watchlist", existing.name)
+        if refusal := self._not_editable("watchlist", existing, name):
+            return refusal
         query, error = self._parse(query_text)
         if error:
             return error
@@ -371,10 +374,8 @@ class Commands:
         if denied := self._admin_only(actor, "remove watchlists"):
             return denied
         existing = await self.store.get_watchlist((name or "").strip())
-        if existing is None:
-            return refused(f"There is no watchlist {name!r}.")
-        if existing.origin == Origin.CONFIG:
-            return self._config_owned("watchlist", existing.name)
+        if refusal := self._not_editable("watchlist", existing, name):
+            return refusal
         await self.store.remove_watchlist(existing.name)
         await self._audit(actor, "watchlist.remove", name=existing.name, query=existing.query)
         return Reply(f"Watchlist {existing.name!r} removed.")
@@ -468,10 +469,8 @@ class Commands:
         if denied := self._admin_only(actor, "remove feeds"):
             return denied
         feed = await self.store.get_feed((name or "").strip())
-        if feed is None:
-            return refused(f"There is no feed {name!r}.")
-        if feed.origin == Origin.CONFIG:
-            return self._config_owned("feed", feed.name)
+        if refusal := self._not_editable("feed", feed, name):
+            return refusal
         await self.store.remove_feed(feed.name)
         await self._audit(actor, "feed.remove", name=feed.name, url=feed.url)
         await self.services.feeds_changed()
