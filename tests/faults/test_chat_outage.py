@@ -1,0 +1,100 @@
+"""A chat outage: Discord answers 503 for a while. Cards stay pending, are retried with backoff,
+survive a restart during the outage, and all arrive once Discord is back; nothing is dropped
+because it waited. The bot's clock is moved forward instead of sleeping through the backoff."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bot.app import NewsBot
+from bot.chat.discord import DiscordPlatform
+from bot.core.models import DeliveryStatus
+from config.settings import settings_from_dict
+from tests.fakes.discord_server import FakeDiscord, point_discord_at
+from tests.feedgen import Item, rss
+
+CHANNEL = 1_400_000_000_000_000_001
+pytestmark = pytest.mark.timeout(60)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs: float) -> None:
+        self.now += timedelta(**kwargs)
+
+
+async def test_cards_wait_out_an_outage_and_a_restart_then_arrive_once(tmp_path, feed_server):
+    clock = Clock()
+    feed_server.set("wire.xml", rss([]))
+    async with FakeDiscord(text_channel_ids=(CHANNEL,)) as fake:
+        with point_discord_at(fake):
+            settings = settings_from_dict(
+                {
+                    "storage": {"path": str(tmp_path / "bot.db")},
+                    "http": {"enabled": False},
+                    "discord": {"api_base": fake.api_base, "gateway_url": fake.gateway_url},
+                    "feeds": [{"name": "Wire", "url": feed_server.url("wire.xml")}],
+                    "watchlists": [
+                        {"name": "NK", "query": "Pyongyang", "channels": [f"discord:{CHANNEL}"]}
+                    ],
+                },
+                {"DISCORD_TOKEN": fake.token},
+            )
+
+            def bot() -> NewsBot:
+                platform = DiscordPlatform(settings, guild_ready_timeout=0.05)
+                return NewsBot(settings, stdout=io.StringIO(), clock=clock, platforms=[platform])
+
+            async with bot() as first:
+                await first.run_once()  # baseline
+                feed_server.set(
+                    "wire.xml",
+                    rss(
+                        [
+                            Item(
+                                f"Pyongyang story {n}",
+                                f"Lead {n}.",
+                                f"https://w.example/{n}",
+                                f"g{n}",
+                                clock.now,
+                            )
+                            for n in range(1, 6)
+                        ]
+                    ),
+                )
+                fake.set_down(True)
+                await first.run_once()
+                counts = await first.storage.delivery_counts()
+                assert counts["pending"] == 5 and counts["sent"] == 0
+                clock.advance(minutes=10)
+                await first.run_once()  # retried, still down
+            assert fake.messages_in(CHANNEL) == []
+            assert fake.statuses("POST").count(503) >= 2
+
+            # Restart while Discord is still down: the outbox is in the database.
+            async with bot() as second:
+                clock.advance(minutes=10)
+                await second.run_once()
+                assert (await second.storage.delivery_counts())["pending"] == 5
+                fake.set_down(False)
+                clock.advance(minutes=10)
+                await second.run_once()
+                counts = await second.storage.delivery_counts()
+                stories = await second.storage.recent_stories(clock.now - timedelta(days=1))
+                statuses = {
+                    d.status
+                    for s in stories
+                    for d in await second.storage.deliveries_for_story(s.id)
+                }
+    assert counts["pending"] == 0 and counts["sent"] == 5 and counts["failed"] == 0
+    assert statuses == {DeliveryStatus.SENT}
+    titles = sorted(m.embeds[0]["title"] for m in fake.messages_in(CHANNEL))
+    assert titles == [f"Pyongyang story {n}" for n in range(1, 6)]
