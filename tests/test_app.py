@@ -97,3 +97,28 @@ async def test_healthz_and_metrics(tmp_path, feed_server):
         state = bot.health()
         assert state["ok"] is False and "scheduler" in state["reason"]
         assert json.dumps(state)
+
+
+async def test_feeds_added_from_chat_cannot_reach_internal_addresses(tmp_path, feed_server):
+    from bot.core.commands import Actor
+
+    feed_server.set("w.xml", rss([Item("Story", "x", "https://w.example/1", "1", minutes_ago(1))]))
+    admin = Actor("discord", "42", "editor", is_admin=True)
+    async with NewsBot(settings_for(tmp_path)) as bot:
+        reply = await bot.commands.feed_add(admin, feed_server.url("w.xml"), "Internal")
+        assert not reply.ok and "loopback" in reply.text
+        reply = await bot.commands.feed_add(admin, (tmp_path / "x.xml").as_uri(), "File")
+        assert not reply.ok and "config file" in reply.text
+        reply = await bot.commands.feed_add(
+            admin, "http://169.254.169.254/latest/meta-data/", "Meta"
+        )
+        assert not reply.ok and "link-local" in reply.text
+        assert await bot.storage.list_feeds() == []
+        assert feed_server.count("w.xml") == 0  # refused before connecting
+    allowed = settings_for(tmp_path, fetch={"allow_networks": ["127.0.0.0/8"]})
+    async with NewsBot(allowed) as bot:
+        reply = await bot.commands.feed_add(admin, feed_server.url("w.xml"), "Internal")
+        assert reply.ok, reply.text
+        assert [f.name for f in await bot.storage.list_feeds()] == ["Internal"]
+        entries = await bot.storage.audit_entries()
+        assert entries[0][1:3] == ("discord:42", "feed.add")
