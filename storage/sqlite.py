@@ -685,7 +685,13 @@ class SqliteStorage:
         stamp = now.timestamp()
         rows = await self._read(
             f"""SELECT {_DELIVERY_COLUMNS}, {_STORY_COLUMNS} FROM (
-                    SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?
+                    SELECT id FROM deliveries p WHERE status = 'pending' AND next_attempt_at <= ?
+                      -- A destination reads its cards in order: while an earlier card waits
+                      -- out a retry, the later ones wait behind it.
+                      AND NOT EXISTS (
+                          SELECT 1 FROM deliveries e INDEXED BY deliveries_pending
+                          WHERE e.status = 'pending' AND e.target = p.target AND e.id < p.id
+                            AND e.next_attempt_at > ?)
                     UNION ALL
                     SELECT id FROM deliveries WHERE update_pending = 1 AND status = 'sent'
                       AND next_attempt_at <= ?
@@ -693,7 +699,7 @@ class SqliteStorage:
                 JOIN deliveries d ON d.id = due.id
                 JOIN stories s ON s.id = d.story_id
                 ORDER BY d.id LIMIT ?""",  # noqa: S608 - column lists are constants
-            (stamp, stamp, limit),
+            (stamp, stamp, stamp, limit),
         )
         width = len(_DELIVERY_COLUMNS.split(","))
         return [(_delivery(r[:width]), _story(r[width:])) for r in rows]

@@ -693,6 +693,22 @@ async def test_reschedule_pushes_the_next_attempt_and_counts_it(storage, raw):
     assert due[first].attempts == 2
 
 
+async def test_a_card_waiting_out_a_retry_holds_back_later_cards_to_the_same_channel(storage):
+    reuters, ap = await config_feeds(storage, REUTERS, AP)
+    (ecb_id,) = await ingest(storage, reuters, [(ecb_story(), [markets_route()])])
+    (quake_id,) = await ingest(storage, ap, [(quake_story(), [markets_route(), ukraine_route()])])
+    first = await delivery_to(storage, ecb_id, MARKETS_CHANNEL)
+    later = await delivery_to(storage, quake_id, MARKETS_CHANNEL)
+    other = await delivery_to(storage, quake_id, UKRAINE_CHANNEL)
+
+    await storage.reschedule(first.id, "HTTP 503", NOW + timedelta(seconds=30), update=False)
+
+    # The channel reads its cards in order; another channel is not held up.
+    assert [d.id for d, _ in await storage.due_deliveries(NOW, 10)] == [other.id]
+    due = await storage.due_deliveries(NOW + timedelta(seconds=30), 10)
+    assert [d.id for d, _ in due] == [first.id, later.id, other.id]
+
+
 async def test_mark_sent_stores_the_message_id_and_takes_the_card_out_of_the_queue(storage):
     ids, story_ids = await _three_pending(storage)
 
