@@ -49,6 +49,7 @@ HOSTILE = {
         "limit",
     ),
     "drip": ({"body": rss(HEALTHY), "drip": 1.0}, "timed out"),
+    "redirect-loop": ({"redirect_loop": True}, "redirects"),
     "404": ({"status": 404}, "HTTP 404"),
     "410": ({"status": 410}, "HTTP 410"),
     "500": ({"status": 500}, "HTTP 500"),
@@ -76,6 +77,10 @@ def settings(tmp_path, feed_server, max_bytes="2MB"):
 
 def serve_hostile(feed_server, options: dict) -> None:
     options = dict(options)
+    if options.pop("redirect_loop", False):
+        feed_server.set("bad.xml", redirect_to=feed_server.url("loop.xml"))
+        feed_server.set("loop.xml", redirect_to=feed_server.url("bad.xml"))
+        return
     if options.pop("raw_gzip", False):
         # Serve pre-compressed bytes as they are, so the client has to inflate them.
         feed_server.set("bad.xml", bomb(), headers={"Content-Encoding": "gzip"})
