@@ -522,11 +522,21 @@ class SqliteStorage:
         return ids
 
     async def recent_stories(
-        self, since: datetime, *, limit: int = 5000, feed: str | None = None
+        self,
+        since: datetime,
+        *,
+        limit: int = 5000,
+        feed: str | None = None,
+        after: StoredStory | None = None,
     ) -> list[StoredStory]:
-        """Stories first seen since `since`, newest first."""
+        """Stories first seen since `since`, newest first. `after`: the last story of the
+        previous page (keyset paging, so a long window is read a page at a time)."""
         sql = f"SELECT {_STORY_COLUMNS} FROM stories s WHERE s.first_seen_at >= ?"  # noqa: S608
         params: list[Any] = [since.timestamp()]
+        if after is not None:
+            sql += " AND (s.first_seen_at < ? OR (s.first_seen_at = ? AND s.id < ?))"
+            seen = after.first_seen.timestamp()
+            params += [seen, seen, after.id]
         if feed is not None:
             sql += " AND s.feed_name = ? COLLATE NOCASE"
             params.append(feed)

@@ -6,6 +6,7 @@ never turn into a mention or a link in a reply."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Sequence
@@ -28,6 +29,8 @@ URL_LIMIT = 2000
 MAX_HOURS = 24 * 7
 MAX_LIMIT = 25
 MAX_SUBSCRIPTIONS = 50
+SCAN_PAGE = 1000
+SCAN_LIMIT = 50_000  # stories read for one /recent or /watchlist test
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -65,7 +68,9 @@ class CommandStore(Protocol):
     async def add_subscription(self, subscriber: str, query: str, now: datetime) -> bool: ...
     async def remove_subscription(self, subscriber: str, query: str) -> bool: ...
     async def list_subscriptions(self, subscriber: str | None = None) -> list[Any]: ...
-    async def recent_stories(self, since: datetime, *, limit: int = ...) -> list[StoredStory]: ...
+    async def recent_stories(
+        self, since: datetime, *, limit: int = ..., after: StoredStory | None = ...
+    ) -> list[StoredStory]: ...
     async def list_watchlists(self) -> list[Any]: ...
     async def get_watchlist(self, name: str) -> Any: ...
     async def add_watchlist(
@@ -203,27 +208,51 @@ class Commands:
         return None
 
     async def _matching(
-        self, query: Any, hours: float, limit: int
-    ) -> tuple[list[tuple[StoredStory, tuple[str, ...]]], int]:
+        self, query: Any, hours: float, limit: int, *, count_all: bool
+    ) -> tuple[list[tuple[StoredStory, tuple[str, ...]]], int | None]:
+        """The newest stories of the window that match, newest first: (up to `limit` of them,
+        how many match in all - or None when `count_all` is off and the scan stopped early).
+        The window is read a page at a time and matched off the event loop, so a long window
+        never stalls the chat connections."""
         since = self.clock() - timedelta(hours=hours)
-        stories = await self.store.recent_stories(since)
-        found: list[tuple[StoredStory, tuple[str, ...]]] = []
         if query is None:
             # No query: what the desk's watchlists would have alerted.
-            book = await self.services.query_book()
-            for stored in stories:
-                matches = book.matcher.match(stored)
-                if matches:
-                    terms = tuple(dict.fromkeys(t for ts in matches.values() for t in ts))
-                    found.append((stored, terms))
+            matcher: Matcher[Any] = (await self.services.query_book()).matcher
         else:
             matcher = Matcher([(0, query)])
-            for stored in stories:
+        found: list[tuple[StoredStory, tuple[str, ...]]] = []
+        total = 0
+
+        def scan(page: list[StoredStory]) -> bool:
+            nonlocal total
+            for stored in page:
                 matches = matcher.match(stored)
-                if 0 in matches:
-                    found.append((stored, matches[0]))
-        found.sort(key=lambda pair: pair[0].story.published or pair[0].first_seen, reverse=True)
-        return found[:limit], len(found)
+                if not matches:
+                    continue
+                total += 1
+                if len(found) < limit:
+                    terms = tuple(dict.fromkeys(t for ts in matches.values() for t in ts))
+                    found.append((stored, terms))
+                elif not count_all:
+                    return False
+            return True
+
+        def newest(pairs: list[tuple[StoredStory, tuple[str, ...]]]) -> list:
+            # Read in the order we saw them; shown by the time the publisher gives.
+            return sorted(
+                pairs, key=lambda p: p[0].story.published or p[0].first_seen, reverse=True
+            )
+
+        page = await self.store.recent_stories(since, limit=SCAN_PAGE)
+        scanned = 0
+        while page and scanned < SCAN_LIMIT:
+            scanned += len(page)
+            if not await asyncio.to_thread(scan, page):
+                return newest(found), None
+            if len(page) < SCAN_PAGE:
+                break
+            page = await self.store.recent_stories(since, limit=SCAN_PAGE, after=page[-1])
+        return newest(found), total
 
     @staticmethod
     def _bounds(hours: float | None, limit: int | None) -> tuple[float, int, Reply | None]:
@@ -291,14 +320,14 @@ class Commands:
             query, error = self._parse(query_text)
             if error:
                 return error
-        found, total = await self._matching(query, hours, limit)
+        found, total = await self._matching(query, hours, limit, count_all=False)
         what = f"matching {query.text}" if query else "matching the watchlists"
         span = format_duration(timedelta(hours=hours))
         if not found:
             return Reply(f"No stories {what} in the last {span}.")
+        head = f"{total} stories" if total is not None else f"The newest {len(found)} stories"
         return Reply(
-            f"{total} stories {what} in the last {span}"
-            + (f", newest {len(found)}:" if total > len(found) else ":"),
+            f"{head} {what} in the last {span}:",
             tuple(_story_item(s, terms) for s, terms in found),
         )
 
@@ -409,7 +438,8 @@ class Commands:
         query, error = self._parse(query_text)
         if error:
             return error
-        found, total = await self._matching(query, hours, limit)
+        found, total = await self._matching(query, hours, limit, count_all=True)
+        total = total or 0
         span = format_duration(timedelta(hours=hours))
         if not found:
             return Reply(

@@ -957,6 +957,10 @@ async def test_recent_stories_are_newest_first_within_the_window(storage):
         airbus_id,
         ecb_id,
     ]
+    first_page = await storage.recent_stories(NOW - timedelta(hours=4), limit=2)
+    rest = await storage.recent_stories(NOW - timedelta(hours=4), limit=2, after=first_page[-1])
+    assert ids(rest) == [ecb_id]
+    assert await storage.recent_stories(NOW - timedelta(hours=4), after=rest[-1]) == []
     assert await storage.recent_stories(NOW + timedelta(seconds=1)) == []
     assert await storage.count_stories() == 3
     assert await storage.stories_per_feed(NOW - timedelta(hours=2)) == {reuters.id: 1, ap.id: 1}
