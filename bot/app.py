@@ -11,7 +11,6 @@ import logging
 import os
 import signal
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Protocol, TextIO
@@ -117,7 +116,6 @@ class NewsBot:
         )
         self._book: QueryBook | None = None
         self._book_version = -1
-        self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="parse")
         self.fetcher = HttpFetcher(
             FetchLimits(
                 timeout=settings.fetch.timeout,
@@ -129,7 +127,12 @@ class NewsBot:
             ),
             guard=AddressGuard(settings.fetch.allow_networks),
         )
-        self.reader = FeedReader(self.fetcher, self._executor)
+        self.reader = FeedReader(self.fetcher)
+        # At most this many polls in flight: a fetched body waits for its turn to be ingested
+        # (one at a time), and a poll queued behind the connection pool must not spend its
+        # timeout waiting for a connection.
+        self._poll_gate = asyncio.Semaphore(settings.fetch.concurrency)
+        self._book_lock = asyncio.Lock()
         self.scheduler = FeedScheduler(self._scheduled_poll, clock=clock)
         self.last_poll_at: datetime | None = None
         self._notified_targets: set[str] = set()
@@ -233,7 +236,6 @@ class NewsBot:
             except Exception:
                 log.exception("closing %s failed", platform.name)
         await self.fetcher.close()
-        self._executor.shutdown(wait=False, cancel_futures=True)
         if self.storage is not None:
             await self.storage.close()
             self.storage = None
@@ -351,7 +353,8 @@ class NewsBot:
     async def _poll(self, feed: FeedState, *, force: bool = False) -> PollReport:
         assert self.pipeline is not None
         try:
-            report = await self.pipeline.poll(feed, force=force)
+            async with self._poll_gate:
+                report = await self.pipeline.poll(feed, force=force)
         except Exception as exc:
             # A bug or a database failure in one feed's poll must not stop the others.
             log.exception("poll of feed %r crashed", feed.name)
@@ -384,13 +387,14 @@ class NewsBot:
 
     async def query_book(self) -> QueryBook:
         assert self.storage is not None
-        version = self.storage.queries_version
-        if self._book is None or version != self._book_version:
-            self._book = QueryBook(
-                await self.storage.list_watchlists(), await self.storage.list_subscriptions()
-            )
-            self._book_version = version
-        return self._book
+        async with self._book_lock:  # a thousand first polls must not build it a thousand times
+            version = self.storage.queries_version
+            if self._book is None or version != self._book_version:
+                self._book = QueryBook(
+                    await self.storage.list_watchlists(), await self.storage.list_subscriptions()
+                )
+                self._book_version = version
+            return self._book
 
     # --- operational notices -----------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import lru_cache
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from w3lib.url import canonicalize_url
@@ -158,8 +159,11 @@ def url_key(url: str | None) -> str | None:
 # --- text fingerprints ------------------------------------------------------------------------
 
 
-def words(text: str) -> list[str]:
-    return [t.norm for t in tokenize(text)]
+@lru_cache(maxsize=32_768)
+def words(text: str) -> tuple[str, ...]:
+    # Cached: a poll compares the same headlines and leads many times over (every known item of
+    # a changed feed, every near-duplicate candidate).
+    return tuple(t.norm for t in tokenize(text))
 
 
 def shingles(tokens: Sequence[str]) -> frozenset[str]:

@@ -197,6 +197,12 @@ def _plan_sighting(
     delivered: set[str],
 ) -> None:
     same_feed = known.feed_id == feed.id
+    old = known.story
+    if same_feed and (story.title, story.summary, story.link, story.content) == (
+        old.title, old.summary, old.link, old.content
+    ):
+        plan.seen += 1  # the usual case: a feed lists what it listed last time
+        return
     sighting_fresh = feed.baseline_done and is_fresh(story, now, settings)
     # Only the same article (same feed, or the same link elsewhere) can revise a card; another
     # publisher's wording of the story is not an update of ours.
