@@ -23,13 +23,21 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.polls = Counter("newsbot_polls_total", "Feed polls by outcome", ["feed", "status"], registry=r)
-        self.fetch_errors = Counter("newsbot_fetch_errors_total", "Failed polls", ["feed"], registry=r)
+        self.polls = Counter(
+            "newsbot_polls_total", "Feed polls by outcome", ["feed", "status"], registry=r
+        )
+        self.fetch_errors = Counter(
+            "newsbot_fetch_errors_total", "Failed polls", ["feed"], registry=r
+        )
         self.stories = Counter("newsbot_stories_total", "New stories recorded", registry=r)
         self.matches = Counter("newsbot_matches_total", "Cards owed to destinations", registry=r)
         self.sent = Counter("newsbot_deliveries_sent_total", "Cards posted", registry=r)
-        self.failed = Counter("newsbot_deliveries_failed_total", "Cards that could not be posted", registry=r)
-        self.pending = Gauge("newsbot_deliveries_pending", "Cards waiting in the outbox", registry=r)
+        self.failed = Counter(
+            "newsbot_deliveries_failed_total", "Cards that could not be posted", registry=r
+        )
+        self.pending = Gauge(
+            "newsbot_deliveries_pending", "Cards waiting in the outbox", registry=r
+        )
         self.from_published = Histogram(
             "newsbot_alert_delay_from_published_seconds",
             "From the story's publication time to its card being posted",
@@ -104,4 +112,6 @@ class OpsServer:
 
     async def _metrics(self, request: web.Request) -> web.Response:
         await self.refresh()
-        return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return web.Response(
+            body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )

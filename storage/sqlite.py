@@ -66,7 +66,7 @@ _STORY_COLUMNS = (
 )
 _DELIVERY_COLUMNS = (
     "d.id, d.story_id, d.target, d.watchlists, d.subscriber, d.matched, d.status, d.attempts, "
-    "d.message_id, d.update_pending, d.update_count, d.created_at"
+    "d.message_id, d.update_pending, d.update_count, d.created_at, d.digest_group"
 )
 _FEED_COLUMNS = (
     "id, name, url, interval_s, origin, etag, last_modified, body_hash, baseline_done, "
@@ -110,6 +110,7 @@ def _delivery(row: Sequence[Any]) -> Delivery:
         update_pending=bool(row[9]),
         update_count=row[10],
         created_at=_dt(row[11]),
+        digest_group=row[12],
     )
 
 
@@ -778,6 +779,13 @@ class SqliteStorage:
             return await self._scalar(
                 "SELECT count(*) FROM deliveries WHERE target = ? AND sent_at >= ?",
                 (target, since.timestamp()),
+            )
+
+    async def assign_digest(self, delivery_ids: Sequence[int], group: str) -> None:
+        async with self._transaction() as db:
+            await db.executemany(
+                "UPDATE deliveries SET digest_group = ? WHERE id = ? AND status = 'pending'",
+                [(group, delivery_id) for delivery_id in delivery_ids],
             )
 
     async def delivery_counts(self) -> dict[str, int]:

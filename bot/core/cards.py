@@ -10,7 +10,9 @@ from bot.core.identity import safe_link
 from bot.core.models import Delivery, StoredStory
 
 _URGENT_CAPS = re.compile(r"^\W*(BREAKING|URGENT|FLASH|ALERT)\b")
-_URGENT_MARKED = re.compile(r"^\W*(breaking|urgent|flash|alert)(\s+news)?\s*[:|\-–—]", re.IGNORECASE)
+_URGENT_MARKED = re.compile(
+    r"^\W*(breaking|urgent|flash|alert)(\s+news)?\s*[:|\-–—]", re.IGNORECASE
+)
 
 
 def is_urgent(headline: str) -> bool:

@@ -116,13 +116,25 @@ class DeliveryWorker:
     async def _serve_target(self, target: str, items: list[tuple[Delivery, StoredStory]]) -> int:
         sender = self.senders.get(platform_of(target))
         if sender is None:
-            for delivery, _ in items:
-                await self._permanent(
-                    delivery, f"no {platform_of(target)} connection is configured"
-                )
+            reason = f"no {platform_of(target)} connection is configured"
+            for delivery, story in items:
+                if delivery.status == DeliveryStatus.SENT:
+                    # Posted while the platform was configured: the card stands, the edit lapses.
+                    await self.store.mark_update_done(
+                        delivery.id, self.clock(), revision=story.revision
+                    )
+                else:
+                    await self._permanent(delivery, reason)
             return len(items)
         fresh = [(d, s) for d, s in items if d.status == DeliveryStatus.PENDING]
         updates = [(d, s) for d, s in items if d.status == DeliveryStatus.SENT]
+        # A digest formed before a restart (and perhaps posted) goes out exactly as it was
+        # formed: the same cards give the platform the same idempotency key.
+        formed: dict[str, list[tuple[Delivery, StoredStory]]] = {}
+        for delivery, story in fresh:
+            if delivery.digest_group:
+                formed.setdefault(delivery.digest_group, []).append((delivery, story))
+        fresh = [(d, s) for d, s in fresh if not d.digest_group]
         digest: list[tuple[Delivery, StoredStory]] = []
         if ":dm:" not in target and len(fresh) > 1:
             recent = await self.store.recent_sent_count(
@@ -132,6 +144,10 @@ class DeliveryWorker:
             if len(fresh) > room + 1:
                 fresh, digest = fresh[:room], fresh[room:]
         handled = 0
+        for group in formed.values():
+            if not await self._send_digest(sender, target, group):
+                return handled
+            handled += len(group)
         # In order, one at a time: a channel reads its alerts in the order they came, and a
         # transient failure stops this destination's queue until its retry time.
         for delivery, story in fresh:
@@ -141,6 +157,11 @@ class DeliveryWorker:
         size = self.settings.digest_size
         for start in range(0, len(digest), size):
             chunk = digest[start : start + size]
+            # Recorded before posting: if the bot dies mid-post, the restart re-sends this
+            # very digest rather than regrouping its cards.
+            await self.store.assign_digest(
+                [d.id for d, _ in chunk], f"{chunk[0][0].id}-{chunk[-1][0].id}"
+            )
             if not await self._send_digest(sender, target, chunk):
                 return handled
             handled += len(chunk)

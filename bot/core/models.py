@@ -130,6 +130,7 @@ class Delivery:
     update_pending: bool = False
     update_count: int = 0
     created_at: datetime | None = None
+    digest_group: str | None = None  # set once the card is put in a burst digest
 
 
 def platform_of(target: str) -> str:

@@ -162,7 +162,14 @@ def plan_ingest(
             plan.seen += 1
             continue
         _plan_sighting(
-            plan, feed, stories[match_ref], story, exact, book, settings, now,
+            plan,
+            feed,
+            stories[match_ref],
+            story,
+            exact,
+            book,
+            settings,
+            now,
             targets.get(match_ref, set()),
         )
     return plan
@@ -199,7 +206,10 @@ def _plan_sighting(
     same_feed = known.feed_id == feed.id
     old = known.story
     if same_feed and (story.title, story.summary, story.link, story.content) == (
-        old.title, old.summary, old.link, old.content
+        old.title,
+        old.summary,
+        old.link,
+        old.content,
     ):
         plan.seen += 1  # the usual case: a feed lists what it listed last time
         return

@@ -98,3 +98,67 @@ async def test_cards_wait_out_an_outage_and_a_restart_then_arrive_once(tmp_path,
     assert statuses == {DeliveryStatus.SENT}
     titles = sorted(m.embeds[0]["title"] for m in fake.messages_in(CHANNEL))
     assert titles == [f"Pyongyang story {n}" for n in range(1, 6)]
+
+
+async def test_a_digest_interrupted_by_a_crash_is_resent_as_the_same_digest(tmp_path, feed_server):
+    """A burst became a digest; the bot died after Discord took the digest but before it was
+    recorded. Ten minutes later the burst window is over, so a fresh grouping would post some of
+    those cards one by one: instead the recorded group goes out again, with the same nonce, and
+    Discord keeps the one message it has."""
+    import sqlite3
+
+    clock = Clock()
+    feed_server.set("wire.xml", rss([]))
+    async with FakeDiscord(text_channel_ids=(CHANNEL,)) as fake:
+        with point_discord_at(fake):
+            settings = settings_from_dict(
+                {
+                    "storage": {"path": str(tmp_path / "bot.db")},
+                    "http": {"enabled": False},
+                    "alerts": {"burst_limit": 2},
+                    "discord": {"api_base": fake.api_base, "gateway_url": fake.gateway_url},
+                    "feeds": [{"name": "Wire", "url": feed_server.url("wire.xml")}],
+                    "watchlists": [
+                        {"name": "NK", "query": "Pyongyang", "channels": [f"discord:{CHANNEL}"]}
+                    ],
+                },
+                {"DISCORD_TOKEN": fake.token},
+            )
+
+            def bot() -> NewsBot:
+                platform = DiscordPlatform(settings, guild_ready_timeout=0.05)
+                return NewsBot(settings, stdout=io.StringIO(), clock=clock, platforms=[platform])
+
+            async with bot() as first:
+                await first.run_once()
+                feed_server.set(
+                    "wire.xml",
+                    rss(
+                        [
+                            Item(
+                                f"Pyongyang story {n}",
+                                f"Lead {n}.",
+                                f"https://w.example/{n}",
+                                f"g{n}",
+                                clock.now,
+                            )
+                            for n in range(1, 7)
+                        ]
+                    ),
+                )
+                await first.run_once()
+            assert len(fake.messages_in(CHANNEL)) == 3  # two cards, then a digest of four
+            with sqlite3.connect(tmp_path / "bot.db") as db:
+                # The crash window: the digest was posted, its cards not yet marked sent.
+                rows = db.execute(
+                    "UPDATE deliveries SET status = 'pending', message_id = NULL, sent_at = NULL "
+                    "WHERE digest = 1"
+                ).rowcount
+            assert rows == 4
+
+            clock.advance(minutes=10)
+            async with bot() as second:
+                await second.run_once()
+                counts = await second.storage.delivery_counts()
+    assert counts["sent"] == 6 and counts["pending"] == 0
+    assert len(fake.messages_in(CHANNEL)) == 3
