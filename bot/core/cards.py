@@ -34,8 +34,9 @@ class Card:
     subscriber: str | None = None
     urgent: bool = False
     image: str | None = None
-    update: bool = False  # this card revises one already posted
-    revised: bool = False  # the story changed since it was first seen ("updated" mark)
+    # This card revises one already posted: it carries the "updated" mark. A destination that
+    # first matches an already-revised story gets a fresh card, without the mark.
+    update: bool = False
     delivery_id: int = 0
     story_id: int = 0
 
@@ -55,9 +56,6 @@ def build_card(delivery: Delivery, stored: StoredStory, *, update: bool = False)
         urgent=is_urgent(story.title),
         image=safe_link(story.image),
         update=update,
-        # The "updated" mark belongs to an edit of a posted card; a destination that first
-        # matches a revised story gets a fresh card.
-        revised=update,
         delivery_id=delivery.id,
         story_id=stored.id,
     )

@@ -43,7 +43,7 @@ def render_text(card: Card) -> str:
     marks = []
     if card.urgent:
         marks.append("URGENT")
-    if card.update or card.revised:
+    if card.update:
         marks.append("UPDATED")
     who = f"for {card.subscriber}" if card.subscriber else " + ".join(card.watchlists)
     when = card.published.strftime("%Y-%m-%d %H:%M UTC") if card.published else "time unknown"

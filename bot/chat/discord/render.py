@@ -144,7 +144,7 @@ def _who(watchlists: Sequence[str], subscriber: str | None) -> str:
 
 def render_card(card: Card) -> discord.Embed:
     """One story as an embed: linked headline, source, lead, time, matched terms, watchlists."""
-    updated = card.update or card.revised
+    updated = card.update
     urgent = card.urgent or is_urgent(card.headline)
     colour = URGENT_COLOUR if urgent else UPDATED_COLOUR if updated else NORMAL_COLOUR
     mark = "Updated: " if updated else ""
@@ -210,7 +210,7 @@ def _digest_line(card: Card) -> str:
     source = f" · {fit(card.source, 60)}" if card.source else ""
     stamp = _unix(card)
     when = f" · <t:{stamp}:R>" if stamp is not None else ""
-    mark = "Updated: " if card.update or card.revised else ""
+    mark = "Updated: " if card.update else ""
     if url and len(url) <= 512:
         return f"• [{mark}{_link_text(card.headline, 200)}]({_link_target(url)}){source}{when}"
     return f"• {mark}{fit(card.headline, 200)}{source}{when}"

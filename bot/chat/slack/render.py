@@ -144,7 +144,7 @@ def _marks(card: Card) -> str:
     marks = []
     if card.urgent:
         marks.append(":rotating_light: *URGENT*")
-    if card.update or card.revised:
+    if card.update:
         marks.append(":pencil2: _Updated_")
     return "  ".join(marks)
 
@@ -185,7 +185,7 @@ def render_card(card: Card) -> dict[str, Any]:
 
 def _card_fallback(card: Card) -> str:
     marks = ("URGENT: " if card.urgent else "") + (
-        "Updated: " if card.update or card.revised else ""
+        "Updated: " if card.update else ""
     )
     return fit(f"{marks}{card.headline} ({card.source})", FALLBACK_LIMIT)
 

@@ -167,7 +167,6 @@ def test_image_is_an_accessory_only_when_the_story_has_one() -> None:
     ("fields", "marks", "fallback"),
     [
         ({"urgent": True}, ":rotating_light: *URGENT*", "URGENT: "),
-        ({"revised": True}, ":pencil2: _Updated_", "Updated: "),
         ({"update": True}, ":pencil2: _Updated_", "Updated: "),
         (
             {"urgent": True, "update": True},
