@@ -44,6 +44,21 @@ async def newsbot(
     return proc.returncode or 0, out.decode(), err.decode()
 
 
+async def start_run(config: Path) -> asyncio.subprocess.Process:
+    """`newsbot run` in the background, for tests that signal it."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "run",
+        "--config",
+        str(config),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=REPO,
+    )
+
+
 def write_config(tmp_path: Path, feeds: str, extra: str = "") -> Path:
     path = tmp_path / "newsbot.toml"
     path.write_text(
@@ -174,17 +189,7 @@ async def test_unreachable_feeds_are_reported_once_and_sigterm_stops_cleanly(tmp
         for n in (1, 2)
     )
     config = write_config(tmp_path, feeds, '[fetch]\nmin_interval = "1s"\ntimeout = "2s"\n')
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        "run",
-        "--config",
-        str(config),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=REPO,
-    )
+    proc = await start_run(config)
     await asyncio.sleep(4.5)  # several poll intervals: each feed is retried, with backoff
     assert proc.returncode is None, "the bot must keep running when every feed is down"
     proc.send_signal(signal.SIGTERM)
@@ -199,17 +204,7 @@ async def test_unreachable_feeds_are_reported_once_and_sigterm_stops_cleanly(tmp
 
 async def test_sigint_stops_cleanly(tmp_path):
     config = write_config(tmp_path, "")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        "run",
-        "--config",
-        str(config),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=REPO,
-    )
+    proc = await start_run(config)
     await asyncio.sleep(1.5)
     proc.send_signal(signal.SIGINT)
     _, err = await asyncio.wait_for(proc.communicate(), timeout=5)

@@ -5,6 +5,7 @@ because it waited. The bot's clock is moved forward instead of sleeping through 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -31,27 +32,38 @@ class Clock:
         self.now += timedelta(**kwargs)
 
 
+def bot_factory(
+    tmp_path, fake: FakeDiscord, feed_url: str, clock: Clock, **alerts: int
+) -> Callable[[], NewsBot]:
+    """Makes the same bot again and again (a restart): one feed, one watchlist ("Pyongyang")
+    posting to the fake Discord's channel, the test's clock."""
+    settings = settings_from_dict(
+        {
+            "storage": {"path": str(tmp_path / "bot.db")},
+            "http": {"enabled": False},
+            "alerts": alerts,
+            "discord": {"api_base": fake.api_base, "gateway_url": fake.gateway_url},
+            "feeds": [{"name": "Wire", "url": feed_url}],
+            "watchlists": [
+                {"name": "NK", "query": "Pyongyang", "channels": [f"discord:{CHANNEL}"]}
+            ],
+        },
+        {"DISCORD_TOKEN": fake.token},
+    )
+
+    def bot() -> NewsBot:
+        platform = DiscordPlatform(settings, guild_ready_timeout=0.05)
+        return NewsBot(settings, stdout=io.StringIO(), clock=clock, platforms=[platform])
+
+    return bot
+
+
 async def test_cards_wait_out_an_outage_and_a_restart_then_arrive_once(tmp_path, feed_server):
     clock = Clock()
     feed_server.set("wire.xml", rss([]))
     async with FakeDiscord(text_channel_ids=(CHANNEL,)) as fake:
         with point_discord_at(fake):
-            settings = settings_from_dict(
-                {
-                    "storage": {"path": str(tmp_path / "bot.db")},
-                    "http": {"enabled": False},
-                    "discord": {"api_base": fake.api_base, "gateway_url": fake.gateway_url},
-                    "feeds": [{"name": "Wire", "url": feed_server.url("wire.xml")}],
-                    "watchlists": [
-                        {"name": "NK", "query": "Pyongyang", "channels": [f"discord:{CHANNEL}"]}
-                    ],
-                },
-                {"DISCORD_TOKEN": fake.token},
-            )
-
-            def bot() -> NewsBot:
-                platform = DiscordPlatform(settings, guild_ready_timeout=0.05)
-                return NewsBot(settings, stdout=io.StringIO(), clock=clock, platforms=[platform])
+            bot = bot_factory(tmp_path, fake, feed_server.url("wire.xml"), clock)
 
             async with bot() as first:
                 await first.run_once()  # baseline
@@ -111,23 +123,7 @@ async def test_a_digest_interrupted_by_a_crash_is_resent_as_the_same_digest(tmp_
     feed_server.set("wire.xml", rss([]))
     async with FakeDiscord(text_channel_ids=(CHANNEL,)) as fake:
         with point_discord_at(fake):
-            settings = settings_from_dict(
-                {
-                    "storage": {"path": str(tmp_path / "bot.db")},
-                    "http": {"enabled": False},
-                    "alerts": {"burst_limit": 2},
-                    "discord": {"api_base": fake.api_base, "gateway_url": fake.gateway_url},
-                    "feeds": [{"name": "Wire", "url": feed_server.url("wire.xml")}],
-                    "watchlists": [
-                        {"name": "NK", "query": "Pyongyang", "channels": [f"discord:{CHANNEL}"]}
-                    ],
-                },
-                {"DISCORD_TOKEN": fake.token},
-            )
-
-            def bot() -> NewsBot:
-                platform = DiscordPlatform(settings, guild_ready_timeout=0.05)
-                return NewsBot(settings, stdout=io.StringIO(), clock=clock, platforms=[platform])
+            bot = bot_factory(tmp_path, fake, feed_server.url("wire.xml"), clock, burst_limit=2)
 
             async with bot() as first:
                 await first.run_once()
