@@ -201,7 +201,6 @@ class NewsBot:
             settings=CommandSettings(
                 min_interval=self.settings.fetch.min_interval,
                 default_interval=self.settings.fetch.default_interval,
-                failing_after=self.settings.fetch.failing_after,
             ),
         )
         for platform in self.platforms:

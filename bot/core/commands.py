@@ -10,7 +10,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -122,8 +122,6 @@ class CommandSettings:
     min_interval: timedelta = timedelta(seconds=30)
     default_interval: timedelta = timedelta(minutes=5)
     subscription_limit: int = MAX_SUBSCRIPTIONS
-    failing_after: int = 5
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def refused(text: str) -> Reply:

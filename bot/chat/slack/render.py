@@ -184,9 +184,7 @@ def render_card(card: Card) -> dict[str, Any]:
 
 
 def _card_fallback(card: Card) -> str:
-    marks = ("URGENT: " if card.urgent else "") + (
-        "Updated: " if card.update else ""
-    )
+    marks = ("URGENT: " if card.urgent else "") + ("Updated: " if card.update else "")
     return fit(f"{marks}{card.headline} ({card.source})", FALLBACK_LIMIT)
 
 
