@@ -45,9 +45,18 @@ _TAG = re.compile(r"<\s*[A-Za-z/!?]")
 _ENTITY = re.compile(r"&(#\d+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]{1,31});")
 # Control characters become spaces; invisible formatting characters are dropped, so that
 # "Pyong\u200byang" stays one word (ZWNJ and ZWJ too: a stray one in Latin text is junk, and a
-# headline loses nothing a reader needs without them).
+# headline loses nothing a reader needs without them). Every bidirectional control goes: the
+# embeddings and overrides (U+202A-202E), the isolates (U+2066-2069) and the marks (U+200E,
+# U+200F, U+061C) can make a headline display in an order other than its text, so what a reader
+# sees would not be what matched or what a link says. Also dropped: the soft hyphen, the
+# Mongolian vowel separator (a format character since Unicode 6.3), the other invisible
+# operators and deprecated format characters of U+2060-206F, and the interlinear annotation
+# characters U+FFF9-FFFB, which are never meant to reach plain text. U+2028 and U+2029 (line
+# and paragraph separators) are whitespace to `\s`, so they become one space like a newline.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-_INVISIBLE = re.compile(r"[\u200b-\u200d\u200e\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
+_INVISIBLE = re.compile(
+    r"[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]"
+)
 _SPACE = re.compile(r"\s+")
 
 

@@ -79,6 +79,20 @@ HIDDEN = {
     "right-to-left-override": "\u202e",
     "word-joiner": "\u2060",
     "byte-order-mark": "\ufeff",
+    # Bidirectional controls reorder what a reader sees: every one of them goes.
+    "arabic-letter-mark": "\u061c",
+    "right-to-left-mark": "\u200f",
+    "left-to-right-embedding": "\u202a",
+    "left-to-right-isolate": "\u2066",
+    "right-to-left-isolate": "\u2067",
+    "first-strong-isolate": "\u2068",
+    "pop-directional-isolate": "\u2069",
+    "soft-hyphen": "\u00ad",
+    "mongolian-vowel-separator": "\u180e",
+    "inhibit-symmetric-swapping": "\u206a",
+    "interlinear-annotation-anchor": "\ufff9",
+    "interlinear-annotation-separator": "\ufffa",
+    "interlinear-annotation-terminator": "\ufffb",
 }
 
 
@@ -89,6 +103,16 @@ def test_control_and_zero_width_characters_do_not_survive(char):
     assert char not in cleaned
     assert cleaned.replace(" ", "") == "alphabetagamma"
     assert cleaned == cleaned.strip()
+
+
+def test_an_isolate_cannot_make_a_headline_display_out_of_order():
+    # U+2067 RLI ... U+2069 PDI shows "Kremlin denies" after "report" in a client that honours it.
+    assert clean_text("Putin \u2067Kremlin denies\u2069 report") == "Putin Kremlin denies report"
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029"], ids=["line", "paragraph"])
+def test_line_and_paragraph_separators_are_a_space(separator):
+    assert clean_text(f"Kim meets{separator}Putin{separator}") == "Kim meets Putin"
 
 
 @pytest.mark.parametrize(
