@@ -19,7 +19,7 @@ from bot.core.identity import safe_link
 from bot.core.matcher import Matcher
 from bot.core.models import FeedSpec, FeedState, Origin, StoredStory, valid_channel
 from bot.core.ports import FeedError, ParsedFeed
-from bot.core.query import QueryError, parse_query
+from bot.core.query import Query, QueryCost, QueryError, parse_query, query_cost
 from bot.core.routing import QueryBook
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,10 @@ URL_LIMIT = 2000
 MAX_HOURS = 24 * 7
 MAX_LIMIT = 25
 MAX_SUBSCRIPTIONS = 50
+# What one person's subscriptions may cost together (see query.query_cost): enough for fifty
+# ordinary ones, not for fifty lists of the commonest words on both sides of a NEAR.
+MAX_SUBSCRIPTION_TERMS = 250
+MAX_SUBSCRIPTION_NEAR = 10
 SCAN_PAGE = 1000
 SCAN_LIMIT = 50_000  # stories read for one /recent or /watchlist test
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -122,6 +126,8 @@ class CommandSettings:
     min_interval: timedelta = timedelta(seconds=30)
     default_interval: timedelta = timedelta(minutes=5)
     subscription_limit: int = MAX_SUBSCRIPTIONS
+    subscription_terms: int = MAX_SUBSCRIPTION_TERMS
+    subscription_near: int = MAX_SUBSCRIPTION_NEAR
 
 
 def refused(text: str) -> Reply:
@@ -135,6 +141,13 @@ def _clean_name(raw: str | None, what: str) -> tuple[str | None, Reply | None]:
     if len(name) > NAME_LIMIT or _CONTROL.search(name):
         return None, refused(f"A {what} name is at most {NAME_LIMIT} plain characters.")
     return name, None
+
+
+def _cost(text: str) -> QueryCost:
+    try:
+        return query_cost(parse_query(text))
+    except QueryError:
+        return QueryCost(0, 0)  # left out by the matcher anyway (see routing.QueryBook)
 
 
 def _ago(moment: datetime | None, now: datetime) -> str:
@@ -172,6 +185,7 @@ class Commands:
         self.services = services
         self.clock = clock
         self.settings = settings or CommandSettings()
+        self._subscribing: dict[str, asyncio.Lock] = {}
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -262,19 +276,43 @@ class Commands:
             return 0, 0, refused(f"limit must be between 1 and {MAX_LIMIT}.")
         return hours, limit, None
 
+    def _over_budget(self, mine: Sequence[Any], query: Query) -> Reply | None:
+        """A person's subscriptions together may cost the matcher only so much per story."""
+        limits = self.settings
+        if len(mine) >= limits.subscription_limit:
+            return refused(
+                f"You have {len(mine)} subscriptions, the most allowed; remove one first."
+            )
+        costs = [_cost(s.query) for s in mine]
+        cost = query_cost(query)
+        terms = sum(c.terms for c in costs) + cost.terms
+        if terms > limits.subscription_terms:
+            return refused(
+                f"Your subscriptions would look for {terms} words and phrases in all; the limit "
+                f"is {limits.subscription_terms}. Remove or shorten one first."
+            )
+        near = sum(c.near for c in costs) + cost.near
+        if cost.near and near > limits.subscription_near:
+            return refused(
+                f"Your subscriptions would use NEAR {near} times in all; the limit is "
+                f"{limits.subscription_near}. Remove one that uses NEAR first."
+            )
+        return None
+
     # --- everyone ------------------------------------------------------------------------------
 
     async def subscribe(self, actor: Actor, query_text: str) -> Reply:
         query, error = self._parse(query_text)
         if error:
             return error
-        mine = await self.store.list_subscriptions(actor.key)
-        if len(mine) >= self.settings.subscription_limit:
-            return refused(
-                f"You have {len(mine)} subscriptions, the most allowed; remove one first."
-            )
-        if not await self.store.add_subscription(actor.key, query.text, self.clock()):
-            return Reply(f"You are already subscribed to: {query.text}")
+        # One subscribe at a time per person: the limits below are checked and the row written
+        # as one step, so a burst of concurrent commands cannot slip past them.
+        async with self._subscribing.setdefault(actor.key, asyncio.Lock()):
+            mine = await self.store.list_subscriptions(actor.key)
+            if refusal := self._over_budget(mine, query):
+                return refusal
+            if not await self.store.add_subscription(actor.key, query.text, self.clock()):
+                return Reply(f"You are already subscribed to: {query.text}")
         await self._audit(actor, "subscribe", query=query.text)
         return Reply(
             f"Subscribed. Stories matching {query.text} will come to you by direct message."
@@ -358,6 +396,16 @@ class Commands:
                 )
             )
         items.extend(ReplyItem(f"Failing: {f.name}", detail=f.last_error or "") for f in failing)
+        skipped = (await self.services.query_book()).skipped
+        if skipped:
+            items.append(
+                ReplyItem(f"Skipped queries: {len(skipped)} (they alert nobody until fixed)")
+            )
+            if actor.is_admin:  # whose they are is for admins
+                items.extend(
+                    ReplyItem(f"Skipped: {q.what}", detail=f"{q.reason} · {q.query[:100]}")
+                    for q in skipped
+                )
         return Reply("newsbot status", tuple(items))
 
     # --- admins: watchlists ---------------------------------------------------------------------

@@ -22,6 +22,8 @@ do not occur cost nothing. See BENCHMARKS.md.
 
 from __future__ import annotations
 
+import re
+from bisect import bisect_left, bisect_right
 from collections.abc import Hashable, Iterable, Sequence
 from itertools import pairwise, repeat
 from typing import Generic, Protocol, TypeVar
@@ -38,6 +40,12 @@ K = TypeVar("K", bound=Hashable)
 _TITLE, _CONTENT, _CATEGORY = 1, 2, 4
 _ANY = _TITLE | _CONTENT | _CATEGORY
 _FIELD_BITS = {None: _ANY, "title": _TITLE, "content": _CONTENT, "category": _CATEGORY}
+# Occurrences of one NEAR side looked at per story: past this a word is everywhere anyway.
+MAX_NEAR_POSITIONS = 5000
+_FAR = 1 << 62
+# A term with more hits than this in a story has its token positions looked up in an index.
+_FEW = 16
+_SPACE = re.compile(" ")
 
 
 class Matchable(Protocol):
@@ -63,13 +71,20 @@ Terms = tuple[tuple[int, int], ...]  # (term id, bits of the fields it is looked
 class _Segment:
     """One field of one story (a category is a segment of its own), scanned once."""
 
-    __slots__ = ("bit", "found", "haystack", "pieces")
+    __slots__ = ("_spaces", "bit", "found", "haystack", "pieces")
 
     def __init__(self, bit: int, pieces: list[str], haystack: str) -> None:
         self.bit = bit
         self.pieces = pieces  # separators and words as written, see tokens.split_text
         self.haystack = haystack  # " tok tok ... " (folded tokens)
         self.found: list[tuple[int, int]] = []  # (haystack index of a key's last char, term id)
+        self._spaces: list[int] | None = None
+
+    def spaces(self) -> list[int]:
+        """Where the separators of `haystack` are, in order (made on first use)."""
+        if self._spaces is None:
+            self._spaces = [m.start() for m in _SPACE.finditer(self.haystack)]
+        return self._spaces
 
 
 class _Scan:
@@ -82,6 +97,7 @@ class _Scan:
         "any_reports",
         "fields",
         "lengths",
+        "near",
         "segments",
         "source",
     )
@@ -107,6 +123,7 @@ class _Scan:
         self._spans: dict[tuple[int, int], list[Span]] = {}
         self.any_reports: dict[frozenset[int], tuple[str, ...]] = {}
         self._reports: dict[tuple[Terms, tuple[Span, ...]], tuple[str, ...]] = {}
+        self.near: dict[tuple, tuple[Span, ...]] = {}  # see _NearTest._close
 
     def spans(self, term: int, mask: int) -> list[Span]:
         """Where `term` occurs in the fields of `mask`, in story order."""
@@ -116,12 +133,18 @@ class _Scan:
             back, extra = self.lengths[term]
             spans = self._spans[key] = []
             segments = self.segments
-            for index, end in self._positions.get(term, ()):
+            positions = self._positions.get(term, ())
+            many = len(positions) > _FEW
+            for index, end in positions:
                 segment = segments[index]
                 if segment.bit & mask:
-                    # The token index of the hit's first character: count the separators
-                    # before it (C speed; only terms that occurred are ever asked for).
-                    first = segment.haystack.count(" ", 0, end - back + 1) - 1
+                    # The token index of the hit's first character: the separators before it,
+                    # counted at C speed for a few hits, looked up for a word that is
+                    # everywhere (counting would read the story once per hit).
+                    if many:
+                        first = bisect_right(segment.spaces(), end - back) - 1
+                    else:
+                        first = segment.haystack.count(" ", 0, end - back + 1) - 1
                     spans.append((index, first, first + extra))
         return spans
 
@@ -294,42 +317,81 @@ class _OrTest:
 
 
 class _NearTest:
-    __slots__ = ("distance", "left", "right")
+    __slots__ = ("distance", "key", "left", "right")
 
     def __init__(self, left: list[_TermTest], right: list[_TermTest], distance: int) -> None:
         self.left = left
         self.right = right
         self.distance = distance
+        # Queries that say the same NEAR (many people's, or one repeated) share one result.
+        self.key = (
+            tuple((t.term, t.mask) for t in left),
+            tuple((t.term, t.mask) for t in right),
+            distance,
+        )
 
-    def _pairs(self, scan: _Scan, first_only: bool) -> list[Span]:
+    def _side(self, scan: _Scan, side: list[_TermTest]) -> list[Span]:
+        if len(side) == 1:
+            spans = scan.spans(side[0].term, side[0].mask)  # already in story order
+        else:
+            spans = sorted({span for t in side for span in scan.spans(t.term, t.mask)})
+        # A word that fills a book is still looked at only so many times.
+        return spans[:MAX_NEAR_POSITIONS]
+
+    def _close(self, scan: _Scan) -> tuple[Span, ...]:
+        """Every occurrence of a term of either side that has one of the other side close
+        enough, in the same field. Sorted positions and a binary search per occurrence, so the
+        work grows as n log n with the occurrences, not n * m: a list of common words on both
+        sides of a NEAR costs milliseconds on a long story, not seconds."""
+        found = scan.near.get(self.key)
+        if found is not None:
+            return found
+        close: tuple[Span, ...] = ()
         fields = scan.fields
-        for side in (self.left, self.right):
-            for t in side:
-                if fields.get(t.term, 0) & t.mask:
-                    break
-            else:
-                return []  # one side does not occur at all
-        left = [span for t in self.left for span in scan.spans(t.term, t.mask)]
-        right = [span for t in self.right for span in scan.spans(t.term, t.mask)]
-        close: list[Span] = []
-        for a in left:
-            for b in right:
-                # Same segment, not the very same words, at most `distance` words between.
-                if a[0] == b[0] and a != b and max(b[1] - a[2], a[1] - b[2]) - 1 <= self.distance:
-                    if first_only:
-                        return [a]
-                    close += (a, b)
+        if any(fields.get(t.term, 0) & t.mask for t in self.left) and any(
+            fields.get(t.term, 0) & t.mask for t in self.right
+        ):
+            left, right = self._side(scan, self.left), self._side(scan, self.right)
+            d = self.distance
+            left_reach, right_reach = _reach(left), _reach(right)
+            close = tuple(
+                [a for a in left if _has_partner(a, right, d, right_reach)]
+                + [b for b in right if _has_partner(b, left, d, left_reach)]
+            )
+        scan.near[self.key] = close
         return close
 
     def test(self, scan: _Scan) -> bool:
-        fields = scan.fields
-        for t in self.right:  # the left side triggered the evaluation: see _triggers
-            if fields.get(t.term, 0) & t.mask:
-                return bool(self._pairs(scan, first_only=True))
-        return False
+        return bool(self._close(scan))
 
     def collect(self, scan: _Scan, terms: list[tuple[int, int]], spans: list[Span]) -> None:
-        spans.extend(self._pairs(scan, first_only=False))
+        spans.extend(self._close(scan))
+
+
+def _reach(spans: list[Span]) -> int:
+    """How many tokens past its start the longest of `spans` ends."""
+    return max((last - first for _, first, last in spans), default=0)
+
+
+def _has_partner(a: Span, others: list[Span], distance: int, reach: int) -> bool:
+    """Whether `others` (sorted) holds a span other than `a` itself in the same segment with at
+    most `distance` words between it and `a`, on either side.
+
+    b is close to a when b starts at most distance + 1 tokens after a ends and ends at most
+    distance + 1 tokens before a starts; so b starts in a window around a, widened on the left
+    by `reach` (the longest phrase of `others`). Checked from the right end of the window,
+    where any span is close: the loop runs more than once only past `a` itself or phrases
+    starting left of the window proper."""
+    segment, first, last = a
+    low = first - distance - 1
+    start = bisect_left(others, (segment, low - reach))
+    for index in range(
+        bisect_right(others, (segment, last + distance + 1, _FAR)) - 1, start - 1, -1
+    ):
+        b = others[index]
+        if b[2] >= low and b != a:
+            return True
+    return False
 
 
 _Test = _TermTest | _SourceTest | _NotTest | _AndTest | _OrTest | _NearTest
@@ -420,14 +482,22 @@ class Matcher(Generic[K]):
         tests_by_source: dict[str, list[int]] = {}
         always: list[int] = []  # only for hand-built ASTs: parse_query refuses such queries
         seen: set[K] = set()
+        # Queries that could not be compiled, with the reason: left out, so that one bad query
+        # (a hand-built AST, a stored query from an older grammar) never stops the others.
+        self.skipped: list[tuple[K, str]] = []
         for key, query in queries:
             if key in seen:
                 raise ValueError(f"duplicate query key {key!r}")
             seen.add(key)
+            try:
+                test = compiler.compile(query.root)
+                terms = _any_field_terms(test)
+                triggers = _triggers(test) if terms is None else None
+            except Exception as exc:  # whatever it is, it is this query's alone
+                self.skipped.append((key, f"{type(exc).__name__}: {exc}"[:200]))
+                continue
             index = len(self._keys)
             self._keys.append(key)
-            test = compiler.compile(query.root)
-            terms = _any_field_terms(test)
             if terms is not None:
                 for term in terms:
                     found_by.setdefault(term, []).append(index)
@@ -435,7 +505,6 @@ class Matcher(Generic[K]):
                     self._lists[index] = terms
                 continue
             self._tests[index] = test
-            triggers = _triggers(test)
             if triggers is None:
                 always.append(index)
                 continue

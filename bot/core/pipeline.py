@@ -429,8 +429,10 @@ class Pipeline:
             candidates = sorted({h.story_id for h in hits})
             stories_by_id = await self.store.load_stories(candidates)
             targets = await self.store.delivery_targets(candidates)
-            plan = plan_ingest(
-                feed, sightings, hits, stories_by_id, book, self.settings, now, targets
+            # Matching and near-duplicate checks are CPU work whose cost grows with the stories
+            # and the queries: off the loop, so chat heartbeats and commands never wait on it.
+            plan = await asyncio.to_thread(
+                plan_ingest, feed, sightings, hits, stories_by_id, book, self.settings, now, targets
             )
             await self.store.apply_ingest(feed, plan, outcome, now)
         if plan.deliveries or any(r.notify for r in plan.revisions):

@@ -40,8 +40,11 @@ from bot.core.tokens import is_spaceless, split_text
 
 __all__ = [
     "FIELDS",
+    "MAX_DEPTH",
     "MAX_NEAR_DISTANCE",
+    "MAX_NEAR_TERMS",
     "MAX_QUERY_LENGTH",
+    "MAX_TERMS",
     "MIN_PREFIX_CHARS",
     "And",
     "Near",
@@ -49,10 +52,12 @@ __all__ = [
     "Not",
     "Or",
     "Query",
+    "QueryCost",
     "QueryError",
     "Source",
     "Term",
     "parse_query",
+    "query_cost",
     "source_key",
 ]
 
@@ -60,6 +65,16 @@ MAX_QUERY_LENGTH = 1000
 # `ab*` would match "about", "above", "abuse"...: a prefix that short alerts on everything.
 MIN_PREFIX_CHARS = 3
 MAX_NEAR_DISTANCE = 100
+# Bounds on what one query may cost, whoever wrote it. Parentheses and NOT nest at most this
+# deep, so nothing that walks a query (parser, compiler, matcher) can run out of stack; a real
+# query nests two or three levels.
+MAX_DEPTH = 10
+# Terms in one query (each word, phrase or source: counts once): a watchlist of 100 names is
+# long; more is a list that belongs in several watchlists.
+MAX_TERMS = 100
+# Alternatives on one side of NEAR: the matcher compares the positions of every alternative of
+# one side with those of the other, so this bounds the work per story.
+MAX_NEAR_TERMS = 10
 # Field names as typed (lower-cased) -> the field they mean.
 FIELDS = {
     "title": "title",
@@ -302,6 +317,19 @@ class _Parser:
         self.lexemes = lexemes
         self.i = 0
         self.field: str | None = None  # set while inside `field:( ... )`
+        self.depth = 0  # parentheses and NOTs open around the current position
+        self.terms = 0
+
+    def deeper(self, lexeme: _Lexeme) -> None:
+        """Enter one more level of nesting, refusing past MAX_DEPTH: every walk over the tree
+        (here, in the compiler and in the matcher) recurses per level."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.error(
+                f"Nested too deeply (more than {MAX_DEPTH} levels of parentheses and NOT)",
+                lexeme.pos,
+                "Simplify it: NOT NOT a is a, and ((a)) is a.",
+            )
 
     # helpers
 
@@ -367,7 +395,10 @@ class _Parser:
         lexeme = self.peek()
         if lexeme is not None and lexeme.kind in (_Kind.NOT, _Kind.MINUS):
             self.take()
-            return Not(self.parse_unary(), lexeme.pos)
+            self.deeper(lexeme)
+            child = self.parse_unary()
+            self.depth -= 1
+            return Not(child, lexeme.pos)
         return self.parse_near()
 
     def parse_near(self) -> Node:
@@ -398,6 +429,14 @@ class _Parser:
         if isinstance(node, Term):
             return (node,)
         if isinstance(node, Or) and all(isinstance(child, Term) for child in node.children):
+            if len(node.children) > MAX_NEAR_TERMS:
+                raise self.error(
+                    f"NEAR takes at most {MAX_NEAR_TERMS} alternatives on each side"
+                    f" (this side has {len(node.children)})",
+                    position,
+                    "Split it into several queries, or use AND for the long list:"
+                    " (a, b, c) AND (x NEAR/5 y)",
+                )
             return tuple(child for child in node.children if isinstance(child, Term))
         raise self.error(
             "NEAR needs a word, a phrase or an (a OR b) list on each side",
@@ -413,11 +452,13 @@ class _Parser:
             return self.parse_field()
         if lexeme.kind == _Kind.LPAREN:
             self.take()
+            self.deeper(lexeme)
             inner = self.parse_or()
             close = self.peek()
             if close is None or close.kind != _Kind.RPAREN:
                 raise self.error("Unclosed '('", lexeme.pos, "Add the ')' that closes it.")
             self.take()
+            self.depth -= 1
             return inner
         if lexeme.kind == _Kind.QUOTED:
             self.take()
@@ -464,6 +505,13 @@ class _Parser:
             norms.extend(split_text(text)[1])
         if not norms:
             raise self.error("Nothing to search for here: no letters or digits", position)
+        self.terms += 1
+        if self.terms > MAX_TERMS:
+            raise self.error(
+                f"Too many terms (the limit is {MAX_TERMS} words or phrases in one query)",
+                position,
+                "Split the list into several watchlists or subscriptions.",
+            )
         if self.field == "source":
             if star >= 0:
                 raise self.error("source: takes a feed's full name, without '*'", star)
@@ -558,3 +606,31 @@ def _has_positive_term(node: Node) -> bool:
     if isinstance(node, (And, Or)):
         return any(_has_positive_term(child) for child in node.children)
     return True
+
+
+# --- what a query costs ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QueryCost:
+    """What one query adds to the matcher's work: what a per-person budget counts."""
+
+    terms: int  # words, phrases and source: names
+    near: int  # NEAR operators: the only part whose cost grows with the story's length
+
+
+def query_cost(query: Query) -> QueryCost:
+    terms = near = 0
+    stack: list[Node] = [query.root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Not):
+            stack.append(node.child)
+        elif isinstance(node, (And, Or)):
+            stack.extend(node.children)
+        elif isinstance(node, Near):
+            near += 1
+            terms += len(node.left) + len(node.right)
+        else:
+            terms += 1
+    return QueryCost(terms, near)

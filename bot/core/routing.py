@@ -43,27 +43,48 @@ def _merge(terms: list[str], more: Iterable[str]) -> None:
             terms.append(term)
 
 
+@dataclass(frozen=True, slots=True)
+class SkippedQuery:
+    """A stored query the matcher left out, and whose it is: the ops channel and /status say."""
+
+    key: QueryKey
+    what: str  # "watchlist 'Putin'" or "subscription of discord:123"
+    query: str
+    reason: str
+
+
 class QueryBook:
-    """Immutable: a change to watchlists or subscriptions builds a new book."""
+    """Immutable: a change to watchlists or subscriptions builds a new book.
+
+    Queries are validated before they are stored, but one that no longer parses or compiles (a
+    grammar change, a tighter limit, a row written by an older version) must not take the others
+    down with it: it is left out and listed in `skipped`."""
 
     def __init__(self, watchlists: Iterable[Watchlist], subscriptions: Iterable[Subscription]):
         self.watchlists = {w.id: w for w in watchlists}
         self.subscriptions = {s.id: s for s in subscriptions}
-        compiled: list[tuple[QueryKey, object]] = []
-        for w in self.watchlists.values():
-            self._compile(compiled, ("w", w.id), w.query, f"watchlist {w.name!r}")
-        for s in self.subscriptions.values():
-            self._compile(compiled, ("s", s.id), s.query, f"subscription of {s.subscriber}")
-        self.matcher: Matcher[QueryKey] = Matcher(compiled)  # type: ignore[arg-type]
-
-    @staticmethod
-    def _compile(out: list, key: QueryKey, query: str, what: str) -> None:
-        # Queries are validated before they are stored; one that no longer parses (a grammar
-        # change) must not take the others down with it.
-        try:
-            out.append((key, _parsed(query)))
-        except QueryError as exc:
-            log.warning("skipping %s: %s", what, exc.message)
+        compiled: list[tuple[QueryKey, Query]] = []
+        texts: dict[QueryKey, tuple[str, str]] = {}
+        skipped: list[SkippedQuery] = []
+        for key, query, what in [
+            *((("w", w.id), w.query, f"watchlist {w.name!r}") for w in self.watchlists.values()),
+            *(
+                (("s", s.id), s.query, f"subscription of {s.subscriber}")
+                for s in self.subscriptions.values()
+            ),
+        ]:
+            texts[key] = (what, query)
+            try:
+                compiled.append((key, _parsed(query)))
+            except QueryError as exc:
+                skipped.append(SkippedQuery(key, what, query, exc.message))
+            except Exception as exc:  # RecursionError and the like: this query's alone
+                skipped.append(SkippedQuery(key, what, query, f"{type(exc).__name__}: {exc}"))
+        self.matcher: Matcher[QueryKey] = Matcher(compiled)
+        skipped += (SkippedQuery(key, *texts[key], reason) for key, reason in self.matcher.skipped)
+        for item in skipped:
+            log.warning("skipping %s (%s): %s", item.what, item.query[:80], item.reason)
+        self.skipped = tuple(skipped)
 
     def __len__(self) -> int:
         return len(self.matcher)
