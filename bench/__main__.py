@@ -3,6 +3,7 @@
     .venv/bin/python -m bench                 # everything (about 10 minutes on 2 cores)
     .venv/bin/python -m bench pipeline        # poll cycles, loop lag, delivery delay, a month
     .venv/bin/python -m bench matcher         # the matcher against one regex per query
+    .venv/bin/python -m bench hostile         # the costliest NEAR allowed, against pair by pair
     .venv/bin/python -m bench --quick         # smaller sizes: a smoke run in under a minute
 
 Speed is measured here, never asserted in tests (see BENCHMARKS.md for the latest numbers)."""
@@ -16,7 +17,7 @@ import time
 
 from bench.common import machine
 
-PARTS = ("pipeline", "matcher")
+PARTS = ("pipeline", "matcher", "hostile")
 
 
 def _matcher(quick: bool) -> str:
@@ -51,6 +52,10 @@ def main(argv: list[str] | None = None) -> None:
             from bench import pipeline
 
             print(pipeline.run(quick=args.quick), flush=True)
+        elif part == "hostile":
+            from bench import hostile
+
+            print(f"## Hostile queries\n\n{hostile.run(quick=args.quick)}", flush=True)
         else:
             print(_matcher(args.quick), flush=True)
         print(flush=True)
