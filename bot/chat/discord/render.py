@@ -1,10 +1,13 @@
 """Cards, digests and command replies as Discord embeds and messages. Pure: no I/O, no client.
 
-Feed text is hostile input. Every piece of it that Discord renders as markdown is escaped, every
-mention-shaped string is broken with a zero-width space (the client also sends
-``AllowedMentions.none()``, so nothing could ping even if a mention slipped through), links are
-http(s) only, and every field is cut at a word boundary to Discord's limits, the 6000-character
-total of an embed included."""
+Feed text is hostile input, and so is every other text from outside (a feed's error, an HTTP
+reason phrase, a server's name). All of it reaches Discord through one function, `escape` (via
+`fit`): cards, digests, command replies, ops notices and /status alike. It escapes every markdown
+character, so no masked link (``[text](url)``) can come from outside - the only links on a card
+are ours - and it breaks every mention-shaped string with a zero-width space (the client also
+sends ``AllowedMentions.none()``, so nothing could ping even if a mention slipped through). Links
+are http(s) only, and every field is cut at a word boundary to Discord's limits, the
+6000-character total of an embed included."""
 
 from __future__ import annotations
 
@@ -38,9 +41,23 @@ DIGEST_COLOUR = discord.Colour(0x5C6B73)
 ZWSP = "\u200b"
 # <@user>, <@!user>, <@&role>, <#channel>, </command:id>, <:emoji:id>, <a:emoji:id>. Mentions with
 # short ids are not caught by discord.utils.escape_mentions, and channel mentions never are.
-_MENTION_OPENER = re.compile(r"<(?=[@#/]|a?:\w)")
+# <t:1700000000:R> too: from a feed it would show a time that is not the story's.
+_MENTION_OPENER = re.compile(r"<(?=[@#/]|a?:\w|t:-?\d)")
 _SAFE_URL = re.compile(r"^https?://[^\s<>\"'`\\]+$", re.IGNORECASE)
-_UNESCAPED_BRACKET = re.compile(r"(?<!\\)([\[\]])")
+
+# What `escape` does, and why not discord.utils.escape_markdown: that escapes only the first "["
+# of a greedy `\[.+\]\(.+\)` match, so "[1] [Read more](https://evil.example)" kept a live
+# masked link, and it leaves backslashes alone, so a feed's "\" could undo the escape after it.
+# Here every markdown character is escaped, wherever it is, the backslash first of all.
+#
+# Discord's own autolink rule (simple-markdown's `url`): a bare http(s) address is a link whose
+# text is its own target, and no markdown is parsed inside it, so it is left as it is (a
+# backslash in it would end up in the link) - except for square brackets, which are
+# percent-encoded (the same address), so that not even half of a masked link is left in it.
+_BARE_URL = re.compile(r"https?://[^\s<]+[^<.,:;\"')\]\s]")
+_MARKDOWN = re.compile(r"([\\*_~`|\[\]])")
+# Block markup counts only at the start of a line: quotes, headings and subtext, lists.
+_LINE_START = re.compile(r"^([ \t]*)(?:([>#-])|(\d+)\.(?=[ \t]))", re.MULTILINE)
 
 
 # --- text helpers ---------------------------------------------------------------------------------
@@ -51,10 +68,29 @@ def neutralise_mentions(text: str) -> str:
     return _MENTION_OPENER.sub("<" + ZWSP, discord.utils.escape_mentions(text))
 
 
+def escape_markdown(text: str) -> str:
+    """`text` shown exactly as written where Discord renders markdown: no formatting, no masked
+    link, no heading or quote; bare http(s) addresses stay clickable, as themselves."""
+    out: list[str] = []
+    start = 0
+    for url in _BARE_URL.finditer(text):
+        out.append(_MARKDOWN.sub(r"\\\1", text[start : url.start()]))
+        out.append(url.group().replace("[", "%5B").replace("]", "%5D"))
+        start = url.end()
+    out.append(_MARKDOWN.sub(r"\\\1", text[start:]))
+    return _LINE_START.sub(_escape_line_start, "".join(out))
+
+
+def _escape_line_start(match: re.Match[str]) -> str:
+    indent, marker, number = match.groups()
+    return f"{indent}\\{marker}" if marker else f"{indent}{number}\\."
+
+
 def escape(text: str) -> str:
-    """Feed text for a place where Discord renders markdown (titles, descriptions, fields,
-    message content): markdown escaped, mentions neutralised."""
-    return neutralise_mentions(discord.utils.escape_markdown(text))
+    """Any text from outside, for a place where Discord renders markdown (titles, descriptions,
+    fields, message content): markdown escaped, mentions neutralised. The one escaping function
+    of this platform: cards, digests, replies and notices all go through it (via `fit`)."""
+    return neutralise_mentions(escape_markdown(text))
 
 
 def fit(text: str, limit: int, render=escape) -> str:
@@ -93,9 +129,9 @@ def _link_target(url: str) -> str:
 
 
 def _link_text(text: str, limit: int) -> str:
-    """Escaped text for the [...] of a masked link: brackets escaped too, or one in a headline
-    would end the link text."""
-    return fit(text, limit, render=lambda t: _UNESCAPED_BRACKET.sub(r"\\\1", escape(t)))
+    """Escaped text for the [...] of a masked link: `escape` escapes every bracket, so one in a
+    headline cannot end the link text."""
+    return fit(text, limit)
 
 
 def embed_size(embed: discord.Embed) -> int:
@@ -216,7 +252,13 @@ def _digest_line(card: Card) -> str:
     return f"• {mark}{fit(card.headline, 200)}{source}{when}"
 
 
-# --- replies --------------------------------------------------------------------------------------
+# --- notices and replies --------------------------------------------------------------------------
+
+
+def render_notice(text: str) -> str:
+    """An operational notice as message content. It quotes remote text (a feed's error, an
+    HTTP reason phrase chosen by whoever runs the feed's server), so it is escaped like a card."""
+    return fit(text, CONTENT_LIMIT) or "(empty notice)"
 
 
 def _code_block(code: str, limit: int) -> str:

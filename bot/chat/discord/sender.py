@@ -18,12 +18,11 @@ import aiohttp
 import discord
 
 from bot.chat.discord.render import (
-    CONTENT_LIMIT,
     delivery_nonce,
     digest_nonce,
-    fit,
     render_card,
     render_digest,
+    render_notice,
 )
 from bot.core.cards import Card, Digest
 from bot.core.ports import SendResult
@@ -171,7 +170,7 @@ class DiscordSender:
         return await self._call(digest.channel, post, f"digest of {len(digest.cards)} cards")
 
     async def notify(self, target: str, text: str) -> SendResult:
-        content = fit(text, CONTENT_LIMIT) or "(empty notice)"
+        content = render_notice(text)
 
         async def post(channel: discord.PartialMessageable) -> SendResult:
             message = await channel.send(content)

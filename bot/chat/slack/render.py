@@ -1,14 +1,17 @@
 """Block Kit for cards, digests, command replies, notices and the App Home. Pure: values in,
 JSON-ready dicts out; nothing here talks to Slack.
 
-Every string that did not come from this module (feed text, what a user typed, story links) goes
-through `escape`: Slack's three control characters become entities, so feed text can form no
-link, no `<!channel>`/`<!here>` and no `<@U..>` mention, and the mrkdwn formatting characters
-(* _ ~ `) are fenced with zero-width joiners so that "*not bold*" in a headline stays as written.
-Text objects carrying such text are `verbatim`, which also stops Slack from linkifying "#general"
-or "@here" spelled out in the text. Limits are Slack's (docs.slack.dev/reference/block-kit):
-3,000 characters per text object, 50 blocks per message, 100 per Home view; text is cut at a
-word boundary, after escaping has been accounted for."""
+Every string that did not come from this module (feed text, what a user typed, a feed's error or
+HTTP reason phrase, story links) goes through `escape`, the one escaping function of this
+platform, used by cards, digests, replies, notices and the Home tab alike. Slack's three control
+characters become entities, so remote text can form no link (`<url|label>` is mrkdwn's only link
+syntax; Markdown's `[label](url)` is shown as typed), no `<!channel>`/`<!here>` and no `<@U..>`
+mention, and the mrkdwn formatting characters (* _ ~ `) are fenced with zero-width joiners so
+that "*not bold*" in a headline stays as written. Text objects carrying such text are
+`verbatim`, which also stops Slack from linkifying "#general" or "@here" spelled out in the
+text. Limits are Slack's (docs.slack.dev/reference/block-kit): 3,000 characters per text object,
+50 blocks per message, 100 per Home view; text is cut at a word boundary, after escaping has
+been accounted for."""
 
 from __future__ import annotations
 

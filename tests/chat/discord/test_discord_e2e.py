@@ -27,6 +27,8 @@ from bot.app import NewsBot
 from bot.chat.discord import DiscordPlatform
 from bot.core.models import DeliveryStatus
 from config.settings import Settings, settings_from_dict
+from tests.chat.discord.markdown import masked_link_targets
+from tests.chat.hostile import HOSTILE_LINK
 from tests.fakes.discord_server import FakeDiscord, FakeMessage, InteractionReply, point_discord_at
 from tests.fakes.feed_server import FeedServer
 
@@ -116,8 +118,11 @@ class Desk:
             "console": {"format": "jsonl"},
             "http": {"enabled": False},
             "alerts": overrides.pop("alerts", {}),
-            "fetch": {"allow_networks": ["127.0.0.1/32"]},
-            "feeds": [{"name": "Wire", "url": feeds.url("wire.xml")}],
+            "fetch": {"allow_networks": ["127.0.0.1/32"], **overrides.pop("fetch", {})},
+            "feeds": [
+                {"name": "Wire", "url": feeds.url("wire.xml")},
+                *overrides.pop("more_feeds", []),
+            ],
             "watchlists": overrides.pop(
                 "watchlists",
                 [{"name": "Floods", "query": "flood", "channels": [f"discord:{CH_DESK}"]}],
@@ -520,6 +525,73 @@ async def test_discord_down_keeps_the_card_pending_then_it_is_retried(
     only(fake.messages_in(CH_DESK))
     [delivery] = await desk.deliveries(title)
     assert delivery.status == DeliveryStatus.SENT
+
+
+# --- remote text never becomes a link -------------------------------------------------------------
+
+HOSTILE = HOSTILE_LINK
+ESCAPED = "\\[1\\] \\[Read more\\](https://evil.example)"  # shown as typed; evil.example bare
+# The rest of the hostile reason phrase: Slack's link markup, inert on Discord but for the "<".
+REASON = f"HTTP 502 Bad Gateway {ESCAPED} <https://evil.example|Read more>"
+
+
+async def test_a_masked_link_in_a_headline_or_lead_is_posted_as_plain_text(
+    desk_factory, fake: FakeDiscord
+) -> None:
+    desk = desk_factory(alerts={"burst_limit": 1})
+    await desk.start()
+    await desk.publish(
+        Item(f"Flood {HOSTILE}", "h1", description=f"Rivers rose {HOSTILE}"),
+        # Past the burst limit: these two come as one digest, a line (and a link) per story.
+        Item(f"Flood alert {HOSTILE}", "h2"),
+        Item("Flood barriers raised in Shrewsbury", "h3"),
+    )
+
+    card, digest = fake.messages_in(CH_DESK)
+    [embed] = card.embeds
+    assert embed["title"] == f"Flood {ESCAPED}"
+    assert embed["description"] == f"Rivers rose {ESCAPED}"
+    assert embed["url"] == "https://wire.example/h1"
+    for text in (embed["title"], embed["description"]):
+        assert masked_link_targets(text) == []
+    # The only links are ours: each headline's, to its story.
+    lines = digest.embeds[0]["description"].splitlines()
+    assert lines[0].startswith(f"• [Flood alert {ESCAPED}](https://wire.example/h2) · Wire")
+    assert [masked_link_targets(line) for line in lines] == [
+        ["https://wire.example/h2"],
+        ["https://wire.example/h3"],
+    ], lines
+
+
+async def test_recent_lists_a_hostile_headline_without_a_masked_link(desk: Desk) -> None:
+    await desk.publish(Item(f"Flood {HOSTILE}", "h1", link="https://wire.example/h1"))
+
+    reply = await desk.invoke("recent", {"query": "flood"})
+
+    line = (reply.content or "").splitlines()[1]
+    assert line.startswith(f"• Flood {ESCAPED} · Wire · ")
+    assert line.endswith(" <https://wire.example/h1>")
+    assert masked_link_targets(reply.content or "") == []
+
+
+async def test_a_hostile_reason_phrase_is_inert_in_feed_add_status_and_ops_notices(
+    desk_factory, fake: FakeDiscord, hostile_feed_url: str
+) -> None:
+    desk = desk_factory(
+        more_feeds=[{"name": "Hostile", "url": hostile_feed_url}],
+        fetch={"failing_after": 1},
+    )
+    await desk.start()  # the first poll fails: the ops channel hears of it at once
+
+    added = await desk.as_editor("feed add", {"url": hostile_feed_url + "?2", "name": "Again"})
+    status = await desk.invoke("status")
+    [notice] = ops_notices(fake)
+
+    assert f"Not added: {REASON}" in (added.content or "")
+    assert f"Failing: Hostile · {REASON}" in (status.content or "")
+    assert f"Feed 'Hostile' is failing: {REASON}" in notice
+    for text in (added.content, status.content, notice):
+        assert masked_link_targets(text or "") == [], text
 
 
 # --- commands -------------------------------------------------------------------------------------

@@ -24,12 +24,15 @@ from bot.chat.discord.render import (
     delivery_nonce,
     digest_nonce,
     embed_size,
+    escape,
     render_card,
     render_digest,
+    render_notice,
     render_reply,
 )
 from bot.core.cards import Card, Digest
 from bot.core.commands import Reply, ReplyItem
+from tests.chat.discord.markdown import masked_link_targets
 
 HUGE = ("word " * 20_000).strip()  # 100 KB of text with word boundaries
 HUGE_MARKDOWN = "**bold** __x__ `code` " * 5_000  # escaping makes it longer still
@@ -134,7 +137,7 @@ def test_the_whole_embed_stays_under_6000_even_when_every_part_is_full() -> None
         ("**bold**", r"\*\*bold\*\*"),
         ("__x__", r"\_\_x\_\_"),
         ("`code`", r"\`code\`"),
-        ("[link](javascript:alert(1))", r"\[link](javascript:alert(1))"),
+        ("[link](javascript:alert(1))", r"\[link\](javascript:alert(1))"),
         ("> quote", r"\> quote"),
         ("# heading", r"\# heading"),
         ("~~gone~~", r"\~\~gone\~\~"),
@@ -148,6 +151,70 @@ def test_markdown_in_feed_text_is_escaped(raw: str, escaped: str, where: str) ->
     assert escaped in text
     # The raw form appears nowhere unless its first markup character is escaped.
     assert not re.search(r"(?<!\\)" + re.escape(raw), text)
+
+
+# Masked links from outside. discord.utils.escape_markdown escaped only the first "[" of a greedy
+# match, so the first of these kept a live link to evil.example; the others try the edges.
+HOSTILE_LINKS = [
+    "[1] [Read more](https://evil.example)",
+    "[Read more](https://evil.example)",
+    "\\[Read more](https://evil.example)",  # a backslash of the feed's own, to undo our escape
+    "[a [b] c](https://evil.example)",
+    "[Read more](<https://evil.example>)",
+    "https://news.example/[Read more](https://evil.example)",
+    "[https://news.example/](https://evil.example)",
+    "**[Read more](https://evil.example)**",
+    "> [Read more](https://evil.example)",
+]
+
+
+def test_the_masked_link_detector_sees_what_discord_would_link() -> None:
+    evil = ["https://evil.example"]
+    assert masked_link_targets("[Read more](https://evil.example)") == evil
+    assert masked_link_targets("\\[1] [Read more](https://evil.example)") == evil
+    assert masked_link_targets("\\\\[Read more](<https://evil.example>)") == evil
+    assert masked_link_targets("\\[a [b] c](https://evil.example)") == evil  # "[b] c" is the text
+    assert masked_link_targets("\\[Read more\\](https://evil.example)") == []
+
+
+def test_the_greedy_case_is_escaped_bracket_by_bracket() -> None:
+    assert escape("[1] [Read more](https://evil.example)") == (
+        "\\[1\\] \\[Read more\\](https://evil.example)"
+    )
+    # A backslash of the feed's own is shown, and cannot escape our escape.
+    assert escape("\\[x](https://evil.example)") == "\\\\\\[x\\](https://evil.example)"
+    # A bare address stays clickable as itself; brackets in it are percent-encoded.
+    assert escape("see https://news.example/a_b[1]/c now") == (
+        "see https://news.example/a_b%5B1%5D/c now"
+    )
+    assert escape("1. first\n-# small\n  - item") == "1\\. first\n\\-# small\n  \\- item"
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_LINKS)
+@pytest.mark.parametrize(
+    "where", ["headline", "summary", "matched", "digest", "reply", "item", "detail", "notice"]
+)
+def test_no_masked_link_from_outside_survives_any_rendering(hostile: str, where: str) -> None:
+    ours: list[str] = []
+    if where in ("headline", "summary", "matched"):
+        value = (hostile,) if where == "matched" else hostile
+        text = rendered_text(render_card(card(**{where: value})))
+    elif where == "digest":
+        cards = (card(headline=hostile), card(headline="Story", url="https://news.example/b"))
+        text = render_digest(Digest("discord:1", cards)).description or ""
+        ours = ["https://news.example/severn", "https://news.example/b"]  # each headline's link
+    elif where == "notice":
+        text = render_notice(f"Feed 'Wire' is failing: HTTP 503 {hostile} (1 polls in a row).")
+    else:
+        item = ReplyItem(
+            hostile if where == "item" else "Story",
+            "https://news.example/a",
+            hostile if where == "detail" else "Wire",
+        )
+        text = render_reply(Reply(hostile if where == "reply" else "Stories:", (item,)))
+    targets = masked_link_targets(text)
+    assert all(t in ours for t in targets) and (targets or not ours), text
+    assert "evil.example" in text  # still shown: as text, never as a masked link
 
 
 @pytest.mark.parametrize(

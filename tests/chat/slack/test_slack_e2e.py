@@ -22,6 +22,7 @@ import pytest
 from bot.app import NewsBot
 from bot.chat.slack import SlackPlatform
 from config.settings import Settings, settings_from_dict
+from tests.chat.hostile import HOSTILE_LINK, HOSTILE_SLACK_LINK
 from tests.fakes.feed_server import FeedServer
 from tests.fakes.slack_server import FakeSlack, FakeSlackMessage, blocks_text, validate_blocks
 
@@ -112,13 +113,14 @@ class Desk:
         bot_token: str | None = None,
         app_token: str | None = None,
         fetch: dict | None = None,
+        more_feeds: list[dict] | None = None,
         **slack: Any,
     ) -> Settings:
         raw = {
             "storage": {"path": str(self.tmp_path / "newsbot.db")},
             "console": {"format": "jsonl"},
             "http": {"enabled": False},
-            "feeds": [{"name": "Wire", "url": self.feeds.url("wire.xml")}],
+            "feeds": [{"name": "Wire", "url": self.feeds.url("wire.xml")}, *(more_feeds or [])],
             "watchlists": watchlists
             if watchlists is not None
             else [{"name": "Korea", "query": "Pyongyang OR Seoul", "channels": [f"slack:{DESK}"]}],
@@ -284,6 +286,51 @@ async def test_recent_watchlist_test_and_feed_list_answer_only_the_asker(
     assert "--hours takes a number of hours, not 'soon'" in bad.text
     assert "Usage: /news recent [query] [--hours N] [--limit N]" in bad.text
     assert desk.sql("SELECT name FROM watchlists") == [("Korea",)]
+
+
+def link_targets(payload: object) -> list[str]:
+    """Where every <target|label> or <target> Slack would act on points (dates aside)."""
+    text = json.dumps(payload, ensure_ascii=False)
+    found = [m.split("|", 1)[0] for m in re.findall(r"<([^<>]*)>", text)]
+    return [t for t in found if not t.startswith("!date^")]
+
+
+async def test_recent_lists_a_hostile_headline_with_no_link_but_the_storys(
+    desk: Desk, fake: FakeSlack
+) -> None:
+    await desk.start()
+    # (Slack's own <url|label> in feed text does not even get this far: clean_text strips it
+    # as a tag. The reason phrase below is not feed markup, and keeps it.)
+    await desk.publish(story(f"Seoul {HOSTILE_SLACK_LINK} {HOSTILE_LINK}", "h1"))
+
+    reply = await fake.slash_command("recent Seoul", user_id=REPORTER)
+
+    assert link_targets(reply.responses) == ["https://w.example/h1"]
+    assert "<https://w.example/h1|Seoul [1] [Read more](https://evil.example)>" in reply.text
+
+
+async def test_a_hostile_reason_phrase_is_inert_in_feed_add_status_and_ops_notices(
+    desk: Desk, fake: FakeSlack, hostile_feed_url: str
+) -> None:
+    await desk.start(
+        more_feeds=[{"name": "Hostile", "url": hostile_feed_url}],
+        fetch={"failing_after": 1, "allow_networks": ["127.0.0.0/8"]},
+        ops_channel=f"slack:{OPS}",
+    )
+
+    added = await fake.slash_command(f"feed add <{hostile_feed_url}?2> Again", user_id=ADMIN)
+    status = await fake.slash_command("status", user_id=REPORTER)
+    [notice] = fake.messages_in(OPS)
+
+    reason = (
+        "HTTP 502 Bad Gateway [1] [Read more](https://evil.example) "
+        "&lt;https://evil.example|Read more&gt;"
+    )
+    assert f"Not added: {reason}" in added.text
+    assert "Failing: Hostile" in status.text and reason in status.text
+    assert f"Feed 'Hostile' is failing: {reason}" in notice.visible_text
+    for payload in (added.responses, status.responses, notice.blocks, notice.text):
+        assert link_targets(payload) == [], payload
 
 
 ADMIN_ONLY = [

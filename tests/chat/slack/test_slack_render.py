@@ -355,3 +355,45 @@ def test_home_stays_within_100_blocks() -> None:
     view = render_home(["q " * 600] * 50, [stored(i, HUGE) for i in range(40)])
     assert len(view["blocks"]) <= 100
     assert_within_limits(view, max_blocks=100)
+
+
+# --- links: the only ones are ours ------------------------------------------------------------
+
+# Slack's own link markup from a feed or an HTTP reason phrase, and Markdown's (literal text in
+# mrkdwn, which Slack never renders as a link; kept here so that it stays that way).
+HOSTILE_LINKS = [
+    "<https://evil.example|Read more>",
+    "[1] <https://evil.example|Read more> <https://evil.example>",
+    "[1] [Read more](https://evil.example)",
+    "&lt;https://evil.example|Read more&gt;",  # already entities: shown as typed, not decoded
+    "<https://evil.example|<https://w.example/1|x>>",
+]
+
+
+def link_targets(payload: object) -> list[str]:
+    """Where every <target|label> or <target> Slack would act on points."""
+    text = json.dumps(payload, ensure_ascii=False)
+    return [m.split("|", 1)[0] for m in re.findall(r"<([^<>]*)>", text)]
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_LINKS)
+@pytest.mark.parametrize(
+    "where", ["headline", "summary", "source", "digest", "reply", "item", "notice", "home"]
+)
+def test_no_link_from_outside_survives_any_rendering(hostile: str, where: str) -> None:
+    ours = {"https://w.example/1"}
+    if where in ("headline", "summary", "source"):
+        payload: object = render_card(card(**{where: hostile}))
+    elif where == "digest":
+        payload = render_digest(Digest("slack:C0DESK", (card(headline=hostile, summary=hostile),)))
+    elif where == "notice":
+        payload = render_notice(f"Feed 'Wire' is failing: HTTP 502 {hostile} (1 polls in a row).")
+    elif where == "home":
+        payload = render_home([hostile], [stored(1, hostile)])
+    else:
+        item = ReplyItem(hostile if where == "item" else "Story", "https://w.example/1", hostile)
+        payload = render_reply(Reply(hostile if where == "reply" else "Stories:", (item,)))
+
+    targets = [t for t in link_targets(payload) if not t.startswith("!date^")]
+    assert set(targets) <= ours, targets
+    assert "evil.example" in json.dumps(payload)  # shown, as text
