@@ -1,4 +1,4 @@
-"""Real news text for the pipeline benchmark, from the captures in ../shared/feeds.
+"""Real news text for the pipeline benchmark, from the captures in tests/corpus.
 
 Every item of every capture is read with feedparser (titles, descriptions, full text, authors,
 categories). A benchmark needs far more distinct stories than the corpus holds (1,000 feeds of 50
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-FEEDS = Path(__file__).resolve().parents[2] / "shared" / "feeds"
+FEEDS = Path(__file__).resolve().parents[1] / "tests" / "corpus"  # copies of ../shared/feeds
 
 _TAG = re.compile(r"<[^>]+>")
 _SENTENCE = re.compile(r"(?<=[.!?。])\s+")

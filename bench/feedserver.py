@@ -8,7 +8,7 @@ The feeds are spread over several "publishers": one listening port each on 127.0
 bot's per-host connection limit applies as it would to a real feed list (a few dozen hosts with
 many feeds each) instead of funnelling every feed through four connections to one host.
 
-Bodies are built from the real captures in ../shared/feeds (see bench.corpus): varied styles and
+Bodies are built from the real captures in tests/corpus (see bench.corpus): varied styles and
 sizes (headline + short lead; lead + categories + author + thumbnail; lead + full text in
 content:encoded), a third of the feeds answering with an ETag, a third with Last-Modified, a third
 with neither (the bot then sees the same bytes again and skips by body hash). Bodies are served

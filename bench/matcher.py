@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.matcher
 
-Stories are real items from ../shared/feeds (title, cleaned description/content, categories).
+Stories are real items from tests/corpus (title, cleaned description/content, categories).
 Queries are drawn from names and phrases that occur in those feeds (capitalised runs such as
 "Kim Jong-un", "Sydney Morning Herald", plus Cyrillic and Chinese names), mixed into the shapes
 people write: single names and phrases, prefixes, comma/OR lists, AND, NOT and NEAR.
@@ -30,7 +30,7 @@ import feedparser
 from bot.core.matcher import Matcher
 from bot.core.query import And, Near, Node, Not, Or, Query, Source, Term, parse_query
 
-FEEDS = Path(__file__).resolve().parents[2] / "shared" / "feeds"
+FEEDS = Path(__file__).resolve().parents[1] / "tests" / "corpus"  # copies of ../shared/feeds
 SIZES = (10, 100, 1_000, 10_000)
 STORY_COUNT = 200
 # The baseline at 10,000 queries costs seconds per story; fewer stories keep the run short.

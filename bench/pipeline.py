@@ -5,7 +5,7 @@
 What runs (all in one go, numbers printed as tables):
 
 1. A feed server (bench/feedserver.py) in a child process serves 1,000 realistic 50-item RSS
-   feeds built from the real captures in ../shared/feeds, on 40 "publisher" ports of 127.0.0.1;
+   feeds built from the real captures in tests/corpus, on 40 "publisher" ports of 127.0.0.1;
    a third answer with ETag, a third with Last-Modified, a third with neither.
 2. A real NewsBot (settings from config.settings.settings_from_dict: temporary SQLite file,
    jsonl console cards into a stream that stamps each line, http off, shipped [fetch] defaults,
