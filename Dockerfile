@@ -8,16 +8,23 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Dependencies first, pinned by the same constraints the tests run with, so code changes do not
-# invalidate this layer.
-COPY pyproject.toml constraints.txt README.md ./
+# Dependencies first, from pyproject.toml alone and pinned by the same constraints the tests run
+# with: a code change does not invalidate this layer, only a change of dependencies does.
+COPY pyproject.toml constraints.txt ./
+RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" > /tmp/requirements.txt \
+    && pip install -c constraints.txt -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt \
+    && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin newsbot \
+    && mkdir -p /app/data \
+    && chown newsbot:newsbot /app/data \
+    && chmod 0700 /app/data
+
+# Then the code (see .dockerignore for what stays out of the build context).
+COPY README.md ./
 COPY bot ./bot
 COPY config ./config
 COPY storage ./storage
-RUN pip install -c constraints.txt . \
-    && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin newsbot \
-    && mkdir -p /app/data \
-    && chown newsbot:newsbot /app/data
+RUN pip install --no-deps .
 
 USER newsbot
 
