@@ -9,6 +9,8 @@
 The first call creates .venv/ and installs the project with its pinned dependencies
 (constraints.txt); later calls reinstall only when pyproject.toml or constraints.txt changed.
 Extra arguments go to the command: `python3 tasks.py test -k dedupe`, `python3 tasks.py run --once`.
+Paths in them are taken from where you stand (`python3 ~/newsbot/tasks.py run --config my.toml`),
+while the commands themselves run in the repository, so the default config and data/ are its own.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import subprocess
 import sys
 import venv
 from pathlib import Path
+from typing import NoReturn
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
@@ -45,31 +48,66 @@ def ensure_environment() -> None:
 
 
 def run(*command: str) -> int:
-    return subprocess.run(command, cwd=ROOT).returncode
+    """A step that is followed by others: Ctrl-C ends it (it gets the signal too) and the task."""
+    try:
+        return subprocess.run(command, cwd=ROOT).returncode
+    except KeyboardInterrupt:
+        return 130
+
+
+def hand_over(*command: str) -> NoReturn:
+    """The last step: this process becomes the command, so Ctrl-C and SIGTERM reach it alone and
+    it stops gracefully; its exit code is the task's. Nothing is left behind to orphan it."""
+    os.chdir(ROOT)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(command[0], list(command))
+
+
+def from_caller(args: list[str]) -> list[str]:
+    """Paths as the caller meant them: relative to where they stand, not to the repository."""
+    here = Path.cwd()
+    if here == ROOT:
+        return args
+    out: list[str] = []
+    path_follows = False
+    for arg in args:
+        if path_follows:
+            arg, path_follows = str(here / arg), False
+        elif arg == "--config":
+            path_follows = True
+        elif arg.startswith("--config="):
+            arg = "--config=" + str(here / arg.split("=", 1)[1])
+        elif not arg.startswith("-") and (here / arg).exists():
+            arg = str(here / arg)
+        out.append(arg)
+    return out
 
 
 def main(argv: list[str]) -> int:
-    task, args = (argv[0], argv[1:]) if argv else ("help", [])
+    task, args = (argv[0], from_caller(argv[1:])) if argv else ("help", [])
     if task not in ("run", "test", "demo", "bench"):
         print(__doc__, file=sys.stderr)
         return 0 if task in ("help", "-h", "--help") else 2
     ensure_environment()
     if task == "run":
-        return run(str(BIN / "newsbot"), "run", *args)
+        hand_over(str(BIN / "newsbot"), "run", *args)
     if task == "demo":
-        return run(str(BIN / "newsbot"), "demo", *args)
+        hand_over(str(BIN / "newsbot"), "demo", *args)
     if task == "bench":
-        return run(str(BIN / "python"), "-m", "bench", *args)
+        hand_over(str(BIN / "python"), "-m", "bench", *args)
     for step in (
         [str(BIN / "ruff"), "check", "bot", "config", "storage", "tests", "bench", "tasks.py"],
         [str(BIN / "lint-imports")],
-        [str(BIN / "python"), "-m", "pytest", *args],
     ):
         code = run(*step)
         if code:
             return code
-    return 0
+    hand_over(str(BIN / "python"), "-m", "pytest", *args)
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except KeyboardInterrupt:  # during the install: pip has said what it was doing
+        sys.exit(130)
