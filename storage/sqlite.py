@@ -1,14 +1,22 @@
 """SQLite storage on aiosqlite: WAL, a busy timeout, plain-SQL migrations.
 
 One connection and one lock: every statement and every transaction runs under the lock, so a
-delivery being marked sent can never slip into the middle of a poll's transaction."""
+delivery being marked sent can never slip into the middle of a poll's transaction.
+
+The file holds every reporter's subscriptions and the audit log: a folder we create is 0700, the
+database 0600 (SQLite gives its -wal, -shm and -journal files the database's own mode). A file
+that is not a SQLite database, or is some other application's, is refused before anything is
+written to it."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
 import sqlite3
+import stat
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -37,6 +45,14 @@ log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 10_000
 _SQL_VARIABLES = 900  # stay under SQLite's host-parameter limit on old builds
+# PRAGMA application_id ("NBOT"): marks a file as ours, so a database of another application
+# that happens to sit at the configured path is recognised and left alone.
+APPLICATION_ID = 0x4E424F54
+# Tables every schema version has: how a database made before the mark existed is recognised.
+_OUR_TABLES = frozenset(
+    {"feeds", "stories", "story_keys", "watchlists", "subscriptions", "deliveries"}
+)
+_SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 class StorageError(Exception):
@@ -45,6 +61,89 @@ class StorageError(Exception):
 
 class DuplicateName(StorageError):
     pass
+
+
+class DatabaseUnavailable(StorageError):
+    """The database file cannot be used at all: locked by another process, not a SQLite file,
+    damaged, or another application's. The message is one line that names the file."""
+
+
+def describe_failure(path: str, exc: BaseException) -> str | None:
+    """One line for an error that is about the database file rather than a bug in newsbot
+    (another process holds the lock, the file is not SQLite or is damaged); None otherwise."""
+    if isinstance(exc, DatabaseUnavailable):
+        return str(exc)
+    if not isinstance(exc, sqlite3.Error):
+        return None
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = None if code is None else code & 0xFF  # extended codes keep the primary low byte
+    if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        reason = (
+            f"it is locked by another process (SQLite: {exc}, after waiting "
+            f"{BUSY_TIMEOUT_MS / 1000:g} s); stop whatever holds it (a backup, a sqlite3 "
+            "shell, another program) and start again"
+        )
+    elif primary == sqlite3.SQLITE_NOTADB:
+        reason = "it is not a SQLite database; refusing to touch it"
+    elif primary == sqlite3.SQLITE_CORRUPT:
+        reason = f"it is damaged or truncated ({exc}); restore it from a backup or move it aside"
+    elif primary in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM, sqlite3.SQLITE_READONLY):
+        reason = f"{exc}; check that the folder exists and this user may write to it"
+    elif primary in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR):
+        reason = f"{exc}"
+    else:
+        return None
+    return f"cannot open the database {path}: {reason}"
+
+
+def ensure_private_folder(folder: Path) -> None:
+    """Create the data folder 0700 if it is missing. A folder that exists was chosen by the
+    operator, and its mode is theirs: the files we put in it are 0600 anyway."""
+    if not folder.exists():
+        # mode applies to the last component only; parents we create follow the umask.
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def _prepare_file(path: Path) -> None:
+    """Before SQLite sees the path: create a missing database 0600, and refuse an existing
+    file that is not SQLite (so SQLite never opens it, let alone writes to it)."""
+    ensure_private_folder(path.parent)
+    try:
+        # O_EXCL: if another process creates it first, it is treated as existing below.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        os.fchmod(fd, 0o600)  # the umask could have taken bits away, never add them: be exact
+        os.close(fd)
+        return
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(len(_SQLITE_HEADER))
+    except OSError as exc:
+        raise DatabaseUnavailable(
+            f"cannot open the database {path}: {exc.strerror or exc}"
+        ) from exc
+    # An empty file is what SQLite itself calls an empty database.
+    if header and header != _SQLITE_HEADER:
+        raise DatabaseUnavailable(
+            f"cannot open the database {path}: it is not a SQLite database; refusing to touch it"
+        )
+
+
+def _warn_if_shared(path: Path) -> None:
+    """A database an older newsbot created (or someone chmod-ed) keeps its mode: changing the
+    permissions of an existing file is the operator's call, so we say it instead."""
+    with contextlib.suppress(OSError):
+        mode = path.stat().st_mode
+        if stat.S_ISREG(mode) and mode & 0o077:
+            log.warning(
+                "the database %s can be read by other users (mode %s): it holds every "
+                "subscription and the audit log; run chmod 600 on it and its -wal and -shm "
+                "files",
+                path,
+                stat.filemode(mode),
+            )
 
 
 def _ts(value: datetime | None) -> float | None:
@@ -155,25 +254,75 @@ class SqliteStorage:
         # matcher when it moves, so an edit in chat applies at the next poll without a restart.
         self.queries_version = 0
 
+    # For the composition root: the data folder (the instance lock lives there too) and the
+    # one-line reasons for a database that cannot be used.
+    ensure_private_folder = staticmethod(ensure_private_folder)
+    describe_failure = staticmethod(describe_failure)
+
     @classmethod
     async def open(cls, path: str | Path) -> SqliteStorage:
+        """Open (creating if missing) and migrate. Raises DatabaseUnavailable, with a one-line
+        reason, when the file is locked by another process, is not SQLite, is damaged, or
+        belongs to another application; such a file is left exactly as it was."""
         target = str(path)
-        if target != ":memory:":
-            Path(target).parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(target, isolation_level=None)
+        try:
+            if target != ":memory:":
+                _prepare_file(Path(target))
+            db = await aiosqlite.connect(target, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise DatabaseUnavailable(describe_failure(target, exc) or str(exc)) from exc
         try:
             await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            storage = cls(db, target)
+            # Read-only until we know the file is ours: even the journal mode is a write.
+            await storage._check_ours()
+            if target != ":memory:":
+                _warn_if_shared(Path(target))
             await db.execute("PRAGMA journal_mode = WAL")
             # NORMAL is durable across application crashes in WAL mode; only an OS crash or power
             # loss can lose the last transactions (sqlite.org/pragma.html#pragma_synchronous).
             await db.execute("PRAGMA synchronous = NORMAL")
             await db.execute("PRAGMA foreign_keys = ON")
-            storage = cls(db, target)
             await storage.migrate()
-        except BaseException:
+            # Take the write lock once: a process holding it (a backup, a sqlite3 shell) is
+            # found now, as a clear refusal, not by the first poll.
+            await db.execute("BEGIN IMMEDIATE")
+            await db.execute("ROLLBACK")
+        except BaseException as exc:
             await db.close()
+            reason = describe_failure(target, exc)
+            if reason is not None and not isinstance(exc, DatabaseUnavailable):
+                raise DatabaseUnavailable(reason) from exc
             raise
         return storage
+
+    async def _check_ours(self) -> None:
+        """Refuse a database another application made: an empty file, a database this code
+        marked with APPLICATION_ID, or one with our tables (made before the mark) is ours."""
+        async with self._lock:
+            app_id = await self._scalar("PRAGMA application_id")
+            version = await self._scalar("PRAGMA user_version")
+            names = {
+                name
+                for (name,) in await self._all(
+                    "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') "
+                    "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name"
+                )
+            }
+        if app_id == APPLICATION_ID:
+            return
+        if app_id == 0 and ((version == 0 and not names) or (version > 0 and names >= _OUR_TABLES)):
+            return
+        shown = sorted(names)
+        has = f"it has tables {', '.join(shown[:8])}{', ...' if len(shown) > 8 else ''}"
+        if not shown:
+            has = "it has no tables"
+        if app_id:
+            has += f" and application id {app_id:#x}"
+        raise DatabaseUnavailable(
+            f"cannot open the database {self.path}: it is not a newsbot database ({has}); "
+            "refusing to touch it"
+        )
 
     async def close(self) -> None:
         async with self._lock:
@@ -183,9 +332,9 @@ class SqliteStorage:
         async with self._lock:
             version = await self._scalar("PRAGMA user_version")
             if version > LATEST_VERSION:
-                raise StorageError(
-                    f"{self.path} has schema version {version}, newer than this newsbot "
-                    f"understands ({LATEST_VERSION}); upgrade newsbot"
+                raise DatabaseUnavailable(
+                    f"cannot open the database {self.path}: it has schema version {version}, "
+                    f"newer than this newsbot understands ({LATEST_VERSION}); upgrade newsbot"
                 )
             for migration in load_migrations():
                 if migration.version > version:
@@ -193,6 +342,8 @@ class SqliteStorage:
                         "migrating database to schema %d (%s)", migration.version, migration.name
                     )
                     await self._db.executescript(script_for(migration))
+            if await self._scalar("PRAGMA application_id") != APPLICATION_ID:
+                await self._db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             return await self._scalar("PRAGMA user_version")
 
     async def schema_version(self) -> int:
@@ -216,8 +367,14 @@ class SqliteStorage:
             await self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
-            except BaseException:
-                await self._db.execute("ROLLBACK")
+            except BaseException as exc:
+                try:
+                    await self._db.execute("ROLLBACK")
+                except sqlite3.Error as rollback_error:
+                    # After some errors (SQLITE_FULL, IOERR, NOMEM) SQLite has already rolled
+                    # the transaction back, and ROLLBACK fails with "no transaction is
+                    # active": the first error is the cause, and must be the one raised.
+                    exc.add_note(f"(the rollback after it: {rollback_error})")
                 raise
             await self._db.execute("COMMIT")
 
@@ -419,6 +576,30 @@ class SqliteStorage:
         return found
 
     async def apply_ingest(
+        self, feed: FeedState, plan: IngestPlan, outcome: PollOutcome, now: datetime
+    ) -> dict[int, int]:
+        try:
+            return await self._apply_ingest(feed, plan, outcome, now)
+        except sqlite3.Error as exc:
+            # Nothing of the poll was saved (its fetch state neither, so the next poll fetches
+            # the same stories again). The feed must not look healthy meanwhile: /status and
+            # the feed list show the database's reason, e.g. "database or disk is full".
+            await self._record_unsaved_poll(feed, exc, now)
+            raise
+
+    async def _record_unsaved_poll(
+        self, feed: FeedState, exc: sqlite3.Error, now: datetime
+    ) -> None:
+        failed = PollOutcome(
+            ok=False, error=f"cannot save the poll: {exc}", failures=feed.failures + 1
+        )
+        try:
+            async with self._lock:
+                await self._record_poll(self._db, feed.id, failed, now, baseline_done=None)
+        except sqlite3.Error as again:  # the same full disk can refuse this one too
+            exc.add_note(f"(recording the failure on the feed failed too: {again})")
+
+    async def _apply_ingest(
         self, feed: FeedState, plan: IngestPlan, outcome: PollOutcome, now: datetime
     ) -> dict[int, int]:
         stamp = now.timestamp()
@@ -665,10 +846,17 @@ class SqliteStorage:
         self._queries_changed()
         return removed > 0
 
-    async def add_subscription(self, subscriber: str, query: str, now: datetime) -> bool:
+    async def add_subscription(
+        self, subscriber: str, query: str, now: datetime, *, limit: int | None = None
+    ) -> bool:
+        """False when the subscriber already has this query, or already has `limit`
+        subscriptions. The count and the insert are one statement, so concurrent subscribes
+        cannot all see room for one more and overshoot the limit."""
         added = await self._write(
-            "INSERT OR IGNORE INTO subscriptions (subscriber, query, created_at) VALUES (?, ?, ?)",
-            (subscriber, query, now.timestamp()),
+            """INSERT OR IGNORE INTO subscriptions (subscriber, query, created_at)
+               SELECT ?, ?, ?
+               WHERE ? IS NULL OR (SELECT count(*) FROM subscriptions WHERE subscriber = ?) < ?""",
+            (subscriber, query, now.timestamp(), limit, subscriber, limit),
         )
         self._queries_changed()
         return added > 0
