@@ -70,8 +70,10 @@ class InstanceLock:
         self._handle: IO[str] | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = self.path.open("a+")
+        SqliteStorage.ensure_private_folder(self.path.parent)
+        # 0600 like the database beside it (the mode is set at creation, whatever the umask).
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        handle = os.fdopen(fd, "a+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -148,15 +150,29 @@ class NewsBot:
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Storage, config sync and the pipeline; no network, no scheduler yet."""
+        """Storage, config sync and the pipeline; no network, no scheduler yet.
+
+        Fails with StartupError (one line: why, and what to do) when the database cannot be
+        used; whatever fails, the database and the instance lock are released before it
+        raises, so nothing is left holding them."""
         if self.lock is not None:
             self.lock.acquire()
         try:
-            self.storage = await SqliteStorage.open(self.settings.storage.path)
-        except Exception:
+            await self._open()
+        except BaseException as exc:
+            if self.storage is not None:
+                with contextlib.suppress(Exception):
+                    await self.storage.close()
+                self.storage = None
             if self.lock is not None:
                 self.lock.release()
+            reason = SqliteStorage.describe_failure(self.settings.storage.path, exc)
+            if reason is not None:
+                raise StartupError(reason) from exc
             raise
+
+    async def _open(self) -> None:
+        self.storage = await SqliteStorage.open(self.settings.storage.path)
         now = self.clock()
         await self.storage.sync_config_feeds(
             [
@@ -477,8 +493,8 @@ def build_platforms(settings: Settings) -> list[ChatPlatform]:
 async def run_bot(settings: Settings, *, once: bool = False, stdout: TextIO | None = None) -> int:
     """`newsbot run`: until SIGINT/SIGTERM, or one pass with `once`."""
     bot = NewsBot(settings, stdout=stdout, platforms=build_platforms(settings))
-    await bot.open()
     try:
+        await bot.open()
         if once:
             reports = await bot.run_once()
             failed = [r for r in reports if r.status == "error"]

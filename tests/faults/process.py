@@ -59,7 +59,8 @@ class BotProcess:
         path = self.config.with_suffix(".log")
         return path.read_text(errors="replace")[-3000:] if path.exists() else ""
 
-    async def start(self) -> None:
+    async def start(self, *args: str) -> None:
+        """`args`: more options for `newsbot run`, e.g. "--once"."""
         log = open(self.config.with_suffix(".log"), "ab")  # noqa: SIM115, ASYNC230 - the child owns it
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -68,6 +69,7 @@ class BotProcess:
             "run",
             "--config",
             str(self.config),
+            *args,
             cwd=REPO,
             env=self.env,
             stdout=asyncio.subprocess.DEVNULL,
@@ -84,6 +86,16 @@ class BotProcess:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(self.proc.wait(), grace)
+        return self.proc.returncode or 0
+
+    async def exited(self, timeout: float = 60) -> int:
+        """The exit code of a bot that is expected to stop by itself (a refused start)."""
+        assert self.proc is not None
+        try:
+            await asyncio.wait_for(self.proc.wait(), timeout)
+        except TimeoutError:
+            await self.kill()
+            pytest.fail(f"the bot was still running after {timeout} s; its log ends:\n{self.log}")
         return self.proc.returncode or 0
 
     @property
