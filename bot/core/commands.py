@@ -150,6 +150,12 @@ def _cost(text: str) -> QueryCost:
         return QueryCost(0, 0)  # left out by the matcher anyway (see routing.QueryBook)
 
 
+def _hinted(text: str, query: Query) -> str:
+    """A reply about a valid query, with the parser's advice when it is probably not what was
+    meant (`putin or kremlin` is a phrase)."""
+    return "\n".join([text, *(f"Note: {hint}" for hint in query.hints)])
+
+
 def _ago(moment: datetime | None, now: datetime) -> str:
     if moment is None:
         return "never"
@@ -315,7 +321,10 @@ class Commands:
                 return Reply(f"You are already subscribed to: {query.text}")
         await self._audit(actor, "subscribe", query=query.text)
         return Reply(
-            f"Subscribed. Stories matching {query.text} will come to you by direct message."
+            _hinted(
+                f"Subscribed. Stories matching {query.text} will come to you by direct message.",
+                query,
+            )
         )
 
     async def unsubscribe(self, actor: Actor, query_text: str) -> Reply:
@@ -427,7 +436,11 @@ class Commands:
         await self.store.add_watchlist(name, query.text, [channel], actor.key, self.clock())
         await self._audit(actor, "watchlist.add", name=name, query=query.text, channel=channel)
         return Reply(
-            f"Watchlist {name!r} added: {query.text} -> {channel}. It applies from the next poll."
+            _hinted(
+                f"Watchlist {name!r} added: {query.text} -> {channel}. "
+                "It applies from the next poll.",
+                query,
+            )
         )
 
     async def watchlist_edit(self, actor: Actor, name: str, query_text: str) -> Reply:
@@ -443,7 +456,7 @@ class Commands:
         await self._audit(
             actor, "watchlist.edit", name=existing.name, old=existing.query, query=query.text
         )
-        return Reply(f"Watchlist {existing.name!r} now watches: {query.text}")
+        return Reply(_hinted(f"Watchlist {existing.name!r} now watches: {query.text}", query))
 
     async def watchlist_remove(self, actor: Actor, name: str) -> Reply:
         if denied := self._admin_only(actor, "remove watchlists"):
@@ -489,12 +502,19 @@ class Commands:
         span = format_duration(timedelta(hours=hours))
         if not found:
             return Reply(
-                f"{query.text} would have matched no stored story in the last {span}. "
-                "Nothing was saved."
+                _hinted(
+                    f"{query.text} would have matched no stored story in the last {span}. "
+                    "Nothing was saved.",
+                    query,
+                )
             )
         return Reply(
-            f"{query.text} would have matched {total} stories in the last {span}"
-            f"{f' (newest {len(found)} shown)' if total > len(found) else ''}. Nothing was saved.",
+            _hinted(
+                f"{query.text} would have matched {total} stories in the last {span}"
+                f"{f' (newest {len(found)} shown)' if total > len(found) else ''}. "
+                "Nothing was saved.",
+                query,
+            ),
             tuple(_story_item(s, terms) for s, terms in found),
         )
 

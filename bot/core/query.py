@@ -182,6 +182,8 @@ Node: TypeAlias = Term | Source | Not | And | Or | Near
 class Query:
     text: str  # the query as the user typed it
     root: Node
+    # Advice on a query that is valid but probably not what was meant (see _Parser.hint_words).
+    hints: tuple[str, ...] = dataclasses.field(default=(), compare=False)
 
 
 def source_key(feed_name: str) -> str:
@@ -267,6 +269,13 @@ def _lex_word(query: str, start: int, end: int, out: list[_Lexeme]) -> int:
                 "NEAR needs a distance in words", query, start, "For example: Putin NEAR/5 Kim"
             )
         distance = int(near.group(1))
+        if distance == 0:
+            raise QueryError(
+                "NEAR needs a distance of at least 1 word",
+                query,
+                start,
+                'For words right next to each other, write the phrase: "Kim Jong Un"',
+            )
         if distance > MAX_NEAR_DISTANCE:
             raise QueryError(
                 f"NEAR distance must be at most {MAX_NEAR_DISTANCE} words", query, start
@@ -308,7 +317,7 @@ def parse_query(text: str) -> Query:
     parser = _Parser(text, _lex(text))
     root = parser.parse()
     _refuse_negative_only(text, root)
-    return Query(text, root)
+    return Query(text, root, tuple(dict.fromkeys(parser.hints)))
 
 
 class _Parser:
@@ -319,6 +328,7 @@ class _Parser:
         self.field: str | None = None  # set while inside `field:( ... )`
         self.depth = 0  # parentheses and NOTs open around the current position
         self.terms = 0
+        self.hints: list[str] = []
 
     def deeper(self, lexeme: _Lexeme) -> None:
         """Enter one more level of nesting, refusing past MAX_DEPTH: every walk over the tree
@@ -469,7 +479,22 @@ class _Parser:
         words = []
         while (word := self.peek()) is not None and word.kind == _Kind.WORD:
             words.append((self.take().text, word.pos))
+        self.hint_words([text for text, _ in words])
         return self.make_term(words, lexeme.pos)
+
+    def hint_words(self, words: list[str]) -> None:
+        """`putin or kremlin` is the phrase "putin or kremlin" (operators are upper case, so that
+        "Trinidad and Tobago" stays a phrase); say so, since it is rarely what was meant."""
+        for word in words[1:-1]:
+            operator = word.upper().split("/")[0]
+            if word != word.upper() and operator in ("AND", "OR", "NOT", "NEAR"):
+                phrase = " ".join(words)
+                meant = " ".join(w.upper() if w == word else w for w in words)
+                self.hints.append(
+                    f"'{phrase}' is looked for as one phrase, '{word}' included. If you meant"
+                    f" the operator, write it in capitals: {meant}. To keep the phrase, quote"
+                    f' it: "{phrase}"'
+                )
 
     def parse_field(self) -> Node:
         lexeme = self.take()

@@ -319,6 +319,7 @@ REFUSALS = [
     refusal("NEAR without a number", "Putin NEAR Kim", "NEAR needs a distance", 6),
     refusal("NEAR with something else", "Putin NEAR/x Kim", "NEAR needs a distance", 6),
     refusal("NEAR too far", "Putin NEAR/500 Kim", "at most 100 words", 6),
+    refusal("NEAR of no words", "Putin NEAR/0 Kim", "at least 1 word", 6),
     refusal("NEAR chained", "a NEAR/2 b NEAR/2 c", "NEAR cannot be chained", 11),
     refusal("NEAR on an AND group", "(Putin AND Kim) NEAR/5 Xi", "NEAR needs a word, a phrase", 0),
     refusal("only a NOT term", "-Putin", "cannot be made only of NOT terms", 0),
@@ -383,3 +384,28 @@ def test_equivalent_spellings_parse_to_equal_trees() -> None:
 def test_query_of_the_maximum_length_is_accepted() -> None:
     query = "Putin".ljust(MAX_QUERY_LENGTH)
     assert parse_query(query).text == query
+
+
+@pytest.mark.parametrize(
+    ("text", "meant"),
+    [
+        ("putin or kremlin", "putin OR kremlin"),
+        ("Trinidad and Tobago", "Trinidad AND Tobago"),
+        ("kim not jong", "kim NOT jong"),
+        ("putin near/5 kim", "putin NEAR/5 kim"),
+    ],
+)
+def test_a_lowercase_operator_inside_a_phrase_gets_a_hint_and_stays_a_phrase(
+    text: str, meant: str
+) -> None:
+    query = parse_query(text)
+    [hint] = query.hints
+    assert f"write it in capitals: {meant}" in hint
+    assert f'quote it: "{text}"' in hint
+    story = Story(title=f"On {text} today")
+    assert Matcher([(0, query)]).match(story) == {0: (text,)}  # still the phrase
+
+
+@pytest.mark.parametrize("text", ['"Trinidad and Tobago"', "Putin OR Kremlin", "and", "or Putin"])
+def test_quoted_phrases_and_real_operators_get_no_hint(text: str) -> None:
+    assert parse_query(text).hints == ()

@@ -208,7 +208,7 @@ _WORDS = ["putin", "kim", "north", "korea", "talks", "the"]
     st.lists(
         st.sampled_from(["kim", "putin", "talks", "the north", "korea"]), min_size=1, max_size=3
     ),
-    st.integers(min_value=0, max_value=8),
+    st.integers(min_value=1, max_value=8),
 )
 def test_near_agrees_with_comparing_every_pair(
     content: list[str], title: list[str], left: list[str], right: list[str], distance: int
@@ -263,8 +263,8 @@ def test_near_over_lists_of_common_words_on_a_long_story_reports_what_is_close()
 
 def test_near_looks_at_a_bounded_number_of_positions_per_side() -> None:
     # "kim" only after MAX_NEAR_POSITIONS occurrences of "putin": past the bound, not looked at.
-    far = Story("t", "putin " * (MAX_NEAR_POSITIONS + 1) + "kim")
+    far = Story("t", "putin " * (MAX_NEAR_POSITIONS + 2) + "kim")
     near = Story("t", "kim putin " + "putin " * MAX_NEAR_POSITIONS)
-    matcher = Matcher([(0, parse_query("putin NEAR/0 kim"))])
+    matcher = Matcher([(0, parse_query("putin NEAR/1 kim"))])
     assert matcher.match(near) == {0: ("kim", "putin")}
     assert matcher.match(far) == {}
