@@ -145,6 +145,8 @@ class WatchlistEntry(_Section):
 class DiscordSettings(_Section):
     api_base: str = "https://discord.com/api/v10"
     gateway_url: str = "wss://gateway.discord.gg/"
+    # The servers served: commands from any other are refused. Empty: the servers the bot is in
+    # when it starts (bot/chat/discord/guilds.py).
     guild_ids: list[int] = Field(default_factory=list)
     admin_role_ids: list[int] = Field(default_factory=list)
     ops_channel: str = ""

@@ -49,6 +49,14 @@ Usage in a bot test::
         reply = await discord_fake.invoke("ping", user_id=42, guild_id=discord_fake.guild_id)
         await discord_fake.wait_until(lambda: discord_fake.messages_in(channel_id), what="alert")
 
+Other servers: ``add_guild`` adds one more guild (a foreign server for tests of who the bot
+serves), either with the bot in it (READY lists it, GUILD_CREATE describes it) or, with
+``bot_member=False``, a server that installed only the app's commands (the
+``applications.commands`` scope without ``bot``): its members can still run the global slash
+commands, and the interactions reach the bot's gateway although the bot is not in that server.
+``GET /guilds/{guild}/members/{user}`` answers for every guild the bot is in (404 Unknown Member /
+Unknown Guild otherwise), as Discord does without the privileged members intent.
+
 Interaction answers (callback, @original edits, followups) are recorded on the
 ``InteractionReply`` that ``invoke`` returns (and in ``fake.interactions``), not in
 ``fake.messages``, which holds what the bot POSTed to channels and DMs.
@@ -608,6 +616,15 @@ class _Session:
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass
+class _OtherGuild:
+    """A server besides the main one: its name, members, and whether the bot is in it."""
+
+    name: str
+    members: dict[int, dict[str, Any]]
+    bot_member: bool
+
+
 class FakeDiscord:
     """Discord's REST API and gateway, in memory, for the real discord.py. See the module doc."""
 
@@ -693,20 +710,8 @@ class FakeDiscord:
         }
         self._channels: dict[int, dict[str, Any]] = {}
         for position, cid in enumerate(self.text_channel_ids):
-            self._channels[cid] = {
-                "id": str(cid),
-                "type": 0,
-                "guild_id": str(guild_id),
-                "name": f"news-{position + 1}",
-                "position": position,
-                "permission_overwrites": [],
-                "nsfw": False,
-                "parent_id": None,
-                "topic": None,
-                "rate_limit_per_user": 0,
-                "last_message_id": None,
-                "flags": 0,
-            }
+            self._channels[cid] = self._make_channel(cid, guild_id, position)
+        self._other_guilds: dict[int, _OtherGuild] = {}
         self._dm_by_user: dict[int, int] = {}
         self._dm_recipient: dict[int, int] = {}
         self._messages_by_id: dict[int, FakeMessage] = {}
@@ -780,17 +785,55 @@ class FakeDiscord:
         roles: Iterable[int] = (),
         nick: str | None = None,
         username: str | None = None,
+        guild_id: int | None = None,
     ) -> None:
-        """A guild member; call before the client connects to have it in GUILD_CREATE."""
+        """A guild member (of the main guild unless `guild_id` names one from add_guild); call
+        before the client connects to have it in GUILD_CREATE."""
         if user_id not in self._users or username is not None:
             self.add_user(user_id, username)
-        for role_id in roles:
-            self._ensure_role(role_id)
-        self._members[user_id] = {
+        main = guild_id is None or guild_id == self.guild_id
+        if main:
+            for role_id in roles:
+                self._ensure_role(role_id)
+        self._guild_members(self.guild_id if main else guild_id)[user_id] = {
             "roles": [int(r) for r in roles],
             "joined_at": _now(),
             "nick": nick,
         }
+
+    def add_guild(
+        self,
+        guild_id: int,
+        *,
+        name: str | None = None,
+        text_channel_ids: Sequence[int] = (),
+        bot_member: bool = True,
+    ) -> None:
+        """Another server, with text channels of its own. With `bot_member` the bot is in it
+        (call before the client connects to have it in READY, or `join_guild` later); without,
+        the server has only installed the app's commands (see the module doc)."""
+        if guild_id == self.guild_id or guild_id in self._other_guilds:
+            raise ValueError(f"guild {guild_id} exists already")
+        members: dict[int, dict[str, Any]] = {}
+        if bot_member:
+            members[self.bot_user_id] = {"roles": [], "joined_at": _now(), "nick": None}
+        self._other_guilds[guild_id] = _OtherGuild(
+            name=name or f"guild-{guild_id}", members=members, bot_member=bot_member
+        )
+        for position, cid in enumerate(text_channel_ids):
+            self._channels[cid] = self._make_channel(cid, guild_id, position)
+
+    async def join_guild(self, guild_id: int) -> None:
+        """The bot is added to a guild from add_guild while connected: GUILD_CREATE arrives."""
+        guild = self._other_guilds[guild_id]
+        guild.bot_member = True
+        guild.members[self.bot_user_id] = {"roles": [], "joined_at": _now(), "nick": None}
+        if self._live is not None:
+            # A join's GUILD_CREATE has no "unavailable" key (that marks an outage ending), so
+            # discord.py dispatches on_guild_join for it.
+            data = self._guild_json(guild_id)
+            data.pop("unavailable")
+            await self.dispatch("GUILD_CREATE", data)
 
     def add_role(self, role_id: int, name: str | None = None, *, permissions: int = 0) -> None:
         """A guild role; call before the client connects (invoke() announces roles it invents)."""
@@ -1064,8 +1107,11 @@ class FakeDiscord:
             )
             if command.get("guild_id") is not None or not dm_ok:
                 raise ValueError(f"/{path[0]} is guild-only; Discord would not offer it in DMs")
-        elif guild_id != self.guild_id:
-            raise ValueError(f"the fake knows one guild ({self.guild_id}), not {guild_id}")
+        elif guild_id != self.guild_id and guild_id not in self._other_guilds:
+            raise ValueError(
+                f"the fake knows guild {self.guild_id} and {sorted(self._other_guilds)}, "
+                f"not {guild_id} (add_guild it first)"
+            )
         required = command.get("default_member_permissions")
         if respect_default_permissions and required is not None and guild_id is not None:
             needed = int(required)
@@ -1074,19 +1120,23 @@ class FakeDiscord:
                     f"/{path[0]} needs permissions {needed}; Discord hides it from this user"
                 )
 
-        new_roles = [r for r in roles if int(r) not in self._roles]
+        # Roles are modelled in the main guild only; elsewhere a member just carries the ids.
+        main = guild_id == self.guild_id
+        new_roles = [r for r in roles if int(r) not in self._roles] if main else []
         for role_id in new_roles:
             self._ensure_role(int(role_id))
         if user_id not in self._users:
             self.add_user(user_id)
         if guild_id is not None:
-            if user_id not in self._members:
-                self._members[user_id] = {"roles": [], "joined_at": _now(), "nick": None}
-            self._members[user_id]["roles"] = [int(r) for r in roles]
-            cid = channel_id if channel_id is not None else self.text_channel_ids[0]
+            members = self._guild_members(guild_id)
+            if user_id not in members:
+                members[user_id] = {"roles": [], "joined_at": _now(), "nick": None}
+            members[user_id]["roles"] = [int(r) for r in roles]
+            own = [c for c, data in self._channels.items() if data["guild_id"] == str(guild_id)]
+            cid = channel_id if channel_id is not None else own[0]
             channel = self._channels.get(cid)
-            if channel is None:
-                raise ValueError(f"channel {cid} is not a text channel of the fake guild")
+            if channel is None or channel["guild_id"] != str(guild_id):
+                raise ValueError(f"channel {cid} is not a text channel of guild {guild_id}")
         else:
             cid = channel_id if channel_id is not None else self.dm_channel_id(user_id)
             channel = self._dm_json(cid)
@@ -1126,7 +1176,7 @@ class FakeDiscord:
             payload["guild"] = {"id": str(guild_id), "locale": "en-US", "features": []}
             payload["guild_locale"] = "en-US"
             payload["member"] = {
-                **self._member_json(user_id),
+                **self._member_json(user_id, guild_id),
                 "permissions": str(permissions),
             }
             payload["authorizing_integration_owners"] = {"0": str(guild_id)}
@@ -1324,8 +1374,8 @@ class FakeDiscord:
             if snowflake not in self._users:
                 self.add_user(snowflake)
             resolved.setdefault("users", {})[key] = self._user_json(snowflake)
-            if guild_id is not None and snowflake in self._members:
-                member = self._member_json(snowflake)
+            if guild_id is not None and snowflake in self._guild_members(guild_id):
+                member = self._member_json(snowflake, guild_id)
                 member.pop("user")
                 member["permissions"] = "0"
                 resolved.setdefault("members", {})[key] = member
@@ -1392,8 +1442,37 @@ class FakeDiscord:
     def _user_json(self, user_id: int) -> dict[str, Any]:
         return dict(self._users.get(user_id) or self._make_user(user_id))
 
-    def _member_json(self, user_id: int) -> dict[str, Any]:
-        member = self._members.get(user_id) or {"roles": [], "joined_at": _now(), "nick": None}
+    def _guild_members(self, guild_id: int) -> dict[int, dict[str, Any]]:
+        if guild_id == self.guild_id:
+            return self._members
+        return self._other_guilds[guild_id].members
+
+    def _bot_in_guild(self, guild_id: int) -> bool:
+        if guild_id == self.guild_id:
+            return True
+        guild = self._other_guilds.get(guild_id)
+        return guild is not None and guild.bot_member
+
+    @staticmethod
+    def _make_channel(channel_id: int, guild_id: int, position: int) -> dict[str, Any]:
+        return {
+            "id": str(channel_id),
+            "type": 0,
+            "guild_id": str(guild_id),
+            "name": f"news-{position + 1}",
+            "position": position,
+            "permission_overwrites": [],
+            "nsfw": False,
+            "parent_id": None,
+            "topic": None,
+            "rate_limit_per_user": 0,
+            "last_message_id": None,
+            "flags": 0,
+        }
+
+    def _member_json(self, user_id: int, guild_id: int | None = None) -> dict[str, Any]:
+        members = self._guild_members(guild_id if guild_id is not None else self.guild_id)
+        member = members.get(user_id) or {"roles": [], "joined_at": _now(), "nick": None}
         return {
             "user": self._user_json(user_id),
             "roles": [str(r) for r in member["roles"]],
@@ -1444,11 +1523,18 @@ class FakeDiscord:
             "tags": [],
         }
 
-    def _guild_json(self) -> dict[str, Any]:
-        members = [self._member_json(uid) for uid in self._members]
+    def _guild_json(self, guild_id: int | None = None) -> dict[str, Any]:
+        gid = self.guild_id if guild_id is None else guild_id
+        main = gid == self.guild_id
+        members = [self._member_json(uid, gid) for uid in self._guild_members(gid)]
+        roles = (
+            list(self._roles.values())
+            if main
+            else [self._make_role(gid, "@everyone", permissions=0, position=0)]
+        )
         return {
-            "id": str(self.guild_id),
-            "name": self.guild_name,
+            "id": str(gid),
+            "name": self.guild_name if main else self._other_guilds[gid].name,
             "icon": None,
             "splash": None,
             "discovery_splash": None,
@@ -1458,7 +1544,7 @@ class FakeDiscord:
             "verification_level": 0,
             "default_message_notifications": 1,
             "explicit_content_filter": 0,
-            "roles": list(self._roles.values()),
+            "roles": roles,
             "emojis": [],
             "stickers": [],
             "features": [],
@@ -1479,13 +1565,13 @@ class FakeDiscord:
             "unavailable": False,
             "large": False,
             "lazy": True,
-            "joined_at": _iso(self._members[self.bot_user_id]["joined_at"]),
+            "joined_at": _iso(self._guild_members(gid)[self.bot_user_id]["joined_at"]),
             "member_count": len(members),
             "members": members,
             "channels": [
                 {k: v for k, v in c.items() if k != "guild_id"}
                 for cid, c in self._channels.items()
-                if cid not in self._removed
+                if cid not in self._removed and c["guild_id"] == str(gid)
             ],
             "threads": [],
             "presences": [],
@@ -1552,7 +1638,11 @@ class FakeDiscord:
             allowed_mentions=payload.get("allowed_mentions"),
             flags=int(payload.get("flags") or 0),
             dm_recipient_id=self._dm_recipient.get(channel_id),
-            guild_id=self.guild_id if channel_id in self._channels else None,
+            guild_id=(
+                int(self._channels[channel_id]["guild_id"])
+                if channel_id in self._channels
+                else None
+            ),
             author_id=self.bot_user_id,
             components=list(payload.get("components") or []),
             attachments=list(files),
@@ -1598,6 +1688,7 @@ class FakeDiscord:
         router.add_get(p + "/applications/@me", self._get_application)
         router.add_get(p + "/gateway", self._get_gateway)
         router.add_get(p + "/gateway/bot", self._get_gateway)
+        router.add_get(p + "/guilds/{guild_id}/members/{user_id}", self._get_member)
         router.add_get(p + "/channels/{channel_id}", self._get_channel)
         router.add_get(p + "/channels/{channel_id}/messages", self._list_messages)
         router.add_post(p + "/channels/{channel_id}/messages", self._post_message)
@@ -1785,6 +1876,19 @@ class FakeDiscord:
             self.add_user(user_id)
         return _json(self._dm_json(self.dm_channel_id(user_id)))
 
+    async def _get_member(self, request: web.Request) -> web.Response:
+        # An outage applies; injected failures and rate limits are kept for message posts.
+        failure = await self._infrastructure_failure(injected=False)
+        if failure is not None:
+            return failure
+        gid = _snowflake_param(request.match_info["guild_id"])
+        uid = _snowflake_param(request.match_info["user_id"])
+        if gid is None or not self._bot_in_guild(gid):
+            return _error(404, 10004, "Unknown Guild")
+        if uid is None or uid not in self._guild_members(gid):
+            return _error(404, 10007, "Unknown Member")
+        return _json(self._member_json(uid, gid))
+
     async def _get_channel(self, request: web.Request) -> web.Response:
         cid, missing = self._channel_or_404(request.match_info["channel_id"])
         if missing is not None:
@@ -1917,7 +2021,7 @@ class FakeDiscord:
         raw_guild = request.match_info.get("guild_id")
         if raw_guild is None:
             return None, None
-        if raw_guild != str(self.guild_id):
+        if raw_guild != str(self.guild_id) and not self._bot_in_guild(int(raw_guild)):
             return None, _error(403, 50001, "Missing Access")
         return int(raw_guild), None
 
@@ -2231,7 +2335,11 @@ class FakeDiscord:
         ready = {
             "v": 10,
             "user": self._users[self.bot_user_id],
-            "guilds": [{"id": str(self.guild_id), "unavailable": True}],
+            "guilds": [
+                {"id": str(gid), "unavailable": True}
+                for gid in (self.guild_id, *self._other_guilds)
+                if self._bot_in_guild(gid)
+            ],
             "session_id": session.id,
             "session_type": "normal",
             "resume_gateway_url": f"ws://127.0.0.1:{self.port}/gateway",
@@ -2252,6 +2360,9 @@ class FakeDiscord:
             self.identify_payloads.append(d)
             await session.dispatch_locked("READY", ready)
             await session.dispatch_locked("GUILD_CREATE", self._guild_json())
+            for gid, guild in self._other_guilds.items():
+                if guild.bot_member:
+                    await session.dispatch_locked("GUILD_CREATE", self._guild_json(gid))
         self._live = session
         if session.conn is conn and not conn.ws.closed:
             self.ready.set()

@@ -19,6 +19,7 @@ import discord.gateway
 import discord.http
 import yarl
 
+from bot.chat.discord.guilds import GuildGate
 from bot.chat.discord.sender import DiscordSender
 from bot.chat.discord.slash import SlashCommands
 
@@ -47,8 +48,17 @@ class _Client(discord.Client):
         self._platform = platform
 
     async def on_connect(self) -> None:
+        # discord.py dispatches this from READY, once the guild list of READY is in the cache.
+        self._platform.gate.connected(g.id for g in self.guilds)
         self._platform._gateway_up = True
         log.info("Discord gateway connected as %s", self.user)
+
+    async def on_ready(self) -> None:
+        # After the GUILD_CREATEs (or guild_ready_timeout): the servers' names are known.
+        self._platform.gate.report((g.id, g.name) for g in self.guilds)
+
+    async def on_guild_join(self, guild: discord.Guild) -> None:
+        self._platform.gate.joined(guild.id, guild.name)
 
     async def on_resumed(self) -> None:
         self._platform._gateway_up = True
@@ -86,8 +96,14 @@ class DiscordPlatform:
             member_cache_flags=discord.MemberCacheFlags.none(),
             guild_ready_timeout=guild_ready_timeout,
         )
+        self.gate = GuildGate(
+            self.config.guild_ids, name_of=self._guild_name, is_member=self._is_member
+        )
         self.slash = SlashCommands(
-            self.client, admin_role_ids=self.config.admin_role_ids, defer_after=defer_after
+            self.client,
+            gate=self.gate,
+            admin_role_ids=self.config.admin_role_ids,
+            defer_after=defer_after,
         )
         self.sender = DiscordSender(self.client, usable=self._unusable_reason)
         self.login_error: str | None = None
@@ -153,6 +169,18 @@ class DiscordPlatform:
         self._restore_endpoints()
 
     # --- internals ----------------------------------------------------------------------------
+
+    def _guild_name(self, guild_id: int) -> str | None:
+        guild = self.client.get_guild(guild_id)
+        return guild.name if guild is not None and guild.name else None
+
+    async def _is_member(self, guild_id: int, user_id: int) -> bool:
+        """Asked over REST: the member cache stays empty without the members intent."""
+        try:
+            await self.client.http.get_member(guild_id, user_id)
+        except discord.NotFound:  # 10007 Unknown Member (or 10004: the bot left that server)
+            return False
+        return True
 
     def _unusable_reason(self) -> str | None:
         if self._closing or self.client.is_closed():

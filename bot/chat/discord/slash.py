@@ -1,9 +1,10 @@
 """Slash commands: Discord's input translated into bot.core.commands calls, replies rendered back.
 
 No command logic lives here. The core validates input, refuses non-admins and writes the audit
-log; this module decides who is an admin from Discord's own data (server side: the
-``default_permissions`` of a group only hides it in Discord's UI), answers every interaction
-exactly once and ephemerally, and never leaves one unanswered."""
+log; this module refuses commands from servers the bot does not serve (guilds.py), decides who is
+an admin from Discord's own data (server side: the ``default_permissions`` of a group only hides
+it in Discord's UI), answers every interaction exactly once and ephemerally, and never leaves one
+unanswered."""
 
 from __future__ import annotations
 
@@ -16,8 +17,18 @@ from typing import Any
 import discord
 from discord import app_commands
 
+from bot.chat.discord.guilds import GuildGate
 from bot.chat.discord.render import render_reply
-from bot.core.commands import MAX_HOURS, MAX_LIMIT, NAME_LIMIT, URL_LIMIT, Actor, Commands, Reply
+from bot.core.commands import (
+    MAX_HOURS,
+    MAX_LIMIT,
+    NAME_LIMIT,
+    URL_LIMIT,
+    Actor,
+    Commands,
+    Reply,
+    refused,
+)
 from bot.core.text import truncate
 
 log = logging.getLogger(__name__)
@@ -127,12 +138,15 @@ class SlashCommands:
         self,
         client: discord.Client,
         *,
+        gate: GuildGate,
         admin_role_ids: Collection[int] = (),
         defer_after: float = 1.5,
     ) -> None:
-        """`defer_after`: a handler still running after this long gets a deferred ("thinking")
-        answer first, then the reply; Discord drops interactions not answered within 3 s."""
+        """`gate`: which servers (and DM senders) are served. `defer_after`: a handler still
+        running after this long gets a deferred ("thinking") answer first, then the reply;
+        Discord drops interactions not answered within 3 s."""
         self.tree = NewsTree(client)
+        self.gate = gate
         self.admin_role_ids = frozenset(admin_role_ids)
         self.defer_after = defer_after
         self.commands: Commands | None = None
@@ -165,7 +179,7 @@ class SlashCommands:
             await _respond(interaction, NOT_READY)
             return
         actor = actor_for(interaction, self.admin_role_ids)
-        task = asyncio.ensure_future(handler(commands, actor))
+        task = asyncio.ensure_future(self._guarded(interaction, handler, commands, actor))
         try:
             done, _ = await asyncio.wait({task}, timeout=self.defer_after)
             if not done:
@@ -180,12 +194,32 @@ class SlashCommands:
                 task.cancel()
         await _respond(interaction, text)
 
+    async def _guarded(
+        self, interaction: discord.Interaction, handler: Handler, commands: Commands, actor: Actor
+    ) -> Reply:
+        """The handler, if this server (or, in a DM, this person) is served. Runs inside the
+        deferrable task: the DM check may ask Discord."""
+        refusal = await self.gate.refusal(interaction.guild_id, interaction.user.id)
+        if refusal is not None:
+            log.info(
+                "refused /%s from user %s in %s: not a served server or member",
+                _name(interaction),
+                actor.user_id,
+                f"guild {interaction.guild_id}" if interaction.guild_id else "a DM",
+            )
+            return refused(refusal)
+        return await handler(commands, actor)
+
     async def _choices(self, interaction: discord.Interaction, current: str) -> list[str]:
         commands = self.commands
         if commands is None:
             return []
         actor = actor_for(interaction, self.admin_role_ids)
         try:
+            # Within Discord's 3 s for an autocomplete answer; a refused asker gets no choices.
+            async with asyncio.timeout(2.0):
+                if await self.gate.refusal(interaction.guild_id, interaction.user.id):
+                    return []
             return await commands.subscription_choices(actor, current)
         except Exception:
             log.exception("autocomplete of /%s failed", _name(interaction))

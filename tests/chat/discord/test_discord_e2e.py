@@ -40,6 +40,9 @@ CH_OPS = 1_400_000_000_000_000_003
 READER = 2_000_000_000_000_000_001  # an ordinary member
 EDITOR = 2_000_000_000_000_000_002  # has Manage Server
 ADMIN_ROLE = 3_000_000_000_000_000_001
+FOREIGN_GUILD = 1_300_000_000_000_000_099  # somebody else's server
+CH_FOREIGN = 1_400_000_000_000_000_099  # a channel there
+STRANGER = 2_000_000_000_000_000_099  # has Manage Server there; no member of the desk's server
 MANAGE_GUILD = 1 << 5
 PRIVILEGED_INTENTS = (1 << 1) | (1 << 8) | (1 << 15)
 COMMANDS = {"subscribe", "unsubscribe", "subscriptions", "recent", "status", "watchlist", "feed"}
@@ -745,10 +748,200 @@ async def test_an_internal_error_is_answered_with_an_apology(desk: Desk, caplog)
 async def test_commands_work_in_dms_but_admin_groups_are_guild_only(
     desk: Desk, fake: FakeDiscord
 ) -> None:
+    fake.add_member(READER)  # a DM is answered for members of the desk's server
     reply = await desk.invoke("subscribe", {"query": "Pyongyang"}, guild_id=None)
     assert "Subscribed" in (reply.content or "")
     with pytest.raises(ValueError, match="guild-only"):
         await desk.invoke("watchlist list", guild_id=None)
+
+
+# --- only the desk's own server -------------------------------------------------------------------
+
+NOT_SERVED = (
+    "This bot serves Newsroom only; it does nothing in this server. "
+    "Ask the admins of Newsroom if you need it."
+)
+EVERY_COMMAND = [
+    ("watchlist add", {"name": "Theirs", "query": "flood", "channel": CH_FOREIGN}),
+    ("watchlist edit", {"name": "Mine", "query": "nothing"}),
+    ("watchlist remove", {"name": "Mine"}),
+    ("watchlist list", {}),
+    ("watchlist test", {"query": "flood"}),
+    ("feed add", {"url": "https://wire.example/other.xml"}),
+    ("feed remove", {"name": "Wire"}),
+    ("feed list", {}),
+    ("subscribe", {"query": "flood"}),
+    ("unsubscribe", {"query": "flood"}),
+    ("subscriptions", {}),
+    ("recent", {}),
+    ("status", {}),
+]
+
+
+async def stored_state(desk: Desk) -> tuple:
+    assert desk.bot is not None and desk.bot.storage is not None
+    storage = desk.bot.storage
+    return (
+        [(w.name, w.query, tuple(w.channels)) for w in await storage.list_watchlists()],
+        [f.name for f in await storage.list_feeds()],
+        [(s.subscriber, s.query) for s in await storage.list_subscriptions()],
+        await storage.audit_entries(),
+    )
+
+
+@pytest.fixture
+async def desk_with_a_chat_watchlist(desk_factory, fake: FakeDiscord) -> Desk:
+    """The desk's server, and a foreign one the bot is added to after start-up (a public bot can
+    be added by anyone), whose admin then tries every command."""
+    fake.add_guild(
+        FOREIGN_GUILD, name="Elsewhere", text_channel_ids=(CH_FOREIGN,), bot_member=False
+    )
+    desk = desk_factory()
+    await desk.start()
+    added = await desk.as_editor("watchlist add", {"name": "Mine", "query": "river"})
+    assert (added.content or "").startswith("Watchlist 'Mine' added")
+    await fake.join_guild(FOREIGN_GUILD)
+    return desk
+
+
+@pytest.mark.parametrize(("command", "options"), EVERY_COMMAND, ids=[c for c, _ in EVERY_COMMAND])
+async def test_an_admin_of_a_server_the_bot_joined_later_is_refused_everything(
+    desk_with_a_chat_watchlist: Desk, fake: FakeDiscord, command: str, options: dict
+) -> None:
+    desk = desk_with_a_chat_watchlist
+    before = await stored_state(desk)
+
+    reply = await desk.invoke(
+        command,
+        options,
+        user_id=STRANGER,
+        guild_id=FOREIGN_GUILD,
+        channel_id=CH_FOREIGN,
+        permissions=MANAGE_GUILD,
+    )
+
+    assert reply.ephemeral
+    assert reply.content == NOT_SERVED
+    assert await stored_state(desk) == before  # nothing listed, changed, added or audited
+    assert fake.messages_in(CH_FOREIGN) == []
+
+
+async def test_a_server_that_installed_only_the_commands_is_refused(
+    desk_factory, fake: FakeDiscord
+) -> None:
+    # The applications.commands scope without the bot: global commands work there, the bot is
+    # not a member, and the interactions still reach its gateway.
+    fake.add_guild(
+        FOREIGN_GUILD, name="Elsewhere", text_channel_ids=(CH_FOREIGN,), bot_member=False
+    )
+    desk = desk_factory()
+    await desk.start()
+
+    reply = await desk.invoke(
+        "watchlist add",
+        {"name": "Theirs", "query": "flood", "channel": CH_FOREIGN},
+        user_id=STRANGER,
+        guild_id=FOREIGN_GUILD,
+        permissions=MANAGE_GUILD,
+    )
+
+    assert reply.content == NOT_SERVED
+    assert desk.bot is not None and desk.bot.storage is not None
+    assert [w.name for w in await desk.bot.storage.list_watchlists()] == ["Floods"]
+    assert await desk.bot.storage.audit_entries() == []
+
+
+async def test_guild_ids_serve_only_those_servers_even_if_the_bot_is_in_others(
+    desk_factory, fake: FakeDiscord, caplog
+) -> None:
+    caplog.set_level(logging.INFO)
+    fake.add_guild(FOREIGN_GUILD, name="Elsewhere", text_channel_ids=(CH_FOREIGN,))
+    # An earlier run without guild_ids registered the commands globally, and Discord keeps
+    # them: they are still offered in every server that has the app.
+    first = desk_factory()
+    await first.start()
+    await first.close()
+    desk = desk_factory(discord={"guild_ids": [fake.guild_id]})
+    await desk.start()
+    await fake.wait_until(lambda: "the bot is also in" in caplog.text, what="the start-up report")
+
+    refused = await desk.invoke(
+        "feed list", user_id=STRANGER, guild_id=FOREIGN_GUILD, permissions=MANAGE_GUILD
+    )
+    ours = await desk.as_editor("feed list")
+
+    assert refused.content == NOT_SERVED
+    assert (ours.content or "").startswith("1 feeds:")
+    assert f"Discord: serving Newsroom ({fake.guild_id}) (discord.guild_ids)" in caplog.text
+    assert f"the bot is also in Elsewhere ({FOREIGN_GUILD})" in caplog.text
+
+
+async def test_a_dm_from_someone_in_no_served_server_is_refused(
+    desk: Desk, fake: FakeDiscord
+) -> None:
+    fake.add_guild(
+        FOREIGN_GUILD, name="Elsewhere", text_channel_ids=(CH_FOREIGN,), bot_member=False
+    )
+    fake.add_member(STRANGER, guild_id=FOREIGN_GUILD)  # a member elsewhere is no member here
+    before = await stored_state(desk)
+
+    reply = await desk.invoke("subscribe", {"query": "flood"}, user_id=STRANGER, guild_id=None)
+    choices = await fake.autocomplete(
+        "unsubscribe", {"query": ""}, "query", user_id=STRANGER, guild_id=None
+    )
+
+    assert reply.ephemeral
+    assert reply.content == (
+        "This bot answers direct messages only from members of Newsroom. "
+        "Ask the admins of Newsroom if you need it."
+    )
+    assert choices == []
+    assert await stored_state(desk) == before
+    assert ("GET", f"/guilds/{fake.guild_id}/members/{STRANGER}") in fake.requests
+
+
+async def test_with_guild_ids_empty_the_servers_at_start_up_are_served_and_said_so(
+    desk_factory, fake: FakeDiscord, caplog
+) -> None:
+    caplog.set_level(logging.INFO)
+    fake.add_guild(FOREIGN_GUILD, name="Second desk", text_channel_ids=(CH_FOREIGN,))
+    desk = desk_factory()
+    await desk.start()
+
+    reply = await desk.invoke(
+        "watchlist list", user_id=STRANGER, guild_id=FOREIGN_GUILD, permissions=MANAGE_GUILD
+    )
+    await fake.wait_until(lambda: "guild_ids is empty" in caplog.text, what="the start-up report")
+
+    assert (reply.content or "").startswith("1 watchlists:")  # served: it was there at start-up
+    warning = next(r for r in caplog.records if "discord.guild_ids is empty" in r.message)
+    assert warning.levelno == logging.WARNING
+    assert "the bot is in 2 servers at start-up" in warning.message
+    assert f"Newsroom ({fake.guild_id})" in warning.message
+    assert f"Second desk ({FOREIGN_GUILD})" in warning.message
+    assert "set discord.guild_ids" in warning.message
+
+
+async def test_one_server_at_start_up_is_served_and_a_later_one_is_logged_as_refused(
+    desk_factory, fake: FakeDiscord, caplog
+) -> None:
+    caplog.set_level(logging.INFO)
+    fake.add_guild(
+        FOREIGN_GUILD, name="Elsewhere", text_channel_ids=(CH_FOREIGN,), bot_member=False
+    )
+    desk = desk_factory()
+    await desk.start()
+    await fake.wait_until(lambda: "Discord: serving" in caplog.text, what="the start-up report")
+    await fake.join_guild(FOREIGN_GUILD)
+    await fake.wait_until(lambda: "added to Elsewhere" in caplog.text, what="the join to be logged")
+
+    assert (
+        f"Discord: serving Newsroom ({fake.guild_id}), the server the bot is in at start-up"
+        in caplog.text
+    )
+    assert (
+        f"the bot was added to Elsewhere ({FOREIGN_GUILD}), which it does not serve" in caplog.text
+    )
 
 
 async def test_close_leaves_nothing_running(desk: Desk, fake: FakeDiscord) -> None:
