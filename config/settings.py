@@ -163,6 +163,17 @@ class SlackSettings(_Section):
     api_base: str = "https://slack.com/api/"
     admin_user_ids: list[str] = Field(default_factory=list)
     ops_channel: str = ""
+    # The workspaces served: commands and events from any other are refused. Empty: the one the
+    # bot token belongs to (auth.test).
+    team_ids: list[str] = Field(default_factory=list)
+
+    @field_validator("team_ids")
+    @classmethod
+    def _teams(cls, value: list[str]) -> list[str]:
+        for team in value:
+            if not re.match(r"^T[A-Z0-9]{2,30}$", team):
+                raise ValueError(f"{team!r} is not a Slack team id (they look like T0123ABCD)")
+        return value
 
     @field_validator("api_base")
     @classmethod

@@ -735,12 +735,17 @@ class FakeSlack:
         finally:
             self._pending_acks.pop(envelope_id, None)
 
-    async def send_event(self, event: dict, *, timeout: float = 5.0) -> dict | None:
-        """Deliver an Events API event (``{"type": "app_mention", ...}``); returns the ACK."""
+    async def send_event(
+        self, event: dict, *, timeout: float = 5.0, team_id: str | None = None
+    ) -> dict | None:
+        """Deliver an Events API event (``{"type": "app_mention", ...}``); returns the ACK.
+        `team_id`: sent as if from another workspace that has the app (a distributed app, or
+        one reached through an org-wide install), everywhere the payload names a team."""
+        team = team_id or self.team_id
         event = {"event_ts": self._now_ts(), **event}
         payload = {
             "token": "fake-verification-token",
-            "team_id": self.team_id,
+            "team_id": team,
             "api_app_id": self.app_id,
             "event": event,
             "type": "event_callback",
@@ -749,7 +754,7 @@ class FakeSlack:
             "authorizations": [
                 {
                     "enterprise_id": None,
-                    "team_id": self.team_id,
+                    "team_id": team,
                     "user_id": self.bot_user_id,
                     "is_bot": True,
                     "is_enterprise_install": False,
@@ -771,8 +776,10 @@ class FakeSlack:
         quiet: float = 0.25,
         expect_response: bool = False,
         allow_silent: bool = False,
+        team_id: str | None = None,
     ) -> SlashReply:
-        """Run a slash command and collect what the user sees.
+        """Run a slash command and collect what the user sees. `team_id`: sent from another
+        workspace than the fake's own (see send_event).
 
         Waits for the envelope ACK, then (if the ACK was empty, or ``expect_response``) for a
         first POST to the response_url, then until ``quiet`` seconds pass with no further
@@ -788,8 +795,8 @@ class FakeSlack:
         responses = self._responses.setdefault(rid, [])
         payload = {
             "token": "fake-verification-token",
-            "team_id": self.team_id,
-            "team_domain": TEAM_DOMAIN,
+            "team_id": team_id or self.team_id,
+            "team_domain": TEAM_DOMAIN if team_id in (None, self.team_id) else "elsewhere",
             "channel_id": channel_id,
             "channel_name": "directmessage" if channel.get("is_im") else channel.get("name", ""),
             "user_id": user_id,
@@ -799,7 +806,7 @@ class FakeSlack:
             "api_app_id": self.app_id,
             "is_enterprise_install": "false",
             "response_url": response_url,
-            "trigger_id": f"{next(self._ids)}.{self.team_id}.fake",
+            "trigger_id": f"{next(self._ids)}.{team_id or self.team_id}.fake",
         }
         first_call = len(self.call_log)
         envelope_id, ack = await self._send_envelope("slash_commands", payload, timeout)
@@ -831,7 +838,9 @@ class FakeSlack:
         )
 
     async def app_home_opened(self, user_id: str, timeout: float = 5.0) -> dict:
-        """Open the app's Home tab as ``user_id``; returns the view the app published for them."""
+        """Open the app's Home tab as ``user_id``; returns the view the app published for them.
+        (For a Home tab opened from another workspace, which should publish nothing, send the
+        event with ``send_event(..., team_id=...)``.)"""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         self._ensure_user(user_id)

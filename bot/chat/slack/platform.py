@@ -4,7 +4,13 @@ slash command, the App Home tab, and the sender the delivery worker posts cards 
 The bolt app only translates: command text is parsed by parse.py, the work is done by
 bot.core.commands (which enforces admin rights from `Actor.is_admin` and audits changes), and the
 answer is rendered by render.py. Who is an admin is decided here, on the server side: workspace
-admins and owners according to users.info, plus `[slack].admin_user_ids`."""
+admins and owners according to users.info, plus `[slack].admin_user_ids`.
+
+Which workspaces are served is decided here too, for every command and event, before any
+listener runs: those in `[slack].team_ids`, or, when that is empty, the one the bot token belongs
+to (auth.test). The watchlists and feeds are one desk's, and a workspace admin of another
+workspace that reaches the app (a distributed app, an org-wide install, a shared channel) is no
+admin of this desk."""
 
 from __future__ import annotations
 
@@ -17,6 +23,8 @@ from typing import Any
 import aiohttp
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -52,6 +60,10 @@ class SlackPlatform:
         )
         self.api_base = settings.slack.api_base
         self.admin_user_ids = frozenset(settings.slack.admin_user_ids)
+        self.team_ids = frozenset(settings.slack.team_ids)
+        # None until auth.test says whose token this is (when team_ids is empty).
+        self.served_teams: frozenset[str] | None = self.team_ids or None
+        self._team_names: dict[str, str] = {}
         self.admin_cache_seconds = admin_cache_seconds
         self.web = make_client(self.api_base, self._bot_token)
         self.sender = SlackSender(self.web)
@@ -150,9 +162,63 @@ class SlackPlatform:
             await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_LOGIN_BACKOFF)
         self.bot_user_id = auth.get("user_id")
+        self._serve(str(auth.get("team_id") or ""), str(auth.get("team") or ""))
         self.handler.client.wss_uri = url
         await self.handler.connect_async()
         log.info("Slack connected as @%s in %s (Socket Mode)", auth.get("user"), auth.get("team"))
+
+    def _serve(self, team_id: str, team_name: str) -> None:
+        """The token's own workspace is served when team_ids is empty; say which are."""
+        if team_id and team_name:
+            self._team_names[team_id] = team_name
+        if self.team_ids:
+            log.info(
+                "Slack: serving %s (slack.team_ids); commands and events from any other "
+                "workspace are refused",
+                self._describe(self.team_ids, ids=True),
+            )
+            if team_id and team_id not in self.team_ids:
+                log.warning(
+                    "Slack: the bot token belongs to %s, which is not in slack.team_ids: "
+                    "commands from there are refused",
+                    self._describe([team_id], ids=True),
+                )
+            return
+        self.served_teams = frozenset([team_id]) if team_id else frozenset()
+        log.info(
+            "Slack: serving %s, the workspace the bot token belongs to (slack.team_ids is "
+            "empty); commands and events from any other workspace are refused",
+            self._describe(self.served_teams, ids=True),
+        )
+
+    def _describe(self, team_ids: Any, *, ids: bool = False) -> str:
+        names = [
+            f"{self._team_names.get(t, t)} ({t})" if ids else self._team_names.get(t, t)
+            for t in sorted(team_ids)
+        ]
+        if len(names) <= 1:
+            return "".join(names) or "no workspace"
+        return ", ".join(names[:-1]) + " and " + names[-1]
+
+    def team_refusal(self, body: dict[str, Any], context: AsyncBoltContext) -> str | None:
+        """Why a request from this workspace is not served, or None. Every team the request
+        names counts (the workspace it came through and, in a shared channel, the actor's own),
+        and a request that names none is refused: fail closed."""
+        served = self.served_teams
+        if served is None:
+            return "newsbot is still starting; try again in a moment."
+        teams = {context.team_id, context.actor_team_id, body.get("user_team")}
+        event = body.get("event")
+        if isinstance(event, dict):
+            teams.add(event.get("user_team"))
+        teams.discard(None)
+        if teams and teams <= served:
+            return None
+        name = self._describe(served)
+        return (
+            f"This bot serves the {name} workspace only; it does nothing here. "
+            f"Ask the admins of {name} if you need it."
+        )
 
     # --- the bolt app ------------------------------------------------------------------------
 
@@ -160,9 +226,27 @@ class SlackPlatform:
         # client=, not token=: bolt copies this client's base_url (and retry handlers) into
         # the client it builds per request, so a GovSlack or test api_base applies everywhere.
         app = AsyncApp(client=self.web, logger=logging.getLogger("bot.chat.slack.bolt"))
+        app.use(self._only_served_teams)  # before every listener, for every request
         app.command("/news")(self._on_news)
         app.event("app_home_opened")(self._on_home_opened)
         return app
+
+    async def _only_served_teams(
+        self, body: dict[str, Any], context: AsyncBoltContext, next_: Any
+    ) -> BoltResponse | None:
+        refusal = self.team_refusal(body, context)
+        if refusal is None:
+            return await next_()
+        log.info(
+            "refused a Slack %s from team %s (user %s): not a served workspace",
+            "command" if body.get("command") else "event",
+            context.team_id,
+            context.user_id,
+        )
+        # Acknowledged, so that Slack does not retry; a command's answer says why.
+        if body.get("command"):
+            return BoltResponse(status=200, body=render_reply(Reply(refusal, ok=False)))
+        return BoltResponse(status=200, body="")
 
     async def _on_news(self, ack: Any, command: dict[str, Any], respond: Any) -> None:
         # Ack at once with nothing (Slack wants an answer within 3 s), then answer through

@@ -361,6 +361,94 @@ async def test_non_admin_is_refused_every_admin_sub_command(
     assert desk.sql("SELECT name FROM feeds") == [("Wire",)]
 
 
+# --- only the desk's own workspace ------------------------------------------------------------
+
+OTHER_TEAM = "T0OTHER"  # another workspace the app is reachable from
+NOT_SERVED = (
+    ":warning: This bot serves the Fake Newsroom workspace only; it does nothing here. "
+    "Ask the admins of Fake Newsroom if you need it."
+)
+
+
+def stored_state(desk: Desk) -> tuple:
+    return (
+        desk.sql("SELECT name, query, channels FROM watchlists ORDER BY name"),
+        desk.sql("SELECT name FROM feeds ORDER BY name"),
+        desk.sql("SELECT subscriber, query FROM subscriptions ORDER BY id"),
+        desk.sql("SELECT count(*) FROM audit_log"),
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [*ADMIN_ONLY, "subscribe Seoul", "unsubscribe Seoul", "subscriptions", "recent", "status"],
+)
+async def test_a_workspace_admin_of_another_team_is_refused_everything(
+    desk: Desk, fake: FakeSlack, text: str
+) -> None:
+    await desk.start()
+    before = stored_state(desk)
+
+    # ADMIN is a workspace admin by users.info; the command comes from another workspace.
+    reply = await fake.slash_command(text, user_id=ADMIN, team_id=OTHER_TEAM)
+
+    assert [r.source for r in reply.replies] == ["ack"]  # refused before any listener ran
+    assert reply.ephemeral == [True]
+    assert reply.text == NOT_SERVED
+    assert validate_blocks(reply.ack_payload["blocks"]) == []
+    assert fake.calls_to("users.info") == []
+    assert stored_state(desk) == before
+    assert fake.messages == []
+
+
+async def test_the_home_tab_is_not_published_for_another_workspace(
+    desk: Desk, fake: FakeSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    await desk.start()
+    await fake.slash_command("subscribe Seoul", user_id=REPORTER)
+
+    event = {"type": "app_home_opened", "user": REPORTER, "channel": fake.dm_channel(REPORTER)}
+    await fake.send_event({**event, "tab": "home"}, team_id=OTHER_TEAM)
+
+    # The refusal is decided (and logged) before the ACK, so it is there when the ACK is.
+    assert f"refused a Slack event from team {OTHER_TEAM}" in caplog.text
+    assert fake.calls_to("views.publish") == []
+
+
+async def test_team_ids_name_the_workspaces_served(
+    desk: Desk, fake: FakeSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    await desk.start(team_ids=[OTHER_TEAM])
+
+    ours = await fake.slash_command("feed list", user_id=ADMIN)
+    theirs = await fake.slash_command("feed list", user_id=ADMIN, team_id=OTHER_TEAM)
+
+    assert ours.text == (
+        f":warning: This bot serves the {OTHER_TEAM} workspace only; it does nothing here. "
+        f"Ask the admins of {OTHER_TEAM} if you need it."
+    )
+    assert theirs.text.startswith("1 feeds:") and "Wire" in theirs.text
+    assert f"Slack: serving {OTHER_TEAM} ({OTHER_TEAM}) (slack.team_ids)" in caplog.text
+    assert "the bot token belongs to Fake Newsroom (T0001), which is not in slack.team_ids" in (
+        caplog.text
+    )
+
+
+async def test_without_team_ids_the_token_s_workspace_is_served_and_said_so(
+    desk: Desk, fake: FakeSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    await desk.start()
+    reply = await fake.slash_command("subscribe Seoul", user_id=REPORTER)
+    assert "Subscribed" in reply.text
+    assert (
+        "Slack: serving Fake Newsroom (T0001), the workspace the bot token belongs to"
+        in caplog.text
+    )
+
+
 @pytest.mark.parametrize("user", [ADMIN, OWNER, LISTED], ids=["is_admin", "is_owner", "listed"])
 async def test_admins_by_slack_role_or_by_config_add_a_watchlist_that_then_alerts(
     desk: Desk, fake: FakeSlack, user: str
