@@ -375,11 +375,25 @@ class NewsBot:
             # A bug or a database failure in one feed's poll must not stop the others.
             log.exception("poll of feed %r crashed", feed.name)
             report = PollReport(feed.name, "error", error=f"internal error: {exc}")
+            # Storage records the failed poll on the feed (a full disk shows in /status); the ops
+            # channel hears of it like any other failing feed.
+            try:
+                await self._feed_health(feed, report, feed.failures + 1)
+            except Exception:
+                log.exception("reporting the failed poll of feed %r failed", feed.name)
         self.last_poll_at = self.clock()
         self.metrics.poll(report)
         if report.warning:
             log.info("feed %r: %s", feed.name, report.warning)
-        if report.new or report.alerts:
+        if not feed.baseline_done and report.status == "new":
+            # Said plainly: "70 new, 0 alerts" on a feed that names a watched word looks broken.
+            log.info(
+                "feed %r: first poll, %d stories recorded as a baseline without alerting; "
+                "alerts start with the next new story",
+                feed.name,
+                report.stories,
+            )
+        elif report.new or report.alerts:
             log.info(
                 "feed %r: %d stories, %d new, %d updated, %d alerts",
                 feed.name,

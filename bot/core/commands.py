@@ -69,7 +69,9 @@ class Reply:
 
 
 class CommandStore(Protocol):
-    async def add_subscription(self, subscriber: str, query: str, now: datetime) -> bool: ...
+    async def add_subscription(
+        self, subscriber: str, query: str, now: datetime, *, limit: int | None = ...
+    ) -> bool: ...
     async def remove_subscription(self, subscriber: str, query: str) -> bool: ...
     async def list_subscriptions(self, subscriber: str | None = None) -> list[Any]: ...
     async def recent_stories(
@@ -317,7 +319,12 @@ class Commands:
             mine = await self.store.list_subscriptions(actor.key)
             if refusal := self._over_budget(mine, query):
                 return refusal
-            if not await self.store.add_subscription(actor.key, query.text, self.clock()):
+            # The store counts and inserts in one statement too: the cap holds even for a
+            # second process writing to the same database.
+            added = await self.store.add_subscription(
+                actor.key, query.text, self.clock(), limit=self.settings.subscription_limit
+            )
+            if not added:
                 return Reply(f"You are already subscribed to: {query.text}")
         await self._audit(actor, "subscribe", query=query.text)
         return Reply(

@@ -27,7 +27,7 @@ def stories(first: int, count: int) -> bytes:
 
 
 async def test_a_full_disk_is_reported_as_the_polls_error_and_shows_in_status(
-    tmp_path, feed_server
+    tmp_path, feed_server, caplog
 ):
     feed_server.set("wire.xml", stories(1, 3))
     settings = settings_from_dict(
@@ -35,6 +35,7 @@ async def test_a_full_disk_is_reported_as_the_polls_error_and_shows_in_status(
             "storage": {"path": str(tmp_path / "bot.db")},
             "console": {"format": "jsonl"},
             "http": {"enabled": False},
+            "fetch": {"failing_after": 1},
             "feeds": [{"name": "Wire", "url": feed_server.url("wire.xml")}],
             "watchlists": [{"name": "Desk", "query": "Pyongyang", "channels": ["console:desk"]}],
         },
@@ -61,6 +62,9 @@ async def test_a_full_disk_is_reported_as_the_polls_error_and_shows_in_status(
         status = await bot.commands.status(Actor("discord", "42", "editor"))
         failing = [item for item in status.items if item.text == "Failing: Wire"]
         assert len(failing) == 1 and "database or disk is full" in failing[0].detail
+        # The ops channel (here: the log, none is configured) hears of it like any failing feed.
+        [notice] = [r.message for r in caplog.records if r.message.startswith("ops notice:")]
+        assert "Feed 'Wire' is failing" in notice and "database or disk is full" in notice
 
         # Room again: the same stories are fetched and saved (the failed poll kept no fetch
         # state), and the feed is healthy.
