@@ -513,7 +513,9 @@ async def run_bot(settings: Settings, *, once: bool = False, stdout: TextIO | No
             reports = await bot.run_once()
             failed = [r for r in reports if r.status == "error"]
             log.info("polled %d feeds (%d failed)", len(reports), len(failed))
-            return 0
+            # One broken feed among many is reported, not fatal; none readable at all is a
+            # failed run that a cron job or a script must be able to see.
+            return 1 if reports and len(failed) == len(reports) else 0
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):

@@ -1,9 +1,9 @@
 """The `newsbot` command: run, preview, demo.
 
-Exit codes: 0 success; 1 the work failed (a feed that cannot be read by preview); 2 bad
-configuration or bad arguments (a query that does not parse), or what the configuration names
-cannot be used (another newsbot runs on the database; the database is locked by another process,
-damaged, or not a newsbot database). Each refusal is one line on stderr, and the process exits
+Exit codes: 0 success; 1 the work failed (a feed that cannot be read by preview, every feed
+failing in `run --once`); 2 bad configuration or bad arguments (a query that does not parse),
+or what the configuration names cannot be used (another newsbot runs on the database; the
+database is locked by another process, damaged, or not a newsbot database). Each refusal is one line on stderr, and the process exits
 holding nothing, so the next start works once the cause is gone."""
 
 from __future__ import annotations
@@ -15,13 +15,20 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 
 from bot.core.matcher import Matcher
 from bot.core.models import FeedState, Origin
 from bot.core.ports import FeedError, FetchStatus
 from bot.core.query import QueryError, parse_query
-from config.settings import ConfigError, Settings, load_settings, resolve_config_path
+from config.settings import (
+    PACKAGED_CONFIG,
+    ConfigError,
+    Settings,
+    load_settings,
+    resolve_config_path,
+)
 
 log = logging.getLogger("newsbot")
 
@@ -73,10 +80,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="newsbot", description="Newsroom alert bot: feeds in, watchlist alerts out."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    # -v is accepted before and after the sub-command (`newsbot run -v`): both set the same flag.
+    # SUPPRESS keeps a sub-command's default from resetting a -v given before it.
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="poll feeds and post alerts until stopped")
+    run = commands.add_parser(
+        "run", parents=[verbose], help="poll feeds and post alerts until stopped"
+    )
     run.add_argument(
         "--config",
         metavar="PATH",
@@ -85,15 +101,26 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--once", action="store_true", help="poll every feed once, deliver, and exit")
 
     preview = commands.add_parser(
-        "preview", help="show which stories of a feed a query matches (nothing is stored or sent)"
+        "preview",
+        parents=[verbose],
+        help="show which stories of a feed a query matches (nothing is stored or sent)",
     )
     preview.add_argument("source", metavar="SOURCE", help="feed URL or file path")
     preview.add_argument("--query", required=True, help="e.g. '\"North Korea\" OR Pyongyang'")
     preview.add_argument("--json", action="store_true", help="one JSON object per match")
     preview.add_argument("--config", metavar="PATH", help="config file for fetch settings")
 
-    commands.add_parser("demo", help="an offline tour over bundled wire snapshots")
+    commands.add_parser(
+        "demo", parents=[verbose], help="an offline tour over bundled wire snapshots"
+    )
     return parser
+
+
+def _version() -> str:
+    try:
+        return metadata.version("newsbot")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -128,6 +155,22 @@ def _run(args: argparse.Namespace) -> int:
         print(f"newsbot: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     setup_logging(args.verbose, _secrets_of(settings))
+    # Which file, and where the data goes: outside the repository the packaged defaults are used,
+    # which is worth knowing before ./data/ appears.
+    log.info(
+        "newsbot %s: config %s, database %s",
+        _version(),
+        Path(settings.source).resolve() if settings.source != "<config>" else settings.source,
+        Path(settings.storage.path).resolve()
+        if settings.storage.path != ":memory:"
+        else ":memory:",
+    )
+    if Path(settings.source) == PACKAGED_CONFIG:
+        log.warning(
+            "no --config, no $NEWSBOT_CONFIG and no config/newsbot.toml in %s: using the built-in "
+            "default config; give yours with --config PATH",
+            Path.cwd(),
+        )
     from bot.app import StartupError, run_bot
 
     try:
@@ -144,6 +187,8 @@ def _preview(args: argparse.Namespace) -> int:
     except QueryError as exc:
         print(f"newsbot: the query does not parse:\n{exc}", file=sys.stderr)
         return EXIT_CONFIG
+    for hint in query.hints:
+        print(f"newsbot: note: {hint}", file=sys.stderr)
     try:
         settings = _load(args) if args.config else Settings()
     except ConfigError as exc:

@@ -59,6 +59,26 @@ async def start_run(config: Path) -> asyncio.subprocess.Process:
     )
 
 
+async def wait_for_line(
+    proc: asyncio.subprocess.Process, needle: str, timeout: float = 60
+) -> list[str]:
+    """Read the process's stderr until a line contains `needle`: the state to wait for, instead
+    of a sleep that a loaded machine outlasts. Returns the lines read."""
+    assert proc.stderr is not None
+    lines: list[str] = []
+
+    async def read() -> list[str]:
+        while True:
+            line = await proc.stderr.readline()
+            if not line:
+                raise AssertionError(f"exited before {needle!r}:\n" + "".join(lines))
+            lines.append(line.decode())
+            if needle in lines[-1]:
+                return lines
+
+    return await asyncio.wait_for(read(), timeout)
+
+
 def write_config(tmp_path: Path, feeds: str, extra: str = "") -> Path:
     path = tmp_path / "newsbot.toml"
     path.write_text(
@@ -190,11 +210,12 @@ async def test_unreachable_feeds_are_reported_once_and_sigterm_stops_cleanly(tmp
     )
     config = write_config(tmp_path, feeds, '[fetch]\nmin_interval = "1s"\ntimeout = "2s"\n')
     proc = await start_run(config)
+    seen = await wait_for_line(proc, "newsbot running")
     await asyncio.sleep(4.5)  # several poll intervals: each feed is retried, with backoff
     assert proc.returncode is None, "the bot must keep running when every feed is down"
     proc.send_signal(signal.SIGTERM)
-    out, err_bytes = await asyncio.wait_for(proc.communicate(), timeout=5)
-    err = err_bytes.decode()
+    out, err_bytes = await asyncio.wait_for(proc.communicate(), timeout=10)
+    err = "".join(seen) + err_bytes.decode()
     assert proc.returncode == 0
     for n in (1, 2):
         assert err.count(f"feed 'Dead {n}' failed: cannot connect") == 1, err
@@ -205,10 +226,65 @@ async def test_unreachable_feeds_are_reported_once_and_sigterm_stops_cleanly(tmp
 async def test_sigint_stops_cleanly(tmp_path):
     config = write_config(tmp_path, "")
     proc = await start_run(config)
-    await asyncio.sleep(1.5)
+    await wait_for_line(proc, "newsbot running")  # the signal handlers are in place
     proc.send_signal(signal.SIGINT)
-    _, err = await asyncio.wait_for(proc.communicate(), timeout=5)
+    _, err = await asyncio.wait_for(proc.communicate(), timeout=10)
     assert proc.returncode == 0, err.decode()
+    assert "Traceback" not in err.decode()
+
+
+async def test_ctrl_c_on_tasks_run_from_another_folder_stops_cleanly_after_the_baseline(
+    tmp_path, feed_server
+):
+    """`python3 tasks.py run --config my.toml` from the user's own folder, then Ctrl-C: the
+    terminal signals the whole process group (bot and parse workers alike)."""
+    feed_server.set(
+        "wire.xml", rss([Item("Putin visits", "Putin lands.", "https://w.example/1", "1")])
+    )
+    elsewhere = tmp_path / "desk"
+    elsewhere.mkdir()
+    (elsewhere / "my.toml").write_text(
+        f'[storage]\npath = "{tmp_path / "bot.db"}"\n[http]\nenabled = false\n'
+        f'[fetch]\nallow_networks = ["127.0.0.1/32"]\n'
+        f'[[feeds]]\nname = "Wire"\nurl = "{feed_server.url("wire.xml")}"\n'
+        '[[watchlists]]\nname = "Putin"\nquery = "Putin"\nchannels = ["console:desk"]\n',
+        "utf-8",
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(REPO / "tasks.py"),
+        "run",
+        "--config",
+        "my.toml",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=elsewhere,
+        start_new_session=True,  # its own process group, as a terminal gives it
+    )
+    seen = await wait_for_line(proc, "recorded as a baseline")
+    os.killpg(proc.pid, signal.SIGINT)
+    _, rest = await asyncio.wait_for(proc.communicate(), timeout=20)
+    err = "".join(seen) + rest.decode()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert f"config {elsewhere / 'my.toml'}" in err
+    assert "feed 'Wire': first poll, 1 stories recorded as a baseline without alerting" in err
+    assert "stopping" in err
+
+
+async def test_version_and_verbose_after_the_sub_command():
+    code, out, _ = await newsbot("--version")
+    assert code == 0 and out.startswith("newsbot ")
+    code, _, err = await newsbot("preview", "-v", str(CORPUS / "nonexistent.xml"), "--query", "x")
+    assert code == 1 and "neither a URL nor a readable file" in err  # -v was accepted
+
+
+async def test_once_exits_1_when_every_feed_failed(tmp_path):
+    feeds = '[[feeds]]\nname = "Dead"\nurl = "http://127.0.0.1:9/x.xml"\n'
+    config = write_config(tmp_path, feeds, '[fetch]\ntimeout = "2s"\n')
+    code, _, err = await newsbot("run", "--once", "--config", str(config))
+    assert code == 1, err
+    assert "polled 1 feeds (1 failed)" in err
 
 
 async def test_demo_shows_one_card_then_an_update():
