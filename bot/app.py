@@ -226,7 +226,22 @@ class NewsBot:
 
     async def _warn_unroutable(self) -> None:
         assert self.storage is not None and self.worker is not None
-        for watchlist in await self.storage.list_watchlists():
+        watchlists = await self.storage.list_watchlists()
+        posted_to = {platform_of(c) for w in watchlists for c in w.channels}
+        for platform in self.platforms:
+            if platform.name not in posted_to:
+                # A token and the default config (`docker run -e DISCORD_TOKEN=...`): connected,
+                # but every card would go to the console, which nobody reads.
+                log.warning(
+                    "%s is configured, but no watchlist posts to a %s: channel, so no card goes "
+                    'there; set a watchlist\'s channels (e.g. channels = ["%s:<channel id>"]) '
+                    "in %s, or add one in chat with /watchlist add",
+                    platform.name,
+                    platform.name,
+                    platform.name,
+                    self.config_source,
+                )
+        for watchlist in watchlists:
             for channel in watchlist.channels:
                 if platform_of(channel) not in self.worker.senders:
                     log.warning(

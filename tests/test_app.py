@@ -122,3 +122,22 @@ async def test_feeds_added_from_chat_cannot_reach_internal_addresses(tmp_path, f
         assert [f.name for f in await bot.storage.list_feeds()] == ["Internal"]
         entries = await bot.storage.audit_entries()
         assert entries[0][1:3] == ("discord:42", "feed.add")
+
+
+async def test_a_token_with_no_watchlist_posting_there_is_warned_about_at_start(tmp_path, caplog):
+    """`docker run -e DISCORD_TOKEN=...` with the default config: every card would go to the
+    console. The bot says so, naming the config file to change."""
+    from bot.app import build_platforms
+
+    raw = {
+        "storage": {"path": str(tmp_path / "bot.db")},
+        "http": {"enabled": False},
+        "watchlists": [{"name": "Putin", "query": "Putin", "channels": ["console:desk"]}],
+    }
+    settings = settings_from_dict(raw, {"DISCORD_TOKEN": "a-discord-token-for-the-test"})
+    async with NewsBot(settings, platforms=build_platforms(settings)):
+        pass
+    [warning] = [r.getMessage() for r in caplog.records if "no watchlist posts to" in r.message]
+    assert warning.startswith("discord is configured, but no watchlist posts to a discord: channel")
+    assert 'channels = ["discord:<channel id>"]' in warning
+    assert "a-discord-token-for-the-test" not in caplog.text
