@@ -1,5 +1,6 @@
-"""The SSRF guard for feeds added from chat: no loopback, private, link-local, multicast or
-cloud-metadata addresses, unless the config allows a network explicitly.
+"""The SSRF guard for feeds added from chat: no loopback, private, link-local, multicast,
+special-purpose or cloud-metadata addresses, nor IPv6 forms that lead to one (IPv4-mapped, 6to4,
+NAT64), unless the config allows a network explicitly.
 
 The check runs inside the connector on the addresses actually connected to: after DNS
 resolution, for IP literals, and for every hop of a redirect chain (each hop opens its own
@@ -22,9 +23,45 @@ class BlockedAddress(OSError):
     """Subclasses OSError so aiohttp reports it as a connection error carrying this reason."""
 
 
+# What Python's ipaddress (3.11) counts as global but is not a public host: the IETF protocol
+# assignments block (192.0.0.0/24: only two anycast services in it are reachable, none of them a
+# feed), the deprecated 6to4 relay anycast, IPv6 site-local (deprecated, still routed inside
+# some sites) and the IPv6 documentation range added in 2024.
+_SPECIAL: tuple[tuple[IPNetwork, str], ...] = (
+    (ipaddress.ip_network("192.0.0.0/24"), "a special-purpose address (IETF protocol assignments)"),
+    (ipaddress.ip_network("192.88.99.0/24"), "a special-purpose address (6to4 relay anycast)"),
+    (ipaddress.ip_network("fec0::/10"), "a site-local address"),
+    (ipaddress.ip_network("3fff::/20"), "a reserved address (documentation)"),
+    (ipaddress.ip_network("64:ff9b:1::/48"), "a private address (local-use NAT64)"),
+)
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _embedded(addr: IPAddress) -> tuple[ipaddress.IPv4Address, str] | None:
+    """The IPv4 address an IPv6 address stands for, where the network delivers it there: an
+    IPv4-mapped address is that host, a 6to4 address (2002::/16) is routed to it through a
+    relay, and a NAT64 address (64:ff9b::/96) is translated to it by the gateway."""
+    if not isinstance(addr, ipaddress.IPv6Address):
+        return None
+    if addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped, "an IPv4-mapped address"
+    if addr.sixtofour is not None:
+        return addr.sixtofour, "a 6to4 address"
+    if addr in _NAT64:
+        return ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF), "a NAT64 address"
+    return None
+
+
 def _category(addr: IPAddress) -> str | None:
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        return _category(addr.ipv4_mapped)
+    embedded = _embedded(addr)
+    if embedded is not None:
+        inner, kind = embedded
+        reason = _category(inner)
+        # A 6to4 or NAT64 form of a public IPv4 address is that public host: allowed, like it.
+        return f"{reason} ({inner} inside {kind})" if reason else None
+    for network, reason in _SPECIAL:
+        if addr.version == network.version and addr in network:
+            return reason
     if addr.is_loopback:
         return "a loopback address"
     if addr.is_link_local:
@@ -50,7 +87,10 @@ class AddressGuard:
         except ValueError:
             raise BlockedAddress(f"refusing to connect to unparsable address {host!r}") from None
         reason = _category(addr)
-        if reason and not any(addr in net for net in self.allow):
+        embedded = _embedded(addr)
+        # An allowed network is allowed in its IPv6 forms too (::ffff:10.0.0.5 is 10.0.0.5).
+        candidates = (addr, embedded[0]) if embedded else (addr,)
+        if reason and not any(a in net for a in candidates for net in self.allow):
             raise BlockedAddress(
                 f"refusing to connect to {addr}: {reason} (feeds added from chat may only "
                 "reach public addresses; an admin can allow a network in [fetch].allow_networks)"
