@@ -10,7 +10,8 @@ import calendar
 import re
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import feedparser
@@ -28,6 +29,17 @@ CATEGORY_LIMIT = 100
 MAX_CATEGORIES = 20
 GUID_LIMIT = 2_000
 MAX_ITEMS = 2_000  # a feed with more is a dump, not a feed: keep the first (newest) items
+# A 10 MB feed (the fetch size cap) of ordinary items parses in well under this; a document still
+# parsing after it is hostile or broken, and it must not hold a worker for long. It stays under
+# the shortest poll interval ([fetch].min_interval, 30 s), so that one slow document delays
+# another feed's parse by less than a poll.
+PARSE_TIME_LIMIT = timedelta(seconds=20)
+
+
+@dataclass(frozen=True, slots=True)
+class ParseLimits:
+    time_limit: timedelta = PARSE_TIME_LIMIT
+
 
 # feedparser flags these but parses the document fine: not worth a warning in the feed's health.
 _BENIGN = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)

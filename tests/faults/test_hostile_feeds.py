@@ -174,3 +174,159 @@ async def test_hostile_text_arrives_as_plain_text_with_no_unsafe_link(title, tmp
     assert "Pyongyang" in card["title"]
     assert "javascript" not in (card["url"] or "")
     assert card["url"] is None
+
+
+# --- documents that cost feedparser far more than their size ------------------------------------
+
+
+def categories_doc(count: int) -> bytes:
+    item = Item(
+        "Korea talks resume",
+        "Delegations met.",
+        "https://bad.example/categories",
+        "c1",
+        minutes_ago(1),
+        categories=tuple(f"topic {n}" for n in range(count)),
+    )
+    return rss([item])
+
+
+def author_doc(length: int) -> bytes:
+    body = rss([Item("Korea summit date set", "Soon.", "https://bad.example/author", "a1")])
+    author = "<author>" + "x" * length + "</author>"
+    return body.replace(b"<guid", author.encode() + b"<guid", 1)
+
+
+# About 7 s of ordinary feedparser work (300,000 elements it does not know) that no cap applies
+# to: what the parse time limit is for. The tests give the bot half a second.
+SLOW_DOC = (
+    b'<?xml version="1.0"?><rss version="2.0"><channel><title>Slow</title>'
+    b"<item><title>Korea slow</title><guid>slow</guid>" + b"<x/>" * 300_000 + b"</item>"
+    b"</channel></rss>"
+)
+TINY_LIMIT = timedelta(seconds=0.5)
+
+
+def three_feeds(tmp_path, feed_server, **fetch):
+    return settings_from_dict(
+        {
+            "storage": {"path": str(tmp_path / "bot.db")},
+            "console": {"format": "jsonl"},
+            "http": {"enabled": False},
+            "fetch": {"timeout": "5s", "max_bytes": "10MB", "min_interval": "1s", **fetch},
+            "alerts": {"burst_limit": 100},
+            "feeds": [
+                {"name": "Healthy", "url": feed_server.url("ok.xml"), "interval": "1m"},
+                {"name": "Categories", "url": feed_server.url("cat.xml"), "interval": "1m"},
+                {"name": "Author", "url": feed_server.url("author.xml"), "interval": "1m"},
+            ],
+            "watchlists": [{"name": "NK", "query": "Pyongyang OR Korea*"}],
+        },
+        {},
+    )
+
+
+def healthy_items(n: int = 1) -> bytes:
+    return rss(
+        [
+            Item(f"Pyongyang story {k}", "Pyongyang.", f"https://ok.example/{k}", f"ok-{k}")
+            for k in range(1, n + 1)
+        ]
+    )
+
+
+async def test_100000_categories_and_a_50000_character_author_are_read_within_bounds(
+    tmp_path, feed_server
+):
+    # Before the caps, these two documents took feedparser 434 s and 13 s, on the two workers
+    # every feed shares: the healthy feed's alert waited for both.
+    import io
+    import json
+    from datetime import UTC, datetime
+
+    for path in ("ok.xml", "cat.xml", "author.xml"):
+        feed_server.set(path, rss([]))
+    out = io.StringIO()
+    async with NewsBot(three_feeds(tmp_path, feed_server), stdout=out) as bot:
+        await bot.run_once()  # baselines
+        feed_server.set("ok.xml", healthy_items())
+        feed_server.set("cat.xml", categories_doc(100_000))
+        feed_server.set("author.xml", author_doc(50_000))
+        reports = {r.feed: r for r in await bot.run_once()}
+        since = datetime(2000, 1, 1, tzinfo=UTC)
+        [categorised] = await bot.storage.recent_stories(since, feed="Categories")
+        [authored] = await bot.storage.recent_stories(since, feed="Author")
+
+    assert {name: r.status for name, r in reports.items()} == {
+        "Healthy": "new",
+        "Categories": "new",
+        "Author": "new",
+    }
+    cards = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert sorted(c["title"] for c in cards) == [
+        "Korea summit date set",
+        "Korea talks resume",
+        "Pyongyang story 1",
+    ]
+    assert categorised.story.categories == tuple(f"topic {n}" for n in range(20))
+    assert authored.story.author is not None
+    assert authored.story.author.startswith("xxx") and len(authored.story.author) <= 200
+
+
+async def test_a_document_over_the_parse_time_limit_fails_its_feed_and_the_others_alert(
+    tmp_path, feed_server
+):
+    import io
+    import json
+
+    from bot.feeds import FeedReader
+    from bot.feeds.parse import ParseLimits
+
+    feed_server.set("ok.xml", rss([]))
+    feed_server.set("bad.xml", rss([]))
+    out = io.StringIO()
+    bot = NewsBot(settings(tmp_path, feed_server, max_bytes="10MB"), stdout=out)
+    bot.reader = FeedReader(bot.fetcher, limits=ParseLimits(time_limit=TINY_LIMIT))
+    async with bot:
+        await bot.run_once()
+        feed_server.set("ok.xml", healthy_items(1))
+        feed_server.set("bad.xml", SLOW_DOC)
+        first = {r.feed: r for r in await bot.run_once()}
+        hostile = await bot.storage.get_feed("Hostile")
+        # The slow document's worker was killed; the next parse gets a fresh one.
+        feed_server.set("ok.xml", healthy_items(2))
+        second = {r.feed: r for r in await bot.run_once()}
+
+    assert first["Hostile"].status == "error"
+    assert hostile.last_error == "the document took too long to parse (stopped after 0.5 s)"
+    assert hostile.failures == 1 and hostile.retry_at is not None
+    assert first["Healthy"].status == second["Healthy"].status == "new"
+    cards = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [c["title"] for c in cards] == ["Pyongyang story 1", "Pyongyang story 2"]
+
+
+async def test_feed_add_probes_under_the_same_limits(tmp_path, feed_server):
+    from bot.core.commands import Actor
+    from bot.feeds import FeedReader
+    from bot.feeds.parse import ParseLimits
+
+    admin = Actor("discord", "42", "editor", is_admin=True)
+    feed_server.set("cat.xml", categories_doc(100_000))
+    feed_server.set("slow.xml", SLOW_DOC)
+    feed_server.set("ok.xml", rss([]))
+    feed_server.set("author.xml", rss([]))
+    bot = NewsBot(three_feeds(tmp_path, feed_server, allow_networks=["127.0.0.1/32"]))
+    async with bot:
+        # The caps, under the default time limit.
+        probed = await bot.probe_feed(feed_server.url("cat.xml"), "Probe")
+        added = await bot.commands.feed_add(admin, feed_server.url("cat.xml") + "?x", "Tagged")
+        # The time limit: the probe parses with the bot's reader, whatever its limits.
+        bot.reader = FeedReader(bot.fetcher, limits=ParseLimits(time_limit=TINY_LIMIT))
+        slow = await bot.commands.feed_add(admin, feed_server.url("slow.xml"), "Slow")
+        names = {f.name for f in await bot.storage.list_feeds()}
+
+    assert probed.stories[0].categories == tuple(f"topic {n}" for n in range(20))
+    assert not slow.ok
+    assert "the document took too long to parse" in slow.text
+    assert added.ok, added.text
+    assert "Slow" not in names and "Tagged" in names
