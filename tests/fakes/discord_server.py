@@ -57,6 +57,16 @@ commands, and the interactions reach the bot's gateway although the bot is not i
 ``GET /guilds/{guild}/members/{user}`` answers for every guild the bot is in (404 Unknown Member /
 Unknown Guild otherwise), as Discord does without the privileged members intent.
 
+Permissions: the bot holds the managed role Discord creates at invite (``BOT_PERMISSIONS``);
+``forbid_channel`` and ``deny_permissions`` add a channel overwrite for the bot member, which
+``GET /channels/{id}`` shows and message POSTs obey (no View Channel: 403 / 50001 everywhere; no
+Send Messages: 403 / 50013 on POST). ``GET /guilds/{id}`` gives the roles and owner, so a client
+can work out the bot's permissions in a channel as Discord does.
+
+Outages: ``FakeDiscord(port=...)`` knows its addresses before it listens; ``close()`` then
+``start()`` again is Discord going away and coming back at the same address, with everything
+recorded and the gateway sessions (so the client can RESUME) kept.
+
 Interaction answers (callback, @original edits, followups) are recorded on the
 ``InteractionReply`` that ``invoke`` returns (and in ``fake.interactions``), not in
 ``fake.messages``, which holds what the bot POSTed to channels and DMs.
@@ -642,7 +652,12 @@ class FakeDiscord:
         heartbeat_interval: float = 41.25,
         transport_compression: bool = True,
         reject_privileged_intents: bool = False,
+        port: int = 0,
+        bot_role_id: int = 1_300_000_000_000_000_007,
     ) -> None:
+        """`port`: listen there (0: any free port). A fixed port lets a test give the bot the
+        address before the fake listens, and stop and start the fake again at the same
+        address (an outage); the recorded traffic and the gateway sessions survive a restart."""
         self.application_id = application_id
         self.bot_user_id = bot_user_id
         self.guild_id = guild_id
@@ -655,9 +670,10 @@ class FakeDiscord:
         self.reject_privileged_intents = reject_privileged_intents
         self.owner_id = 1_500_000_000_000_000_001
 
-        self.api_base = ""
-        self.gateway_url = ""
-        self.port = 0
+        self.port = port
+        self.api_base = f"http://127.0.0.1:{port}{API_PREFIX}" if port else ""
+        self.gateway_url = f"ws://127.0.0.1:{port}/gateway" if port else ""
+        self.bot_role_id = bot_role_id
 
         # gateway state
         self.ready = asyncio.Event()
@@ -705,8 +721,13 @@ class FakeDiscord:
         self._roles: dict[int, dict[str, Any]] = {
             guild_id: self._make_role(guild_id, "@everyone", permissions=0, position=0)
         }
+        # The role Discord makes for a bot invited with permissions (managed, named after it):
+        # where its channel permissions come from, before the channels' overwrites.
+        bot_role = self._make_role(bot_role_id, bot_name, permissions=BOT_PERMISSIONS, position=1)
+        bot_role.update(managed=True, tags={"bot_id": str(bot_user_id)})
+        self._roles[bot_role_id] = bot_role
         self._members: dict[int, dict[str, Any]] = {
-            bot_user_id: {"roles": [], "joined_at": now, "nick": None},
+            bot_user_id: {"roles": [bot_role_id], "joined_at": now, "nick": None},
         }
         self._channels: dict[int, dict[str, Any]] = {}
         for position, cid in enumerate(self.text_channel_ids):
@@ -721,6 +742,7 @@ class FakeDiscord:
 
         # failure injection
         self._forbidden: set[int] = set()
+        self._denied: dict[int, int] = {}  # channel -> permission bits denied to the bot there
         self._removed: set[int] = set()
         self._closed_dms: set[int] = set()
         self._rate_limits: deque[tuple[float, bool, bool]] = deque()
@@ -741,12 +763,16 @@ class FakeDiscord:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        """Listen (again, after close(): at the same port, with everything recorded so far)."""
+        self._closing = False
         app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024 * 1024)
         self._add_routes(app.router)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
+        # A restart rebinds the port its earlier connections may still hold in TIME_WAIT.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.port))
         self.port = sock.getsockname()[1]
         site = web.SockSite(self._runner, sock)
         await site.start()
@@ -904,8 +930,18 @@ class FakeDiscord:
     # ------------------------------------------------------------------ failure injection
 
     def forbid_channel(self, channel_id: int, forbidden: bool = True) -> None:
-        """Message POSTs to the channel answer 403 / 50013 Missing Permissions."""
+        """Message POSTs to the channel answer 403 / 50013 Missing Permissions. The channel
+        shows why, as Discord's does: an overwrite denies the bot Send Messages there."""
         (self._forbidden.add if forbidden else self._forbidden.discard)(int(channel_id))
+
+    def deny_permissions(self, channel_id: int, permissions: int) -> None:
+        """A channel overwrite for the bot member denying these permission bits (0 removes it).
+        Without View Channel the channel answers 403 / 50001 Missing Access to everything;
+        without Send Messages a message POST answers 403 / 50013."""
+        if permissions:
+            self._denied[int(channel_id)] = permissions
+        else:
+            self._denied.pop(int(channel_id), None)
 
     def remove_channel(self, channel_id: int) -> None:
         """Every route on the channel answers 404 / 10003 Unknown Channel."""
@@ -1497,10 +1533,21 @@ class FakeDiscord:
             "flags": 0,
         }
 
+    def _bot_denied(self, channel_id: int) -> int:
+        denied = self._denied.get(channel_id, 0)
+        return denied | _SEND_MESSAGES if channel_id in self._forbidden else denied
+
     def _bot_permissions(self, channel_id: int) -> int:
-        if channel_id in self._forbidden:
-            return BOT_PERMISSIONS & ~_SEND_MESSAGES
-        return BOT_PERMISSIONS
+        return BOT_PERMISSIONS & ~self._bot_denied(channel_id)
+
+    def _channel_json(self, channel_id: int) -> dict[str, Any]:
+        channel = dict(self._channels[channel_id])
+        denied = self._bot_denied(channel_id)
+        if denied:
+            channel["permission_overwrites"] = [
+                {"id": str(self.bot_user_id), "type": 1, "allow": "0", "deny": str(denied)}
+            ]
+        return channel
 
     def _app_json(self) -> dict[str, Any]:
         return {
@@ -1569,7 +1616,7 @@ class FakeDiscord:
             "member_count": len(members),
             "members": members,
             "channels": [
-                {k: v for k, v in c.items() if k != "guild_id"}
+                {k: v for k, v in self._channel_json(cid).items() if k != "guild_id"}
                 for cid, c in self._channels.items()
                 if cid not in self._removed and c["guild_id"] == str(gid)
             ],
@@ -1688,6 +1735,7 @@ class FakeDiscord:
         router.add_get(p + "/applications/@me", self._get_application)
         router.add_get(p + "/gateway", self._get_gateway)
         router.add_get(p + "/gateway/bot", self._get_gateway)
+        router.add_get(p + "/guilds/{guild_id}", self._get_guild)
         router.add_get(p + "/guilds/{guild_id}/members/{user_id}", self._get_member)
         router.add_get(p + "/channels/{channel_id}", self._get_channel)
         router.add_get(p + "/channels/{channel_id}/messages", self._list_messages)
@@ -1896,7 +1944,36 @@ class FakeDiscord:
         assert cid is not None
         if cid in self._dm_recipient:
             return _json(self._dm_json(cid))
-        return _json(self._channels[cid])
+        if not self._bot_permissions(cid) & _VIEW_CHANNEL:
+            return _error(403, 50001, "Missing Access")
+        return _json(self._channel_json(cid))
+
+    async def _get_guild(self, request: web.Request) -> web.Response:
+        """GET /guilds/{id}: the guild without members, channels and the other gateway-only
+        parts, for a guild the bot is in."""
+        gid = _snowflake_param(request.match_info["guild_id"])
+        if gid is None or (gid != self.guild_id and gid not in self._other_guilds):
+            return _error(404, 10004, "Unknown Guild")
+        if not self._bot_in_guild(gid):
+            return _error(403, 50001, "Missing Access")
+        guild = self._guild_json(gid)
+        for key in (
+            "members",
+            "channels",
+            "threads",
+            "presences",
+            "voice_states",
+            "stage_instances",
+            "guild_scheduled_events",
+            "soundboard_sounds",
+            "joined_at",
+            "member_count",
+            "large",
+            "lazy",
+            "unavailable",
+        ):
+            guild.pop(key, None)
+        return _json(guild)
 
     async def _typing(self, request: web.Request) -> web.Response:
         _, missing = self._channel_or_404(request.match_info["channel_id"])
@@ -1919,8 +1996,12 @@ class FakeDiscord:
         if missing is not None:
             return missing
         assert cid is not None
-        if cid in self._forbidden:
-            return _error(403, 50013, "Missing Permissions")
+        if cid not in self._dm_recipient:
+            allowed = self._bot_permissions(cid)
+            if not allowed & _VIEW_CHANNEL:
+                return _error(403, 50001, "Missing Access")
+            if not allowed & _SEND_MESSAGES:
+                return _error(403, 50013, "Missing Permissions")
         recipient = self._dm_recipient.get(cid)
         if recipient is not None and recipient in self._closed_dms:
             return _error(403, 50007, "Cannot send messages to this user")

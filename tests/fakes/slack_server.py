@@ -439,15 +439,20 @@ class FakeSlack:
         app_token: str = "xapp-test",
         team_id: str = "T0001",
         bot_user_id: str = "UBOT",
+        port: int = 0,
     ) -> None:
+        """`port`: listen there (0: any free port). A fixed port lets a test give the app the
+        address before the fake listens, and close() and start() the fake again at the same
+        address (an outage), with everything recorded so far kept."""
         self.bot_token = bot_token
         self.app_token = app_token
         self.team_id = team_id
         self.bot_user_id = bot_user_id
         self.bot_id = BOT_ID
         self.app_id = APP_ID
-        self.base_url = ""  # http://127.0.0.1:PORT once started
-        self.api_base = ""  # http://127.0.0.1:PORT/api/ once started
+        self.port = port
+        self.base_url = f"http://127.0.0.1:{port}" if port else ""  # once started otherwise
+        self.api_base = f"{self.base_url}/api/" if port else ""
 
         # Recorded traffic.
         self.calls: list[tuple[str, dict]] = []
@@ -505,6 +510,7 @@ class FakeSlack:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        self._closed = False
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_post("/response/{rid}", self._handle_response_url)
@@ -514,9 +520,10 @@ class FakeSlack:
             app, access_log=None, handle_signals=False, shutdown_timeout=1.0
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
         host, port = self._runner.addresses[0][:2]
+        self.port = port
         self.base_url = f"http://{host}:{port}"
         # slack_sdk joins method names onto base_url with urljoin: the slash is required.
         self.api_base = f"{self.base_url}/api/"
@@ -553,7 +560,10 @@ class FakeSlack:
         self._users[user_id] = user
         return user
 
-    def add_channel(self, channel_id: str, *, name: str | None = None) -> dict:
+    def add_channel(self, channel_id: str, *, name: str | None = None, member: bool = True) -> dict:
+        """A public (C...) or private (G...) channel. ``member=False``: the bot is not in it, so
+        conversations.info says ``is_member: false`` and posting or reading answers
+        ``not_in_channel``, as Slack does for an app without chat:write.public."""
         channel = {
             "id": channel_id,
             "name": name or channel_id.lower(),
@@ -561,7 +571,7 @@ class FakeSlack:
             "is_group": channel_id.startswith("G"),
             "is_im": False,
             "is_archived": False,
-            "is_member": True,
+            "is_member": member,
         }
         self._channels[channel_id] = channel
         self._history.setdefault(channel_id, [])
@@ -1126,8 +1136,13 @@ class FakeSlack:
         ws_base = self.base_url.replace("http://", "ws://", 1)
         return {"url": f"{ws_base}/socket?ticket={ticket}&app_id={self.app_id}"}
 
+    def _member_of(self, channel: str) -> None:
+        if self._channels[channel].get("is_member") is False:
+            raise _ApiError("not_in_channel")
+
     def _chat_post_message(self, args: dict) -> dict:
         channel = self._channel(args, allow_user=True)
+        self._member_of(channel)
         text, blocks, metadata = self._message_content(args)
         thread_ts = args.get("thread_ts") or None
         if thread_ts is not None:
@@ -1217,6 +1232,7 @@ class FakeSlack:
 
     def _conversations_history(self, args: dict) -> dict:
         cid = self._channel(args)
+        self._member_of(cid)
         oldest = _as_decimal(args.get("oldest"), Decimal(0))
         latest = _as_decimal(args.get("latest"), Decimal("Infinity"))
         inclusive = _truthy(args.get("inclusive", False))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import signal
+import socket
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 
 import pytest
@@ -17,9 +19,27 @@ from tests.feedgen import Item, minutes_ago, rss
 REPO = Path(__file__).resolve().parents[2]
 
 
-def write_config(tmp_path: Path, feed_url: str, channel: str, platform: str) -> Path:
-    """One feed polled every second, one watchlist ("Pyongyang") posting to `channel`;
-    `platform` is the config section pointing the platform at its fake."""
+def free_port() -> int:
+    """A port nothing listens on now, for a fake that starts later (or a bot's /healthz)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_config(
+    tmp_path: Path,
+    feed_url: str,
+    channel: str,
+    platform: str,
+    *,
+    channels: Sequence[str] = (),
+    http_port: int | None = None,
+) -> Path:
+    """One feed polled every second, one watchlist ("Pyongyang") posting to `channel` (and to
+    `channels`); `platform` is the config section pointing the platform at its fake (any more
+    TOML, really). `http_port`: serve /healthz and /metrics there."""
+    targets = ", ".join(f'"{c}"' for c in (channel, *channels))
+    http = f"enabled = true\nport = {http_port}" if http_port is not None else "enabled = false"
     path = tmp_path / "bot.toml"
     path.write_text(
         f"""
@@ -30,7 +50,7 @@ burst_limit = 100
 [fetch]
 min_interval = "1s"
 [http]
-enabled = false
+{http}
 {platform}
 [[feeds]]
 name = "Wire"
@@ -39,7 +59,7 @@ interval = "1s"
 [[watchlists]]
 name = "Desk"
 query = "Pyongyang"
-channels = ["{channel}"]
+channels = [{targets}]
 """,
         "utf-8",
     )
@@ -102,11 +122,26 @@ class BotProcess:
     def running(self) -> bool:
         return self.proc is not None and self.proc.returncode is None
 
-    async def wait_for(self, predicate: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    async def wait_for(
+        self,
+        predicate: Callable[[], bool | Awaitable[bool]],
+        what: str,
+        timeout: float = 30,
+    ) -> None:
+        """Until `predicate` (a plain or an async function) is true; kills the bot and fails
+        the test with its log after `timeout` seconds."""
         try:
             async with asyncio.timeout(timeout):
-                while not predicate():  # noqa: ASYNC110 - the condition lives in another process
-                    await asyncio.sleep(0.005)
+                while True:
+                    result = predicate()
+                    if inspect.isawaitable(result):
+                        if await result:
+                            return
+                        await asyncio.sleep(0.05)  # an HTTP request or a query each time
+                    elif result:
+                        return
+                    else:
+                        await asyncio.sleep(0.005)
         except TimeoutError:
             if self.running:
                 await self.kill()
