@@ -190,6 +190,22 @@ class SlackSettings(_Section):
         return value
 
 
+class ChatSettings(_Section):
+    # After a failure to reach Discord or Slack, the wait before the next attempt starts here,
+    # doubles (with jitter) and never exceeds reconnect_max; retried forever, except a refused
+    # token. Short values are for tests against local fakes.
+    reconnect_min: Duration = timedelta(seconds=1)
+    reconnect_max: Duration = timedelta(seconds=60)
+
+    @model_validator(mode="after")
+    def _order(self) -> ChatSettings:
+        if self.reconnect_min <= timedelta(0):
+            raise ValueError("reconnect_min must be more than 0s")
+        if self.reconnect_max < self.reconnect_min:
+            raise ValueError("reconnect_max must not be less than reconnect_min")
+        return self
+
+
 class HttpSettings(_Section):
     enabled: bool = True
     host: str = "127.0.0.1"
@@ -214,6 +230,7 @@ class Settings(_Section):
     watchlists: list[WatchlistEntry] = Field(default_factory=list)
     discord: DiscordSettings = DiscordSettings()
     slack: SlackSettings = SlackSettings()
+    chat: ChatSettings = ChatSettings()
     http: HttpSettings = HttpSettings()
     secrets: Secrets = Secrets()
     source: str = "<defaults>"  # the file these settings came from, for messages
