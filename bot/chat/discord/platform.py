@@ -3,8 +3,14 @@ bot's own asyncio loop beside the scheduler and the delivery worker.
 
 Lifecycle: `start()` points discord.py at the configured API base and gateway, logs in (REST),
 syncs the slash commands and runs the gateway as a background task; it returns once the login is
-known (or after `start_timeout`) and never raises. A dropped gateway reconnects (discord.py
-resumes the session); alerts never wait for it, since they are posted over REST."""
+known (or after `start_timeout`) and never raises. Alerts never wait for the gateway, since they
+are posted over REST.
+
+Every failure is retried, forever, with a capped and jittered backoff ([chat] reconnect_min and
+reconnect_max): a login that cannot reach Discord or gets a 5xx, a gateway that drops or cannot
+be reached. The one exception is a refused token (401 at login, 4004 on the gateway): retrying
+cannot help, so it is said once, without the token, and Discord stays off until a restart.
+`link` tells /healthz, /metrics and the delivery worker whether the gateway is up."""
 
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ import yarl
 from bot.chat.discord.guilds import GuildGate
 from bot.chat.discord.sender import DiscordSender
 from bot.chat.discord.slash import SlashCommands
+from bot.chat.link import Backoff, Link
 
 if TYPE_CHECKING:
     from bot.core.commands import Commands
@@ -50,8 +57,8 @@ class _Client(discord.Client):
     async def on_connect(self) -> None:
         # discord.py dispatches this from READY, once the guild list of READY is in the cache.
         self._platform.gate.connected(g.id for g in self.guilds)
-        self._platform._gateway_up = True
         log.info("Discord gateway connected as %s", self.user)
+        self._platform._gateway_up()
 
     async def on_ready(self) -> None:
         # After the GUILD_CREATEs (or guild_ready_timeout): the servers' names are known.
@@ -61,13 +68,61 @@ class _Client(discord.Client):
         self._platform.gate.joined(guild.id, guild.name)
 
     async def on_resumed(self) -> None:
-        self._platform._gateway_up = True
         log.info("Discord gateway session resumed")
+        self._platform._gateway_up()
 
     async def on_disconnect(self) -> None:
-        if self._platform._gateway_up:
-            log.warning("Discord gateway disconnected; reconnecting")
-        self._platform._gateway_up = False
+        self._platform._gateway_down("the Discord gateway connection dropped; reconnecting")
+
+    async def connect(self, *, reconnect: bool = True) -> None:
+        """discord.py's own gateway loop (Client.connect in 2.7.1), changed in three ways: the
+        wait between failed attempts is the platform's capped, jittered backoff (discord.py's
+        grows to 17 minutes); any failure but a refused token or intent is retried (discord.py
+        closes the client for good on an unexpected close code or exception); and the platform
+        hears of each failed attempt, so that /healthz can say why the gateway is down."""
+        backoff = self._platform.gateway_backoff
+        params: dict[str, Any] = {"initial": True, "shard_id": self.shard_id}
+        while not self.is_closed():
+            try:
+                coro = discord.gateway.DiscordWebSocket.from_client(self, **params)
+                self.ws = await asyncio.wait_for(coro, timeout=60.0)
+                params["initial"] = False
+                while True:
+                    await self.ws.poll_event()
+            except discord.gateway.ReconnectWebSocket as exc:
+                # Discord asked for it (op 7) or the socket closed in a resumable way: at once
+                # after a working session, after a backoff when the last try never got that far.
+                working = self._platform.link.is_up
+                self.dispatch("disconnect")
+                ws = self.ws
+                if ws is not None:
+                    params.update(sequence=ws.sequence, resume=exc.resume, session=ws.session_id)
+                    if exc.resume:
+                        params["gateway"] = ws.gateway
+                if not working:
+                    await asyncio.sleep(backoff.delay())
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.dispatch("disconnect")
+                if self.is_closed():
+                    return
+                if isinstance(exc, discord.ConnectionClosed):
+                    if exc.code == 4014:
+                        raise discord.PrivilegedIntentsRequired(exc.shard_id) from None
+                    if exc.code == 4004:  # authentication failed: the token was revoked
+                        raise
+                delay = backoff.delay()
+                self._platform._gateway_failed(exc, delay)
+                await asyncio.sleep(delay)
+                ws = self.ws
+                if ws is not None and ws.session_id is not None:
+                    # Always try to RESUME: events missed meanwhile are replayed, and a session
+                    # Discord no longer knows is invalidated by it (then discord.py identifies).
+                    params.update(
+                        sequence=ws.sequence, gateway=ws.gateway, resume=True, session=ws.session_id
+                    )
 
 
 class DiscordPlatform:
@@ -106,9 +161,14 @@ class DiscordPlatform:
             defer_after=defer_after,
         )
         self.sender = DiscordSender(self.client, usable=self._unusable_reason)
+        self.link = Link(self.name)
+        chat = settings.chat
+        self._backoff = lambda: Backoff(chat.reconnect_min, chat.reconnect_max)
+        self.gateway_backoff = self._backoff()
         self.login_error: str | None = None
         self._logged_in = False
-        self._gateway_up = False
+        self._synced = False
+        self._sync_task: asyncio.Task[None] | None = None
         self._closing = False
         self._login_known = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -120,7 +180,7 @@ class DiscordPlatform:
     @property
     def connected(self) -> bool:
         ws = self.client.ws
-        return self._gateway_up and not self.client.is_closed() and ws is not None and bool(ws.open)
+        return self.link.is_up and not self.client.is_closed() and ws is not None and bool(ws.open)
 
     def attach(self, commands: Commands) -> None:
         self.slash.attach(commands)
@@ -131,6 +191,7 @@ class DiscordPlatform:
         secret = self.settings.secrets.discord_token
         if secret is None:
             self.login_error = "DISCORD_TOKEN is not set"
+            self.link.stop(self.login_error)
             log.error("Discord not started: %s", self.login_error)
             return
         self._point_endpoints()
@@ -149,12 +210,13 @@ class DiscordPlatform:
         self._closing = True
         with contextlib.suppress(Exception):
             await self.client.close()
-        task = self._task
-        if task is not None:
+        for task in (self._task, self._sync_task):
+            if task is None:
+                continue
             if not self._logged_in:
                 task.cancel()  # a login still retrying (or asleep between tries) is cut short
-            # Otherwise client.close() has ended connect(), and the task ends by itself.
-            await asyncio.wait({task}, timeout=5)
+            # Otherwise client.close() ends connect(), unless it sleeps between two attempts.
+            await asyncio.wait({task}, timeout=2)
             if not task.done():
                 task.cancel()
                 await asyncio.wait({task}, timeout=1)
@@ -165,7 +227,8 @@ class DiscordPlatform:
             ready.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ready
-        self._gateway_up = False
+        if self.link.is_up:
+            self.link.down("the Discord connection is closed")
         self._restore_endpoints()
 
     # --- internals ----------------------------------------------------------------------------
@@ -215,61 +278,140 @@ class DiscordPlatform:
             )
         self._saved_endpoints = self._our_endpoints = None
 
+    # --- connection state ---------------------------------------------------------------------
+
+    def _gateway_up(self) -> None:
+        self.gateway_backoff.reset()
+        self.link.up()
+        if not self._synced and (self._sync_task is None or self._sync_task.done()):
+            # The first try failed while Discord was unreachable; it is reachable now.
+            self._sync_task = asyncio.create_task(self._sync_commands(), name="discord-sync")
+
+    def _gateway_down(self, reason: str) -> None:
+        if self.link.is_up and not self._closing:
+            log.warning("Discord gateway disconnected; reconnecting")
+        if not self._closing:
+            self.link.down(reason)
+
+    def _gateway_failed(self, exc: BaseException, delay: float) -> None:
+        if isinstance(exc, discord.ConnectionClosed):
+            problem = f"the Discord gateway closed the connection (code {exc.code})"
+        else:
+            problem = f"cannot reach the Discord gateway ({_describe(exc)})"
+        self.link.down(f"{problem}; retrying in {_seconds(delay)}")
+        if isinstance(exc, _NETWORK):
+            log.warning("%s; retrying in %s", problem, _seconds(delay))
+        else:
+            log.error("%s; retrying in %s", problem, _seconds(delay), exc_info=exc)
+
+    def _refused(self, what: str) -> None:
+        """A refused token: said once, and nothing is retried (it would be refused again)."""
+        self.login_error = what
+        self.link.stop(f"{what}; fix DISCORD_TOKEN and restart newsbot")
+        log.error(
+            "Discord login failed: %s Check DISCORD_TOKEN; Discord stays off until newsbot is "
+            "restarted with a valid token (alerts for it wait in the outbox).",
+            what,
+        )
+
+    # --- the connection -----------------------------------------------------------------------
+
     async def _run(self, token: str) -> None:
         try:
             if not await self._login(token):
                 return
-            try:
-                await self.slash.sync(self.config.guild_ids)
-            except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError) as exc:
-                # Alerts do not need commands; say what to fix and carry on.
-                hint = (
-                    " (was the bot invited with the applications.commands scope to every guild "
-                    "in discord.guild_ids?)"
-                    if isinstance(exc, discord.Forbidden)
-                    else ""
-                )
-                log.error("syncing Discord slash commands failed: %s%s", exc, hint)
-            # reconnect=True: discord.py resumes or re-identifies after any network failure.
+            await self._sync_commands()
             await self.client.connect(reconnect=True)
         except discord.PrivilegedIntentsRequired:
+            self.link.stop("Discord refused the gateway intents")
             log.error("Discord refused the gateway intents; newsbot needs no privileged intent")
         except discord.ConnectionClosed as exc:
             if not self._closing:
-                log.error("Discord gateway closed for good (code %s): %s", exc.code, exc.reason)
+                if exc.code == 4004:
+                    self._refused("the gateway refused the token (4004 Authentication failed).")
+                else:
+                    self.link.stop(f"the Discord gateway closed for good (code {exc.code})")
+                    log.error("Discord gateway closed for good (code %s): %s", exc.code, exc.reason)
         except Exception:
             if not self._closing:
+                self.link.stop("the Discord connection stopped after an unexpected error")
                 log.exception("the Discord connection stopped")
         finally:
-            self._gateway_up = False
             self._login_known.set()
 
     async def _login(self, token: str) -> bool:
-        """Log in over REST, retrying while Discord is unreachable; False if it never will."""
-        delay = 1.0
+        """Log in over REST, retrying whatever goes wrong but a refused token; False if it
+        never will (a refused token, or closing)."""
+        backoff = self._backoff()
         while not self._closing:
             try:
                 await self.client.login(token)
             except discord.LoginFailure as exc:
                 # discord.py's message names no token ("Improper token has been passed.").
-                self.login_error = str(exc)
-                log.error("Discord login failed: %s Check DISCORD_TOKEN.", exc)
+                self._refused(str(exc))
                 self._login_known.set()
                 return False
-            except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError) as exc:
-                # Each login attempt opens a new HTTP session: close the failed one.
-                with contextlib.suppress(Exception):
-                    await self.client.http.close()
-                log.warning("Discord login failed: %s; retrying in %.0fs", _describe(exc), delay)
+            except Exception as exc:
+                await self._reset_http()
+                delay = backoff.delay()
+                problem = f"Discord login failed: {_describe(exc)}"
+                self.link.down(f"{problem}; retrying in {_seconds(delay)}")
+                log.warning("%s; retrying in %s", problem, _seconds(delay))
                 self._login_known.set()  # start() need not wait: alerts stay in the outbox
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 300.0)
                 continue
             self._logged_in = True
+            self.login_error = None
+            self.link.down("logged in to Discord; connecting to the gateway")
             self._login_known.set()
             log.info("logged in to Discord as %s", self.client.user)
             return True
         return False
+
+    async def _reset_http(self) -> None:
+        """Make discord.py's HTTP client fit for the next login. Each login opens a new session
+        on the client's connector, and closing a failed session closes that connector too: the
+        next session would be born closed ("Session is closed", for good). MISSING makes the
+        next login build a fresh connector."""
+        http = self.client.http
+        with contextlib.suppress(Exception):
+            await http.close()
+        http.clear()
+        http.connector = discord.utils.MISSING
+
+    async def _sync_commands(self) -> None:
+        try:
+            await self.slash.sync(self.config.guild_ids)
+        except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            # Alerts do not need commands; say what to fix and carry on.
+            forbidden = isinstance(exc, discord.Forbidden)
+            hint = (
+                " (was the bot invited with the applications.commands scope to every guild "
+                "in discord.guild_ids?)"
+                if forbidden
+                else "; trying again when the gateway is next connected"
+            )
+            # Refused: retrying cannot help until someone changes the invite.
+            self._synced = forbidden
+            log.error("syncing Discord slash commands failed: %s%s", exc, hint)
+        else:
+            self._synced = True
+
+
+# Failures of the network or of Discord's side: a warning each. Anything else is a bug worth a
+# traceback (and is retried all the same).
+_NETWORK = (
+    OSError,
+    aiohttp.ClientError,
+    TimeoutError,
+    discord.HTTPException,
+    discord.GatewayNotFound,
+    discord.ConnectionClosed,
+)
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.1f}s" if value < 10 else f"{value:.0f}s"
 
 
 def _describe(exc: BaseException) -> str:
