@@ -26,31 +26,88 @@ from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
+from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.chat.link import Backoff, Link
 from bot.chat.slack.parse import USAGE, CommandSyntaxError, Invocation, parse_command, usage
 from bot.chat.slack.render import HOME_STORIES, render_home, render_reply
-from bot.chat.slack.sender import TRANSIENT, SlackSender, make_client
+from bot.chat.slack.sender import SlackSender, make_client, retry_after
 from bot.core.commands import Actor, Commands, Reply, ReplyItem
 from config.settings import Settings
 
 log = logging.getLogger(__name__)
 
 ADMIN_CACHE_SECONDS = 60.0  # a demoted admin loses rights within a minute
-MAX_LOGIN_BACKOFF = 60.0
+CONNECT_TIMEOUT = 10.0  # one attempt to open the socket, once Slack handed out its URL
+WATCH_INTERVAL = 0.5  # how often a live socket is looked at, besides slack_sdk's own signals
+# Errors that say the token itself is refused: the one failure not retried, since every retry
+# would be refused the same way.
+REFUSED_TOKEN = frozenset(
+    {
+        "invalid_auth",
+        "not_authed",
+        "token_revoked",
+        "token_expired",
+        "account_inactive",
+        "not_allowed_token_type",
+        "missing_scope",
+    }
+)
 SORRY = (
     "Sorry, that did not work: something went wrong on newsbot's side. It has been logged; "
     "try again in a minute, or tell whoever runs the bot."
 )
 
 
+class _SocketClient(SocketModeClient):
+    """slack_sdk's Socket Mode client, with reconnecting left to SlackPlatform. slack_sdk would
+    retry every ping interval for ever, reuse a connection URL that may have expired, and log a
+    traceback each time; the platform asks for a fresh URL, waits a capped and jittered backoff
+    between failures, and knows (for /healthz) that the connection is down meanwhile."""
+
+    on_lost: Any = None  # Callable[[str], None], set by the platform
+
+    async def connect_to_new_endpoint(self, force: bool = False) -> None:
+        # slack_sdk calls this when the socket closed or went stale, and with force=True when
+        # Slack asks for a refresh ({"type": "disconnect"}, every few hours).
+        if self.on_lost is not None and not self.closed:
+            self.on_lost(
+                "Slack asked for a new Socket Mode connection"
+                if force
+                else "the Socket Mode connection dropped"
+            )
+
+
+class _SocketHandler(AsyncSocketModeHandler):
+    """bolt's handler (whose constructor is these lines) around a _SocketClient."""
+
+    def __init__(self, app: AsyncApp, app_token: str, web_client: AsyncWebClient) -> None:
+        self.app = app
+        self.app_token = app_token
+        self.client = _SocketClient(app_token=app_token, logger=app.logger, web_client=web_client)
+        self.client.socket_mode_request_listeners.append(self.handle)  # type: ignore[arg-type]
+
+
 class SlackPlatform:
     """bot.app's ChatPlatform for Slack. `start` returns at once and connects in the background;
-    the sender works without the socket (it only needs the Web API)."""
+    the sender works without the socket (it only needs the Web API).
+
+    The socket comes back by itself after any failure (Slack unreachable at start-up or later,
+    5xx, a dropped or stale socket), retried forever with a capped, jittered backoff ([chat]
+    reconnect_min and reconnect_max); a refused token is said once and not retried. `link`
+    tells /healthz, /metrics and the delivery worker whether the socket is up."""
 
     name = "slack"
 
-    def __init__(self, settings: Settings, *, admin_cache_seconds: float = ADMIN_CACHE_SECONDS):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        admin_cache_seconds: float = ADMIN_CACHE_SECONDS,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        watch_interval: float = WATCH_INTERVAL,
+    ):
         secrets = settings.secrets
         self._bot_token = (
             secrets.slack_bot_token.get_secret_value() if secrets.slack_bot_token else ""
@@ -69,9 +126,16 @@ class SlackPlatform:
         self.sender = SlackSender(self.web)
         self.commands: Commands | None = None
         self.app: AsyncApp | None = None
-        self.handler: AsyncSocketModeHandler | None = None
+        self.handler: _SocketHandler | None = None
         self.bot_user_id: str | None = None
         self.login_error: str | None = None
+        self.link = Link(self.name)
+        self._chat = settings.chat
+        self.connect_timeout = connect_timeout
+        self.watch_interval = watch_interval
+        self._lost = asyncio.Event()
+        self._lost_reason = ""
+        self._connected_once = False
         self._task: asyncio.Task[None] | None = None
         self._admin_cache: dict[str, tuple[float, bool]] = {}
 
@@ -96,14 +160,16 @@ class SlackPlatform:
             return
         if not self._bot_token or not self._app_token:
             self.login_error = "SLACK_BOT_TOKEN and SLACK_APP_TOKEN must both be set"
+            self.link.stop(self.login_error)
             log.error("Slack login failed: %s", self.login_error)
             return
         self.app = self.build_app()
-        self.handler = AsyncSocketModeHandler(
+        self.handler = _SocketHandler(
             self.app,
             self._app_token,
-            web_client=AsyncWebClient(base_url=self.api_base, token=self._app_token),
+            AsyncWebClient(base_url=self.api_base, token=self._app_token),
         )
+        self.handler.client.on_lost = self._on_lost
         self._task = asyncio.create_task(self._connect(), name="slack-connect")
 
     async def close(self) -> None:
@@ -113,59 +179,110 @@ class SlackPlatform:
                 await self._task
         if self.handler is not None:
             await self.handler.close_async()
+        if self.link.is_up:
+            self.link.down("the Slack connection is closed")
 
     # --- connecting --------------------------------------------------------------------------
 
     async def _connect(self) -> None:
         try:
-            await self._login_and_connect()
+            await self._supervise()
         except asyncio.CancelledError:
             raise
         except Exception:
             # Background work logs its own failures; cards keep waiting in the outbox.
+            self.link.stop("the Slack connection stopped after an unexpected error")
             log.exception("Slack connection failed; Slack commands are unavailable")
 
-    async def _login_and_connect(self) -> None:
-        """Check both tokens, then open the socket. A refused token stops here with a clear log
-        line; Slack being unreachable is retried with backoff. Once connected, slack_sdk
-        reconnects by itself (Slack refreshes Socket Mode connections every few hours)."""
+    def _on_lost(self, reason: str) -> None:
+        self._lost_reason = reason
+        self._lost.set()
+
+    async def _supervise(self) -> None:
+        """Check both tokens, then open the socket; when it is lost, open another. A refused
+        token stops here with one clear log line; anything else is retried with backoff."""
         assert self.handler is not None
-        delay = 1.0
+        client = self.handler.client
+        backoff = Backoff(self._chat.reconnect_min, self._chat.reconnect_max)
+        authed = False
         while True:
             which = "SLACK_BOT_TOKEN"
+            wait_at_least = 0.0
             try:
-                auth = await self.web.auth_test()
+                if not authed:
+                    auth = await self.web.auth_test()
+                    self.bot_user_id = auth.get("user_id")
+                    self._serve(str(auth.get("team_id") or ""), str(auth.get("team") or ""))
+                    authed = True
                 which = "SLACK_APP_TOKEN"
-                # Also proves the app-level token; the URL it returns is the first connection's.
-                opened = await self.handler.client.web_client.apps_connections_open(
-                    app_token=self._app_token
-                )
-                url = opened["url"]
-                break
+                # Also proves the app-level token. A fresh URL each time: an old one may have
+                # expired while Slack was away.
+                opened = await client.web_client.apps_connections_open(app_token=self._app_token)
+                client.wss_uri = opened["url"]
+                async with asyncio.timeout(self.connect_timeout):
+                    await client.connect()
+                # slack_sdk's watchers of the old socket may have called it lost meanwhile.
+                self._lost.clear()
             except SlackApiError as exc:
                 error = str(exc.response.get("error") or "")
                 status = getattr(exc.response, "status_code", 200) or 200
-                if status < 500 and status != 429 and error not in TRANSIENT:
-                    self.login_error = f"{which} was refused ({error})"
-                    log.error(
-                        "Slack login failed: %s was refused by %s (%s). Slack stays "
-                        "disconnected; fix the token and restart.",
-                        which,
-                        self.api_base,
-                        error,
-                    )
+                if error in REFUSED_TOKEN or status in (401, 403):
+                    self._refused(which, error or f"HTTP {status}")
                     return
-                problem = f"{error or 'HTTP ' + str(status)}"
+                problem = error or f"HTTP {status}"
+                wait_at_least = retry_after(exc.response.headers) or 0.0
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            except Exception as exc:
+                # Not foreseen: worth a traceback, and retried like the rest.
+                log.exception("connecting to Slack failed unexpectedly")
                 problem = f"{type(exc).__name__}: {exc}"
-            log.warning("Slack is not reachable yet (%s); retrying in %.0fs", problem, delay)
+            else:
+                backoff.reset()
+                first = not self._connected_once
+                self._connected_once = True
+                self.link.up()
+                if first:
+                    log.info(
+                        "Slack connected as @%s in %s (Socket Mode)",
+                        auth.get("user"),
+                        auth.get("team"),
+                    )
+                else:
+                    log.info("Slack Socket Mode reconnected")
+                reason = await self._until_lost()
+                self.link.down(f"{reason}; reconnecting")
+                log.warning("Slack: %s; reconnecting", reason)
+                # A socket Slack closes at once, again and again, must not become a busy loop.
+                await asyncio.sleep(backoff.delay())
+                continue
+            delay = max(backoff.delay(), wait_at_least)
+            self.link.down(f"Slack is not reachable ({problem}); retrying in {_seconds(delay)}")
+            log.warning("Slack is not reachable yet (%s); retrying in %s", problem, _seconds(delay))
             await asyncio.sleep(delay)
-            delay = min(delay * 2, MAX_LOGIN_BACKOFF)
-        self.bot_user_id = auth.get("user_id")
-        self._serve(str(auth.get("team_id") or ""), str(auth.get("team") or ""))
-        self.handler.client.wss_uri = url
-        await self.handler.connect_async()
-        log.info("Slack connected as @%s in %s (Socket Mode)", auth.get("user"), auth.get("team"))
+
+    async def _until_lost(self) -> str:
+        """Returns when the socket is gone: slack_sdk said so, or it is plainly closed."""
+        while True:
+            try:
+                async with asyncio.timeout(self.watch_interval):
+                    await self._lost.wait()
+            except TimeoutError:
+                if not self.connected:
+                    return "the Socket Mode connection dropped"
+            else:
+                return self._lost_reason
+
+    def _refused(self, which: str, error: str) -> None:
+        self.login_error = f"{which} was refused ({error})"
+        self.link.stop(f"{self.login_error}; fix the token and restart newsbot")
+        log.error(
+            "Slack login failed: %s was refused by %s (%s). Slack stays disconnected; fix the "
+            "token and restart.",
+            which,
+            self.api_base,
+            error,
+        )
 
     def _serve(self, team_id: str, team_name: str) -> None:
         """The token's own workspace is served when team_ids is empty; say which are."""
@@ -373,3 +490,7 @@ def help_reply(topic: str | None = None) -> Reply:
         "newsbot: news alerts in Slack. Sub-commands of /news (replies are only visible to you):",
         tuple(ReplyItem(line) for line in USAGE.values()),
     )
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.1f}s" if value < 10 else f"{value:.0f}s"
