@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import logging
 import os
 import signal
@@ -17,6 +18,7 @@ from typing import IO, Protocol, TextIO
 
 from bot.chat.console import ConsoleSender
 from bot.chat.discord import DiscordPlatform
+from bot.chat.link import Link
 from bot.chat.slack import SlackPlatform
 from bot.core.commands import Commands, CommandSettings
 from bot.core.delivery import DeliverySettings, DeliveryWorker
@@ -47,10 +49,13 @@ class ChatPlatform(Protocol):
     """A chat platform: its sender for the delivery worker, and its command front end.
 
     `attach` hands it the command handlers once storage is open; `start` must return quickly
-    (connect in the background: polling never waits for chat); `close` disconnects."""
+    (connect in the background: polling never waits for chat, and a lost connection comes back
+    by itself); `close` disconnects. `link` says whether it is up, why not, and who hears when
+    it comes back."""
 
     name: str
     sender: Sender
+    link: Link
 
     @property
     def connected(self) -> bool: ...
@@ -141,6 +146,12 @@ class NewsBot:
         self._skipped_reported: set[tuple[tuple[str, int], str]] = set()
         self._started: set[str] = set()
         self.metrics = Metrics()
+        self.metrics.watch_chat(
+            lambda: [
+                (p.name, p.connected, p.link.reconnects, p.link.disconnected_seconds())
+                for p in self.platforms
+            ]
+        )
         self.ops = OpsServer(self.metrics, self.health, self._refresh_metrics)
         self.pipeline: Pipeline | None = None
         self.worker: DeliveryWorker | None = None
@@ -222,6 +233,8 @@ class NewsBot:
         )
         for platform in self.platforms:
             platform.attach(self.commands)
+            # Back after an outage: its cards go out now, not when their retry timers say.
+            platform.link.when_up(functools.partial(self.worker.release, platform.name))
         await self._warn_unroutable()
 
     async def _warn_unroutable(self) -> None:
@@ -351,12 +364,26 @@ class NewsBot:
         problems = []
         if not self.scheduler.running:
             problems.append("the scheduler is not running")
-        problems += [f"{name} is disconnected" for name, up in connections.items() if not up]
+        links = {platform.name: platform.link for platform in self.platforms}
+        problems += [
+            f"{name} is disconnected ({links[name].reason or 'no connection'})"
+            for name, up in connections.items()
+            if not up
+        ]
         return {
             "ok": not problems,
             "reason": "; ".join(problems) or None,
             "scheduler": self.scheduler.running,
             "connections": connections,
+            "chat": {
+                name: {
+                    "connected": connections[name],
+                    "reason": None if connections[name] else link.reason,
+                    "reconnects": link.reconnects,
+                    "disconnected_seconds": round(link.disconnected_seconds(), 3),
+                }
+                for name, link in links.items()
+            },
             "last_poll_at": self.last_poll_at.isoformat() if self.last_poll_at else None,
         }
 

@@ -6,17 +6,50 @@ keeps tests (several bots in one process) apart. Labels carry feed names only, n
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from datetime import datetime
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
 
 from bot.core.models import Delivery, StoredStory
 from bot.core.pipeline import PollReport
 
 log = logging.getLogger(__name__)
+
+
+# One chat connection at scrape time: platform, connected, reconnects, seconds disconnected.
+ChatRow = tuple[str, bool, int, float]
+
+
+class _ChatCollector(Collector):
+    """Read at each scrape from the connections themselves, so /metrics is never stale."""
+
+    def __init__(self, rows: Callable[[], Iterable[ChatRow]]) -> None:
+        self.rows = rows
+
+    def collect(self) -> Iterator[Metric]:
+        connected = GaugeMetricFamily(
+            "newsbot_chat_connected", "1 while the chat connection is up", labels=["platform"]
+        )
+        reconnects = CounterMetricFamily(
+            "newsbot_chat_reconnects",
+            "Times the chat connection came back after being up",
+            labels=["platform"],
+        )
+        down = CounterMetricFamily(
+            "newsbot_chat_disconnected_seconds",
+            "Time the chat connection has been down since the start, the current outage included",
+            labels=["platform"],
+        )
+        for platform, up, count, seconds in self.rows():
+            connected.add_metric([platform], 1.0 if up else 0.0)
+            reconnects.add_metric([platform], count)
+            down.add_metric([platform], seconds)
+        yield from (connected, reconnects, down)
 
 
 class Metrics:
@@ -50,6 +83,10 @@ class Metrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800),
             registry=r,
         )
+
+    def watch_chat(self, rows: Callable[[], Iterable[ChatRow]]) -> None:
+        """Per platform: connected, reconnects and time disconnected (`rows` is read at scrape)."""
+        self.registry.register(_ChatCollector(rows))
 
     def poll(self, report: PollReport) -> None:
         self.polls.labels(report.feed, report.status).inc()

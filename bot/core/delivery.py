@@ -4,7 +4,11 @@ A delivery is marked sent only after the platform confirmed it, with the platfor
 a crash in between re-sends with the same idempotency key (the sender's job), so no alert is
 lost and none is doubled. Transient failures wait and retry, forever if need be: nothing is
 dropped because a chat platform was down. Permanent failures (no permission, DMs closed) are
-recorded with their reason and never block other deliveries."""
+recorded with their reason and never block other deliveries.
+
+When a platform's connection comes back, `release(platform)` makes every card owed to it due at
+once instead of after its backoff timer (up to `max_backoff`): the next pass sends them, in order
+per destination, with the same idempotency keys as any retry."""
 
 from __future__ import annotations
 
@@ -32,6 +36,9 @@ class DeliverySettings:
     digest_size: int = 10  # headlines per digest message: what fits any platform's limits
 
 
+# "Whatever its retry time": further ahead than any backoff or Retry-After ever schedules.
+RELEASE_HORIZON = timedelta(days=3650)
+
 FailureHook = Callable[[Delivery, str], Awaitable[None]]
 SentHook = Callable[[Delivery, StoredStory, datetime], None]
 
@@ -54,12 +61,18 @@ class DeliveryWorker:
         self.on_permanent_failure = on_permanent_failure
         self.on_sent = on_sent
         self._wake = asyncio.Event()
+        self._released: set[str] = set()
         self._stopping = False
         self._busy = asyncio.Lock()
         self.sent = 0
         self.failed = 0
 
     def wake(self) -> None:
+        self._wake.set()
+
+    def release(self, platform: str) -> None:
+        """`platform` is reachable again: what waits out a retry for it is due now."""
+        self._released.add(platform)
         self._wake.set()
 
     async def run_forever(self, idle: float = 2.0) -> None:
@@ -98,11 +111,26 @@ class DeliveryWorker:
 
     async def step(self) -> int:
         async with self._busy:
-            due = await self.store.due_deliveries(self.clock(), self.settings.batch)
-            if not due:
+            now = self.clock()
+            due = await self.store.due_deliveries(now, self.settings.batch)
+            released, self._released = self._released, set()
+            owed: list[tuple[Delivery, StoredStory]] = []
+            more = False
+            if released:
+                # Everything pending, whatever its retry time (the store keeps each
+                # destination's cards in order), then only the released platforms' share.
+                everything = await self.store.due_deliveries(
+                    now + RELEASE_HORIZON, self.settings.batch
+                )
+                owed = [(d, s) for d, s in everything if platform_of(d.target) in released]
+                more = len(everything) == self.settings.batch
+            if not due and not owed:
                 return 0
             groups: dict[str, list[tuple[Delivery, StoredStory]]] = {}
             for delivery, story in due:
+                if platform_of(delivery.target) not in released:
+                    groups.setdefault(delivery.target, []).append((delivery, story))
+            for delivery, story in owed:
                 groups.setdefault(delivery.target, []).append((delivery, story))
             gate = asyncio.Semaphore(self.settings.concurrency)
 
@@ -111,6 +139,12 @@ class DeliveryWorker:
                     return await self._serve_target(target, items)
 
             counts = await asyncio.gather(*(serve(t, items) for t, items in groups.items()))
+            if owed and more:
+                # More than one batch may be owed: release again the platforms whose cards all
+                # went (one still failing waits for its retry time instead of spinning here).
+                handled = dict(zip(groups, counts, strict=True))
+                stuck = {platform_of(t) for t, items in groups.items() if handled[t] < len(items)}
+                self._released |= {platform_of(d.target) for d, _ in owed} - stuck
             return sum(counts)
 
     async def _serve_target(self, target: str, items: list[tuple[Delivery, StoredStory]]) -> int:

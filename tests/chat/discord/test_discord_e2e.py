@@ -31,6 +31,7 @@ from tests.chat.discord.markdown import masked_link_targets
 from tests.chat.hostile import HOSTILE_LINK
 from tests.fakes.discord_server import FakeDiscord, FakeMessage, InteractionReply, point_discord_at
 from tests.fakes.feed_server import FeedServer
+from tests.faults.process import free_port
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -131,6 +132,7 @@ class Desk:
                 [{"name": "Floods", "query": "flood", "channels": [f"discord:{CH_DESK}"]}],
             ),
             "discord": discord_section,
+            "chat": overrides.pop("chat", {}),
         }
         assert not overrides, overrides
         self.settings: Settings = settings_from_dict(raw, {"DISCORD_TOKEN": token})
@@ -326,6 +328,51 @@ async def test_a_dropped_gateway_reconnects_and_commands_work_again(
     # Alerts never depended on the gateway: they go over REST.
     await desk.publish(Item("Flood warnings issued for the Severn", "a1"))
     assert len(fake.messages_in(CH_DESK)) == 1
+
+
+async def test_discord_unreachable_at_start_connects_by_itself_when_it_appears(
+    tmp_path, feed_server: FeedServer
+) -> None:
+    """The login fails while nothing listens; once Discord is there, the same client logs in
+    and connects (the failed login used to leave discord.py's HTTP session closed for good)."""
+    late = FakeDiscord(port=free_port(), text_channel_ids=(CH_DESK,))
+    desk = Desk(
+        tmp_path, late, feed_server, chat={"reconnect_min": "20ms", "reconnect_max": "200ms"}
+    )
+    try:
+        await desk.start(wait=False)
+        assert desk.platform is not None and not desk.platform.connected
+        await late.start()
+        await late.wait_until(lambda: desk.platform.connected, what="the bot to connect")
+        await desk.publish(Item("Flood warnings issued for the Severn", "a1"))
+        assert len(late.messages_in(CH_DESK)) == 1
+    finally:
+        await desk.close()
+        await late.close()
+
+
+async def test_cards_owed_during_an_outage_go_out_when_the_gateway_is_back(
+    desk: Desk, fake: FakeDiscord
+) -> None:
+    assert desk.bot is not None and desk.bot.worker is not None and desk.platform is not None
+    fake.set_down(True)  # message POSTs answer 503
+    await desk.publish(Item("Flood warnings issued for the Severn", "a1"))
+    [delivery] = await desk.deliveries("Flood warnings issued for the Severn")
+    assert delivery.status == DeliveryStatus.PENDING and delivery.attempts == 1
+    fake.set_down(False)
+    desk.clock.offset = -timedelta(hours=1)  # the retry is an hour off: only a reconnect helps
+    await desk.bot.worker.drain()
+    assert fake.messages_in(CH_DESK) == []
+
+    await fake.drop_gateway()
+    await fake.wait_until(lambda: fake.resume_count == 1, what="a RESUME")
+    await fake.wait_until(lambda: desk.platform.connected, what="the gateway to be back")
+    await desk.bot.worker.drain()
+
+    assert only(fake.messages_in(CH_DESK)).embeds[0]["title"] == (
+        "Flood warnings issued for the Severn"
+    )
+    assert desk.platform.link.reconnects == 1
 
 
 # --- alerts ---------------------------------------------------------------------------------------

@@ -596,6 +596,32 @@ async def test_socket_mode_reconnects_by_itself(desk: Desk, fake: FakeSlack) -> 
     assert desk.platform.connected
 
 
+async def test_cards_owed_during_an_outage_go_out_when_the_socket_is_back(
+    desk: Desk, fake: FakeSlack
+) -> None:
+    await desk.start()
+    assert desk.bot is not None and desk.bot.worker is not None and desk.platform is not None
+    fake.set_down(True)  # the Web API answers 503
+    await desk.publish(story("Seoul hosts summit", "9"))
+    [(_, status, _, error)] = desk.deliveries(f"slack:{DESK}")
+    assert status == "pending" and "503" in error
+    fake.set_down(False)
+    # As after a long outage: the card's retry is an hour away; only a reconnect helps.
+    desk.sql("UPDATE deliveries SET next_attempt_at = ?", time.time() + 3600)
+    await desk.bot.worker.drain()
+    assert fake.messages_in(DESK) == []
+
+    await fake.drop_socket()
+    await fake.wait_connected(2)
+    await fake.wait_for(lambda: desk.platform.connected, what="the platform to be up again")
+    await desk.bot.worker.drain()
+
+    [card] = fake.messages_in(DESK)
+    assert "Seoul hosts summit" in card.text
+    assert desk.deliveries(f"slack:{DESK}")[0][1] == "sent"
+    assert desk.platform.link.reconnects == 1
+
+
 @pytest.mark.parametrize("which", ["bot_token", "app_token"])
 async def test_refused_token_is_logged_clearly_never_itself_and_polling_goes_on(
     desk: Desk, fake: FakeSlack, caplog: pytest.LogCaptureFixture, which: str
