@@ -1,7 +1,7 @@
-"""The `newsbot` command: run, preview, demo.
+"""The `newsbot` command: run, check, preview, demo.
 
 Exit codes: 0 success; 1 the work failed (a feed that cannot be read by preview, every feed
-failing in `run --once`); 2 bad configuration or bad arguments (a query that does not parse),
+failing in `run --once`, any failed line of `check`); 2 bad configuration or bad arguments (a query that does not parse),
 or what the configuration names cannot be used (another newsbot runs on the database; the
 database is locked by another process, damaged, or not a newsbot database). Each refusal is one line on stderr, and the process exits
 holding nothing, so the next start works once the cause is gone."""
@@ -100,6 +100,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--once", action="store_true", help="poll every feed once, deliver, and exit")
 
+    check = commands.add_parser(
+        "check",
+        parents=[verbose],
+        help="check the config, every feed, the chat tokens and every channel, then exit",
+        description=(
+            "Check what can be checked before news breaks: the config, each feed (fetched "
+            "once), each chat token, and every channel the config posts to. Exit 0 when all "
+            "pass, 1 when anything fails (each failure says what to do), 2 when the config "
+            "cannot be read."
+        ),
+    )
+    check.add_argument(
+        "--config",
+        metavar="PATH",
+        help="config file (default: $NEWSBOT_CONFIG or config/newsbot.toml)",
+    )
+    check.add_argument(
+        "--send", action="store_true", help="also post one test card to each channel that passes"
+    )
+
     preview = commands.add_parser(
         "preview",
         parents=[verbose],
@@ -128,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(args)
+        if args.command == "check":
+            return _check(args)
         if args.command == "preview":
             return _preview(args)
         if args.command == "demo":
@@ -178,6 +200,22 @@ def _run(args: argparse.Namespace) -> int:
     except (StartupError, ConfigError) as exc:
         print(f"newsbot: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+
+
+def _check(args: argparse.Namespace) -> int:
+    setup_logging(args.verbose)
+    try:
+        settings = _load(args)
+    except ConfigError as exc:
+        print(f"newsbot: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    setup_logging(args.verbose, _secrets_of(settings))
+    if not args.verbose:
+        # The table says it all; library chatter would only clutter it.
+        logging.getLogger().setLevel(logging.WARNING)
+    from bot.check import run_check
+
+    return asyncio.run(run_check(settings, sys.stdout, send=args.send))
 
 
 def _preview(args: argparse.Namespace) -> int:
