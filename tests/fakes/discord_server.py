@@ -747,6 +747,7 @@ class FakeDiscord:
         self._closed_dms: set[int] = set()
         self._rate_limits: deque[tuple[float, bool, bool]] = deque()
         self._failures: deque[int] = deque()
+        self._login_failures: deque[int] = deque()
         self._down = False
         self._down_mode: Literal["503", "hang"] = "503"
         self._up = asyncio.Event()
@@ -968,6 +969,12 @@ class FakeDiscord:
         """The next n message POSTs answer this status. discord.py retries 500/502/504 (sleeping
         1, 3, 5, 7, 9 s) and raises DiscordServerError at once for 503."""
         self._failures.extend([status] * n)
+
+    def fail_logins(self, n: int = 1, status: int = 503) -> None:
+        """The next n ``GET /users/@me`` (the first call of a login) answer this status. 503
+        raises DiscordServerError in discord.py at once; 500/502/504 are retried by discord.py
+        itself first (1, 3, 5, 7, 9 s)."""
+        self._login_failures.extend([status] * n)
 
     def set_down(self, down: bool, *, mode: Literal["503", "hang"] = "503") -> None:
         """While down, message POST/PATCH/DELETE answer 503, or (mode="hang") are held until
@@ -1878,6 +1885,9 @@ class FakeDiscord:
     # ------------------------------------------------------------------ REST handlers
 
     async def _get_me(self, request: web.Request) -> web.Response:
+        if self._login_failures:
+            status = self._login_failures.popleft()
+            return _error(status, 0, f"{status}: injected failure")
         return _json(self._users[self.bot_user_id])
 
     async def _get_user(self, request: web.Request) -> web.Response:

@@ -351,6 +351,19 @@ async def test_discord_unreachable_at_start_connects_by_itself_when_it_appears(
         await late.close()
 
 
+async def test_discord_answering_5xx_at_login_is_retried_until_it_works(
+    desk_factory, fake: FakeDiscord
+) -> None:
+    fake.fail_logins(2, status=503)
+    desk = desk_factory(chat={"reconnect_min": "20ms", "reconnect_max": "100ms"})
+
+    await desk.start()
+
+    assert fake.statuses("GET", "/users/@me") == [503, 503, 200]
+    await desk.publish(Item("Flood warnings issued for the Severn", "a1"))
+    assert len(fake.messages_in(CH_DESK)) == 1
+
+
 async def test_cards_owed_during_an_outage_go_out_when_the_gateway_is_back(
     desk: Desk, fake: FakeDiscord
 ) -> None:

@@ -114,6 +114,7 @@ class Desk:
         app_token: str | None = None,
         fetch: dict | None = None,
         more_feeds: list[dict] | None = None,
+        chat: dict | None = None,
         **slack: Any,
     ) -> Settings:
         raw = {
@@ -126,6 +127,7 @@ class Desk:
             else [{"name": "Korea", "query": "Pyongyang OR Seoul", "channels": [f"slack:{DESK}"]}],
             "slack": {"api_base": self.fake.api_base, "admin_user_ids": [LISTED], **slack},
             "fetch": fetch or {},
+            "chat": chat or {},
         }
         env = {
             "SLACK_BOT_TOKEN": bot_token or self.fake.bot_token,
@@ -620,6 +622,20 @@ async def test_cards_owed_during_an_outage_go_out_when_the_socket_is_back(
     assert "Seoul hosts summit" in card.text
     assert desk.deliveries(f"slack:{DESK}")[0][1] == "sent"
     assert desk.platform.link.reconnects == 1
+
+
+async def test_slack_answering_5xx_at_login_is_retried_until_it_works(
+    desk: Desk, fake: FakeSlack
+) -> None:
+    fake.fail_next(2, status=503, method="auth.test", error="service_unavailable")
+    fake.fail_next(1, status=500, method="apps.connections.open")
+
+    await desk.start(chat={"reconnect_min": "20ms", "reconnect_max": "100ms"})
+
+    assert desk.platform is not None and desk.platform.connected
+    assert [c.status for c in fake.call_log if c.method == "auth.test"] == [503, 503, 200]
+    await desk.publish(story("Seoul hosts summit", "5"))
+    assert len(fake.messages_in(DESK)) == 1
 
 
 @pytest.mark.parametrize("which", ["bot_token", "app_token"])
