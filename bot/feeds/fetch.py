@@ -267,9 +267,11 @@ class HttpFetcher:
         digest = body_hash(body)
         if digest == feed.body_hash:
             return FetchResult(FetchStatus.UNCHANGED, url, body_hash=digest)
-        return FetchResult(
-            FetchStatus.OK, url, body=body, body_hash=digest, headers={"content-location": url}
-        )
+        # A file has no Content-Type; without one feedparser flags every document, and a valid
+        # feed with no items yet came out as "broken". application/xml (unlike text/xml) lets
+        # the document's own XML declaration name its encoding.
+        headers = {"content-location": url, "content-type": "application/xml"}
+        return FetchResult(FetchStatus.OK, url, body=body, body_hash=digest, headers=headers)
 
 
 def _read_file(path: Path, limit: int) -> bytes:

@@ -581,3 +581,29 @@ def test_parse_retry_after_defaults_to_the_current_time():
 
 def test_parse_retry_after_rejects_digit_like_characters():
     assert parse_retry_after("\xb2", now=NOW) is None
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        b'<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>Quiet</title>'
+        b"<link>https://q.example/</link><description>d</description></channel></rss>",
+        b'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>Quiet</title>'
+        b"</feed>",
+    ],
+    ids=["rss", "atom"],
+)
+async def test_a_valid_file_feed_with_no_items_yet_is_empty_not_broken(tmp_path, document):
+    path = tmp_path / "quiet.xml"
+    path.write_bytes(document)
+    feed = FeedState(1, "Quiet", path.as_uri(), timedelta(minutes=5), Origin.CONFIG)
+    reader = FeedReader(HttpFetcher(FetchLimits()))
+    try:
+        result = await reader.fetch(feed)
+        assert result.status == FetchStatus.OK, result.error
+        parsed = await reader.parse(result, "Quiet")
+    finally:
+        await reader.close()
+    assert parsed.stories == []
+    assert parsed.title == "Quiet"
+    assert parsed.warning is None
