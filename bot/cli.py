@@ -169,14 +169,23 @@ def _load(args: argparse.Namespace) -> Settings:
     return load_settings(path)
 
 
-def _run(args: argparse.Namespace) -> int:
+def _settings(args: argparse.Namespace) -> Settings | None:
+    """The settings, with logging that redacts their tokens; None (said on stderr) when the
+    config cannot be used."""
     setup_logging(args.verbose)
     try:
         settings = _load(args)
     except ConfigError as exc:
         print(f"newsbot: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return None
     setup_logging(args.verbose, _secrets_of(settings))
+    return settings
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if settings is None:
+        return EXIT_CONFIG
     # Which file, and where the data goes: outside the repository the packaged defaults are used,
     # which is worth knowing before ./data/ appears.
     log.info(
@@ -203,13 +212,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    setup_logging(args.verbose)
-    try:
-        settings = _load(args)
-    except ConfigError as exc:
-        print(f"newsbot: {exc}", file=sys.stderr)
+    settings = _settings(args)
+    if settings is None:
         return EXIT_CONFIG
-    setup_logging(args.verbose, _secrets_of(settings))
     if not args.verbose:
         # The table says it all; library chatter would only clutter it.
         logging.getLogger().setLevel(logging.WARNING)

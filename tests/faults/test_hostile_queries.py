@@ -24,6 +24,7 @@ from config.settings import ConfigError, settings_from_dict
 from tests.chat.discord import test_discord_e2e as discord_e2e
 from tests.chat.discord.test_discord_e2e import CH_DESK, READER, Desk, Item, ops_notices
 from tests.chat.slack import test_slack_e2e as slack_e2e
+from tests.core.test_query_limits import COMMON
 
 # The fixtures of the platforms' own end-to-end tests: a fake Discord and a desk on it, a fake Slack.
 fake = discord_e2e.fake
@@ -106,31 +107,6 @@ async def test_a_config_watchlist_past_the_limit_stops_start_up_naming_the_key(t
 
 
 # --- costly queries: refused by size, bounded per person ------------------------------------------
-
-COMMON = [
-    "the",
-    "of",
-    "and",
-    "to",
-    "a",
-    "in",
-    "is",
-    "it",
-    "that",
-    "was",
-    "for",
-    "on",
-    "are",
-    "with",
-    "as",
-    "his",
-    "they",
-    "be",
-    "at",
-    "one",
-    "have",
-    "this",
-]
 
 
 def near_list(rng: random.Random) -> str:
