@@ -8,7 +8,11 @@ recorded with their reason and never block other deliveries.
 
 When a platform's connection comes back, `release(platform)` makes every card owed to it due at
 once instead of after its backoff timer (up to `max_backoff`): the next pass sends them, in order
-per destination, with the same idempotency keys as any retry."""
+per destination, with the same idempotency keys as any retry.
+
+More than `burst_limit` cards for one channel within `burst_window` is a burst: the most
+prominent of them (urgent, then matched by the most watchlists and terms) get full cards, in
+outbox order, and the rest are listed in digests."""
 
 from __future__ import annotations
 
@@ -41,6 +45,29 @@ RELEASE_HORIZON = timedelta(days=3650)
 
 FailureHook = Callable[[Delivery, str], Awaitable[None]]
 SentHook = Callable[[Delivery, StoredStory, datetime], None]
+
+
+def prominence(delivery: Delivery, story: StoredStory) -> tuple[bool, int, int]:
+    """How much a card deserves a full post in a burst, highest first: urgent (what the card
+    itself shows as urgent), then how many of the channel's watchlists matched it, then how many
+    terms. Feed order says nothing about importance: a wire puts its newest item on top."""
+    urgent = build_card(delivery, story).urgent
+    return (urgent, len(delivery.watchlists), len(set(delivery.matched)))
+
+
+def split_burst(
+    items: list[tuple[Delivery, StoredStory]], room: int
+) -> tuple[list[tuple[Delivery, StoredStory]], list[tuple[Delivery, StoredStory]]]:
+    """A burst's `room` most prominent cards (ties: outbox order) go out as full cards, the rest
+    as digest lines. Each part keeps outbox order, so a channel still reads its full cards in the
+    order they came; every card is in exactly one part."""
+    ranked = sorted(range(len(items)), key=lambda i: prominence(*items[i]), reverse=True)
+    # sorted() is stable and reverse=True keeps ties in their original order.
+    full = set(ranked[:room])
+    return (
+        [item for i, item in enumerate(items) if i in full],
+        [item for i, item in enumerate(items) if i not in full],
+    )
 
 
 class DeliveryWorker:
@@ -176,7 +203,7 @@ class DeliveryWorker:
             )
             room = max(0, self.settings.burst_limit - recent)
             if len(fresh) > room + 1:
-                fresh, digest = fresh[:room], fresh[room:]
+                fresh, digest = split_burst(fresh, room)
         handled = 0
         for group in formed.values():
             if not await self._send_digest(sender, target, group):

@@ -65,7 +65,12 @@ def render_text(card: Card) -> str:
 def render_digest_text(digest: Digest) -> str:
     lines = [f"── {digest.channel} · {len(digest.cards)} more stories in a burst " + "─" * 20]
     for card in digest.cards:
-        lines.append(f"• {card.headline} ({card.source})" + (f" {card.url}" if card.url else ""))
+        who = f"for {card.subscriber}" if card.subscriber else " + ".join(card.watchlists)
+        lines.append(
+            f"• {card.headline} ({card.source})"
+            + (f" [{who}]" if who else "")
+            + (f" {card.url}" if card.url else "")
+        )
     return "\n".join(lines) + "\n"
 
 

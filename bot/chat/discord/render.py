@@ -247,9 +247,13 @@ def _digest_line(card: Card) -> str:
     stamp = _unix(card)
     when = f" · <t:{stamp}:R>" if stamp is not None else ""
     mark = "Updated: " if card.update else ""
+    # Which watchlist(s) matched: a burst mixes desks, and the line is all the reader gets.
+    names = f" · {fit(' + '.join(card.watchlists), 120)}" if card.watchlists else ""
     if url and len(url) <= 512:
-        return f"• [{mark}{_link_text(card.headline, 200)}]({_link_target(url)}){source}{when}"
-    return f"• {mark}{fit(card.headline, 200)}{source}{when}"
+        return (
+            f"• [{mark}{_link_text(card.headline, 200)}]({_link_target(url)}){source}{names}{when}"
+        )
+    return f"• {mark}{fit(card.headline, 200)}{source}{names}{when}"
 
 
 # --- notices and replies --------------------------------------------------------------------------

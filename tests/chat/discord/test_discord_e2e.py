@@ -475,6 +475,42 @@ async def test_a_burst_becomes_cards_then_one_digest(desk_factory, fake: FakeDis
     assert "](https://wire.example/s5)" in digest["description"]
 
 
+async def test_a_burst_posts_the_urgent_and_most_matched_stories_as_full_cards(
+    desk_factory, fake: FakeDiscord
+) -> None:
+    desk = desk_factory(
+        alerts={"burst_limit": 2},
+        watchlists=[
+            {"name": "Floods", "query": "flood", "channels": [f"discord:{CH_DESK}"]},
+            {"name": "Rivers", "query": "Severn", "channels": [f"discord:{CH_DESK}"]},
+        ],
+    )
+    await desk.start()
+    # Feed order, top first: the urgent story comes last, the one both watchlists match sits in
+    # the middle. By feed order both would have been digest lines.
+    await desk.publish(
+        Item("Flood alert for Wye residents", "w1", "Sandbags handed out at the Hereford depot."),
+        Item("Ouse flood barrier raised in York", "w2", "The Foss barrier closed before dawn."),
+        Item("Severn flood defences tested at Bewdley", "w3", "Barriers went up on the quay."),
+        Item("Trent flood gauges at record level", "w4", "The Colwick gauge passed its mark."),
+        Item("BREAKING: Carlisle flood wall fails", "w5", "Water poured into Warwick Road."),
+    )
+    messages = fake.messages_in(CH_DESK)
+    assert len(messages) == 3
+    titles = [m.embeds[0]["title"] for m in messages[:2]]
+    assert any("Severn flood defences" in t for t in titles), titles
+    assert any("Carlisle flood wall fails" in t for t in titles), titles
+    digest = messages[-1].embeds[0]
+    assert digest["title"] == "3 more stories in a burst"
+    lines = digest["description"].split("\n")
+    assert [line.split("](")[0] for line in lines] == [
+        "• [Flood alert for Wye residents",
+        "• [Ouse flood barrier raised in York",
+        "• [Trent flood gauges at record level",
+    ]
+    assert all(" · Floods" in line for line in lines), lines  # each line names its watchlist
+
+
 async def test_a_429_is_waited_out_and_the_card_arrives_once(desk: Desk, fake: FakeDiscord) -> None:
     fake.rate_limit_next(1, retry_after=0.3)
     await desk.publish(Item("Flood warnings issued for the Severn", "a1"))

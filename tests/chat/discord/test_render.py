@@ -323,6 +323,18 @@ def test_digest_of_a_few_cards_lists_them_all() -> None:
     assert "[Story \\[0\\]](https://news.example/severn)" in description
 
 
+def test_each_digest_line_names_its_watchlists() -> None:
+    cards = (
+        card(headline="Severn floods", watchlists=("Floods", "Rivers"), delivery_id=1),
+        card(headline="Wye floods", url=None, watchlists=("Floods",), delivery_id=2),
+        card(headline="Trent floods", watchlists=("Rivers_*x*",), delivery_id=3),
+    )
+    lines = (render_digest(Digest("discord:1", cards)).description or "").split("\n")
+    assert " · Floods + Rivers" in lines[0]
+    assert lines[1].startswith("• Wye floods · Wire · Floods")
+    assert " · Rivers\\_\\*x\\*" in lines[2]  # a name from chat is escaped like feed text
+
+
 # --- replies --------------------------------------------------------------------------------------
 
 

@@ -266,6 +266,16 @@ def test_small_digest_lists_every_card() -> None:
     assert live_markup(render_digest(Digest("x", (card(headline=HOSTILE),)))) == []
 
 
+def test_each_digest_line_names_its_watchlists() -> None:
+    cards = (
+        card(headline="Kim visits Beijing", watchlists=("Korea", "China"), delivery_id=1),
+        card(headline="Missile test", delivery_id=2),
+    )
+    blocks = render_digest(Digest("slack:C0DESK", cards))["blocks"]
+    assert blocks[1]["text"]["text"].endswith(" · Korea + China")
+    assert blocks[2]["text"]["text"].endswith(" · Korea")
+
+
 # --- replies, notices, Home -------------------------------------------------------------------
 
 
