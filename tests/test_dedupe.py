@@ -517,3 +517,110 @@ async def test_replay_of_consecutive_captures_gives_each_story_exactly_once(
             ("console:russia", "Putin and Kim sign defence pact in Pyongyang"),
         ]
     )
+
+
+# --- issue 13: co-listed live blogs, duplicates that route their own matches --------------------
+
+# SMH ran several live blogs at once, every one under the same lead (captured 2020-09-03).
+HELPLINE = (
+    "If you suspect you or a family member has coronavirus, call the National Coronavirus "
+    "Health Information Line on 1800 020 080 for advice and testing locations."
+)
+
+
+def live_blog(n: int, title: str) -> Item:
+    return Item(title, HELPLINE, f"https://www.smh.com.au/live/{n}", f"p5{n}rw", minutes_ago(20))
+
+
+SMH_OTHERS = [
+    Item(
+        "Putin critic Navalny was poisoned with Novichok, Germany says",
+        "The German government said tests showed Alexei Navalny was poisoned with a nerve agent.",
+        "https://www.smh.com.au/world/navalny",
+        "p55rw3",
+        minutes_ago(90),
+    ),
+    Item(
+        "Tablet interactive: Coronavirus outbreak",
+        HELPLINE,
+        "https://www.smh.com.au/interactive/tablet",
+        "p55tab",
+        minutes_ago(120),
+    ),
+]
+
+
+async def test_co_listed_live_blogs_under_a_shared_lead_stay_apart(feed_server, bot_run):
+    feed_server.set("smh.xml", empty_rss())
+    run = bot_run(
+        [{"name": "SMH", "url": feed_server.url("smh.xml")}],
+        [{"name": "States", "query": "Victoria OR NSW OR Queensland", "channels": ["console:au"]}],
+    )
+    await run.poll()
+    victoria = live_blog(1, "Coronavirus Australia live news: Victoria records 113 new cases")
+    feed_server.set("smh.xml", rss([victoria, *SMH_OTHERS]))
+    assert [c["title"] for c in await run.poll()] == [victoria.title]
+    # A second blog opens while the first is still listed: its own card, not an update.
+    nsw = live_blog(
+        2, "Coronavirus Australia live news: NSW records 17 new cases as Victoria eases"
+    )
+    feed_server.set("smh.xml", rss([nsw, victoria, *SMH_OTHERS]))
+    cards = await run.poll()
+    assert [(c["title"], c["update"]) for c in cards] == [(nsw.title, False)]
+    # Both stay listed: nothing flip-flops between the two headlines.
+    feed_server.set("smh.xml", rss([nsw, victoria, *SMH_OTHERS], title="again"))
+    assert await run.poll() == []
+    # The Victoria blog closes as a Queensland one opens: the shared lead does not make the new
+    # blog a moved copy of the closed one.
+    qld = live_blog(3, "Coronavirus Australia live news: Queensland records 2 new cases")
+    feed_server.set("smh.xml", rss([qld, nsw, *SMH_OTHERS]))
+    cards = await run.poll()
+    assert [(c["title"], c["update"]) for c in cards] == [(qld.title, False)]
+
+
+KIM_A = Item(
+    "Chinese medical experts sent to advise on NKorea's Kim",
+    "China has sent a team including medical experts to Pyongyang to advise on leader Kim "
+    "Jong Un, three people familiar with the situation said on Saturday.",
+    "https://a.example/china-kim",
+    "a-kim",
+)
+KIM_B = Item(
+    "Chinese medical team dispatched to North Korea to advise on Kim Jong-un's care",
+    "China has sent a team including medical experts to North Korea to advise on leader Kim "
+    "Jong Un, three people familiar with the situation said on Saturday.",
+    "https://b.example/nk/kim-care",
+    "b-kim",
+)
+
+
+@pytest.mark.parametrize("order", ["AB", "BA"])
+async def test_a_duplicate_from_another_feed_alerts_its_own_matches_whatever_the_order(
+    feed_server, bot_run, order
+):
+    feed_server.set("a.xml", empty_rss())
+    feed_server.set("b.xml", empty_rss())
+    run = bot_run(
+        [
+            {"name": "A", "url": feed_server.url("a.xml")},
+            {"name": "B", "url": feed_server.url("b.xml")},
+        ],
+        [
+            {"name": "North Korea", "query": '"North Korea"', "channels": ["console:nk"]},
+            {"name": "Kim", "query": "Kim", "channels": ["console:kim"]},
+        ],
+    )
+    await run.poll()
+    items = {"A": KIM_A, "B": KIM_B}
+    cards = []
+    for name in order:
+        item = items[name]
+        item.published = minutes_ago(10)
+        feed_server.set(f"{name.lower()}.xml", rss([item]))
+        cards += await run.poll()
+    # Either way, each desk hears of the story once; nobody is told twice.
+    assert sorted((c["channel"], c["update"]) for c in cards) == [
+        ("console:kim", False),
+        ("console:nk", False),
+    ]
+    assert [c["matched"] for c in cards if c["channel"] == "console:nk"] == [["North Korea"]]

@@ -218,22 +218,65 @@ MIN_TITLE_WORDS = 4
 MIN_HEADLINE_OVERLAP = 0.3
 
 
-def same_story(a: Story, b: Story) -> bool:
+@dataclass(frozen=True, slots=True)
+class Fingerprint:
+    """What `same_story` compares, computed once per story and reused for every comparison
+    (a poll compares one stored story with many sightings)."""
+
+    title: tuple[str, ...]
+    lead: frozenset[str]
+    full: frozenset[str]
+
+
+def fingerprint(story: Story) -> Fingerprint:
+    return Fingerprint(
+        words(story.title),
+        shingles(words(story.summary)),
+        shingles(words(fingerprint_text(story))),
+    )
+
+
+# A word pair under this many items of one document is the feed's boilerplate (a helpline
+# under every live blog, "Read the full story at..."), not the story's.
+BOILERPLATE_ITEMS = 3
+
+
+def boilerplate(stories: Iterable[Story]) -> frozenset[str]:
+    """Word pairs that a document repeats under several of its items."""
+    counts: Counter[str] = Counter()
+    for story in stories:
+        counts.update(shingles(words(story.summary)))
+    return frozenset(s for s, n in counts.items() if n >= BOILERPLATE_ITEMS)
+
+
+def same_story(
+    a: Story | Fingerprint,
+    b: Story | Fingerprint,
+    *,
+    co_listed: bool = False,
+    ignore: frozenset[str] = frozenset(),
+) -> bool:
     """Two texts of one story: the same headline over a compatible lead, or headline and lead
-    that mostly overlap (one cut short, a headline rewritten, a word changed)."""
-    title_a, title_b = words(a.title), words(b.title)
-    if title_a == title_b and len(title_a) >= MIN_TITLE_WORDS:
-        lead_a, lead_b = shingles(words(a.summary)), shingles(words(b.summary))
+    that mostly overlap (one cut short, a headline rewritten, a word changed).
+
+    `co_listed`: both are listed in one document at once. A publisher does not list one story
+    twice under two headlines, so only the same headline counts then. `ignore`: word pairs that
+    do not count towards similarity (the document's boilerplate)."""
+    fa = a if isinstance(a, Fingerprint) else fingerprint(a)
+    fb = b if isinstance(b, Fingerprint) else fingerprint(b)
+    if fa.title == fb.title and len(fa.title) >= MIN_TITLE_WORDS:
+        lead_a, lead_b = fa.lead - ignore, fb.lead - ignore
         if not lead_a or not lead_b:
             return True
         # A daily "Briefing: what happened today" keeps its headline but not its lead.
         return overlap(lead_a, lead_b) >= SAME_HEADLINE_LEAD_OVERLAP
+    if co_listed:
+        return False
     # Different headlines must still share words: feeds that repeat a boilerplate lead
     # ("Read the full story...") under every headline must not merge their stories.
-    if overlap(frozenset(title_a), frozenset(title_b)) < MIN_HEADLINE_OVERLAP:
+    if overlap(frozenset(fa.title), frozenset(fb.title)) < MIN_HEADLINE_OVERLAP:
         return False
-    full_a = shingles(words(fingerprint_text(a)))
-    full_b = shingles(words(fingerprint_text(b)))
+    full_a, full_b = fa.full - ignore, fb.full - ignore
     if min(len(full_a), len(full_b)) < MIN_SHINGLES:
         return False
     return overlap(full_a, full_b) >= SAME_STORY_OVERLAP

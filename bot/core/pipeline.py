@@ -14,8 +14,11 @@ from datetime import datetime, timedelta
 
 from bot.core.identity import (
     PERMANENT_KINDS,
+    Fingerprint,
     IdentityKey,
     KeyKind,
+    boilerplate,
+    fingerprint,
     fuzzy_keys,
     material_change,
     same_story,
@@ -83,6 +86,8 @@ class IngestPlan:
     deliveries: list[PlannedDelivery] = field(default_factory=list)
     seen: int = 0
     max_updates: int = 3
+    # Near-duplicate checks made (at most MAX_VERIFIED per sighting): the work of the plan.
+    verified: int = 0
 
     @property
     def alerts(self) -> int:
@@ -125,11 +130,21 @@ def plan_ingest(
             continue
         by_key.setdefault(hit.key, []).append(hit.story_id)
         hit_kind[(hit.key, hit.story_id)] = hit.kind
+    # Stored stories this document still lists (by GUID or link): another item of the document
+    # is not one of them moved under a new address.
+    listed = {ref for s in sightings for k in s.strong for ref in by_key.get(k.value, ())}
+    ignore = boilerplate(s.story for s in sightings)
     # Stories created by this plan, so that a document repeating a story finds it too.
     local: dict[int, Story] = {}
+    prints: dict[int, Fingerprint] = {}
 
-    def text_of(ref: int) -> Story | None:
-        return local[ref] if ref < 0 else (stories[ref].story if ref in stories else None)
+    def print_of(ref: int) -> Fingerprint | None:
+        if ref not in prints:
+            story = local[ref] if ref < 0 else (stories[ref].story if ref in stories else None)
+            if story is None:
+                return None
+            prints[ref] = fingerprint(story)
+        return prints[ref]
 
     for sighting in sightings:
         story = sighting.story
@@ -140,11 +155,20 @@ def plan_ingest(
             if refs:
                 match_ref, exact = max(refs), True  # the newest story holding the key
                 break
-        if match_ref is None:
-            for ref in _fuzzy_candidates(sighting.fuzzy, by_key):
-                other = text_of(ref)
-                if other is not None and same_story(other, story):
+        if match_ref is None and sighting.fuzzy:
+            mine = fingerprint(story)
+            verified = 0
+            for ref in fuzzy_candidates(sighting.fuzzy, by_key):
+                other = print_of(ref)
+                if other is None:
+                    continue
+                plan.verified += 1
+                co_listed = ref < 0 or ref in listed
+                if same_story(other, mine, co_listed=co_listed, ignore=ignore):
                     match_ref = ref
+                    break
+                verified += 1
+                if verified >= MAX_VERIFIED:
                     break
         if match_ref is None:
             ref = -(len(plan.new_stories) + 1)
@@ -161,6 +185,8 @@ def plan_ingest(
             # Repeated inside this document, or a story pruned long ago: seen, nothing to say.
             plan.seen += 1
             continue
+        delivered = targets.get(match_ref, set())
+        planned = {d.route.target for d in plan.deliveries if d.story_ref == match_ref}
         _plan_sighting(
             plan,
             feed,
@@ -170,12 +196,20 @@ def plan_ingest(
             book,
             settings,
             now,
-            targets.get(match_ref, set()),
+            delivered | planned,
         )
     return plan
 
 
-def _fuzzy_candidates(keys: Sequence[IdentityKey], by_key: dict[int, list[int]]) -> list[int]:
+# Near-duplicate candidates verified per sighting, best-voted first. On formulaic feeds (market
+# reports, results, quake bulletins) every stored story shares some MinHash band with a new one;
+# the story it repeats shares the most, so a few are enough and the work per story is bounded.
+MAX_VERIFIED = 4
+
+
+def fuzzy_candidates(keys: Sequence[IdentityKey], by_key: Mapping[int, list[int]]) -> list[int]:
+    """Stories sharing a fuzzy key with a sighting, most votes first (a same headline outweighs
+    any number of bands), the newest first among equals."""
     votes: dict[int, int] = {}
     for key in keys:
         for ref in by_key.get(key.value, ()):
@@ -237,15 +271,25 @@ def _plan_sighting(
             PlannedDelivery(known.id, r, refresh=r.target in delivered) for r in routes
         )
         return
-    if not known.alertable and not same_feed and sighting_fresh:
-        # Recorded while its first feed was a new baseline, now seen fresh in another feed:
-        # the desk has not heard of it yet.
-        plan.revisions.append(Revision(known.id, known.story, notify=False, alertable=True))
-        plan.deliveries.extend(
-            PlannedDelivery(known.id, r, refresh=r.target in delivered)
-            for r in book.route(known.story)
-        )
-        return
+    if not same_feed and sighting_fresh:
+        # Another feed's sighting of a known story alerts every destination its own text
+        # matches that has no card for the story yet: who hears of a story must not depend on
+        # which wording was polled first. A destination with a card is never told again.
+        # A story recorded while its first feed was a new baseline was never alerted: what its
+        # stored text matches is owed too.
+        routes = book.route(story)
+        if not known.alertable:
+            routes = [*book.route(known.story), *routes]
+        owed: dict[str, Route] = {}
+        for route in routes:
+            if route.target not in delivered:
+                owed.setdefault(route.target, route)
+        if owed:
+            if not known.alertable:
+                plan.revisions.append(Revision(known.id, known.story, notify=False, alertable=True))
+            plan.deliveries.extend(PlannedDelivery(known.id, r) for r in owed.values())
+            if not (can_revise and _grew(known.story, story)):
+                return
     if can_revise and _grew(known.story, story):
         # The whole lead after one cut short: keep the better text, tell nobody.
         plan.revisions.append(
@@ -426,7 +470,7 @@ class Pipeline:
                     [k.value for s in unresolved for k in s.fuzzy],
                     since=now - self.settings.dedupe_window,
                 )
-            candidates = sorted({h.story_id for h in hits})
+            candidates = sorted(_worth_loading(sightings, hits))
             stories_by_id = await self.store.load_stories(candidates)
             targets = await self.store.delivery_targets(candidates)
             # Matching and near-duplicate checks are CPU work whose cost grows with the stories
@@ -445,6 +489,21 @@ class Pipeline:
             updated=sum(1 for r in plan.revisions if r.notify),
             alerts=plan.alerts,
         )
+
+
+def _worth_loading(sightings: Sequence[_Sighting], hits: Sequence[KeyHit]) -> set[int]:
+    """The stored stories a plan can use: those holding a sighting's GUID or link, and each
+    sighting's best-voted near-duplicate candidates (a few, however many share a band)."""
+    by_key: dict[int, list[int]] = {}
+    for hit in hits:
+        by_key.setdefault(hit.key, []).append(hit.story_id)
+    wanted: set[int] = set()
+    for sighting in sightings:
+        for key in sighting.strong:
+            wanted.update(by_key.get(key.value, ()))
+        if sighting.fuzzy:
+            wanted.update(fuzzy_candidates(sighting.fuzzy, by_key)[:MAX_VERIFIED])
+    return wanted
 
 
 def _human(delta: timedelta) -> str:
