@@ -1,4 +1,8 @@
-"""Clean text out of feed markup, and cut it to a length without breaking words."""
+"""Clean text out of feed markup, and cut it to a length without breaking words.
+
+Two forms: `clean_text` is one line (headlines, names, tags); `clean_body` keeps the paragraphs a
+publisher marked up (block elements become PARAGRAPH) and drops the publisher's boilerplate
+(calls to action, promotions), for the text that is matched and the lead shown on cards."""
 
 from __future__ import annotations
 
@@ -40,6 +44,10 @@ _BREAKING_TAGS = frozenset(
         "dt",
     ]
 )
+# Where a block element opened or closed, until the text is split into paragraphs. A private-use
+# character, removed from the input first, so a feed cannot forge one.
+_BREAK = "\ue000"
+PARAGRAPH = "\n\n"
 _INVISIBLE_TAGS = frozenset({"script", "style", "noscript", "template", "iframe", "object"})
 _TAG = re.compile(r"<\s*[A-Za-z/!?]")
 _ENTITY = re.compile(r"&(#\d+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]{1,31});")
@@ -70,17 +78,17 @@ class _TextExtractor(HTMLParser):
         if tag in _INVISIBLE_TAGS:
             self._hidden += 1
         elif tag in _BREAKING_TAGS:
-            self.parts.append(" ")
+            self.parts.append(_BREAK)
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in _BREAKING_TAGS:
-            self.parts.append(" ")
+            self.parts.append(_BREAK)
 
     def handle_endtag(self, tag: str) -> None:
         if tag in _INVISIBLE_TAGS:
             self._hidden = max(0, self._hidden - 1)
         elif tag in _BREAKING_TAGS:
-            self.parts.append(" ")
+            self.parts.append(_BREAK)
 
     def handle_data(self, data: str) -> None:
         if not self._hidden:
@@ -100,11 +108,26 @@ def _strip_tags(markup: str) -> str:
 
 
 def clean_text(raw: str | None) -> str:
-    """Plain text from feed markup: tags stripped, entities decoded (double-escaped ones too,
-    e.g. ``&amp;#39;``), control characters dropped, whitespace collapsed."""
+    """Plain text from feed markup, on one line: tags stripped, entities decoded (double-escaped
+    ones too, e.g. ``&amp;#39;``), control characters dropped, whitespace collapsed."""
+    return " ".join(_paragraphs(raw))
+
+
+def clean_body(raw: str | None) -> str:
+    """A story's text from feed markup: as `clean_text`, but each block element (``<p>``,
+    ``<br>``, ``<li>``, ``<div>``...) ends a paragraph, so the last word of one paragraph is never
+    run into the first of the next; paragraphs are joined with PARAGRAPH, and the publisher's
+    boilerplate (see `is_boilerplate`, `_TRAILING_CALL`) is dropped."""
+    kept = [p for p in _paragraphs(raw) if not is_boilerplate(p)]
+    if kept:
+        kept[-1] = _TRAILING_CALL.sub("", kept[-1]).rstrip()
+    return PARAGRAPH.join(p for p in kept if p)
+
+
+def _paragraphs(raw: str | None) -> list[str]:
     if not raw:
-        return ""
-    text = raw
+        return []
+    text = raw.replace(_BREAK, "")
     # Feeds escape their HTML once, twice, or not at all; peel layers until nothing is left.
     for _ in range(4):
         if _TAG.search(text):
@@ -114,10 +137,46 @@ def clean_text(raw: str | None) -> str:
         else:
             break
     text = _INVISIBLE.sub("", _CONTROL.sub(" ", text))
-    return _SPACE.sub(" ", text).strip()
+    return [p for p in (_SPACE.sub(" ", part).strip() for part in text.split(_BREAK)) if p]
 
 
-_SENTENCE_END = re.compile(r"[.!?。！？](?:[\"'”’)\]]*)(?=\s|$)|[。！？]")
+# Publisher boilerplate: a paragraph that is all call to action or promotion, never the story.
+# Left in, it would make poor leads ("...Continue reading...") and false matches: "See all our
+# Ukraine coverage" under every Guardian world story would alert a Ukraine watchlist for each.
+# Seen in the corpus (tests/corpus, Guardian) and in the captures of issue 13.
+_CALL = (
+    r"(?:continue|keep) reading|read (?:more|on|the (?:full|whole) (?:story|article))"
+    r"|click here(?: to read(?: more)?)?|full story"
+)
+_ARROWS = r"(?:\.{2,}|…|»|›|>>|→|\s)*"
+_BOILERPLATE = re.compile(
+    rf"(?:{_CALL}){_ARROWS}(?:(?:at|on) [^.]{{1,60}})?{_ARROWS}"
+    # "See all our Ukraine coverage", "Follow our Australia news live blog for the latest updates"
+    r"|(?:see|read|follow) (?:all )?our [^.]{0,80}(?:coverage|live ?blog|live updates)\b.*"
+    # "Get our free news app, morning email briefing or daily news podcast"
+    r"|(?:get|sign up (?:for|to)|subscribe to|download) (?:our|the) [^.]{0,100}"
+    r"(?:app|newsletter|e-?mail|briefing|podcast|alerts?)\b.*"
+    # Guardian's "Related: <another article's headline>": another story, not this one's text.
+    r"|related: .*",
+    re.IGNORECASE,
+)
+_BOILERPLATE_LIMIT = 200  # a promotion is one short line; a real paragraph is never dropped
+# A call to action at the very end of the text, inside its last paragraph ("...analysed.
+# Continue reading..."): capitalised or marked with an arrow, so "...people should read more"
+# stays.
+_TRAILING_CALL = re.compile(
+    r"(?:(?<=\s)|^)(?:\[\s*)?(?:(?:Continue|Keep) reading|Read more|Read the full (?:story|article))"
+    r"(?:\.{2,}|…|»|›|>>|→|\s)*\]?$"
+)
+
+
+def is_boilerplate(paragraph: str) -> bool:
+    """A paragraph that is only a call to action or a promotion of the publisher."""
+    return len(paragraph) <= _BOILERPLATE_LIMIT and bool(_BOILERPLATE.fullmatch(paragraph))
+
+
+# A sentence ends at its mark, or where its paragraph ends (a standfirst often has no full stop).
+_SENTENCE_END = re.compile(r"[.!?。！？](?:[\"'”’)\]]*)(?=\s|$)|[。！？]|(?<=\S)(?=\n)")
 
 
 def truncate(text: str, limit: int, *, prefer_sentence: bool = False) -> str:
@@ -136,7 +195,7 @@ def truncate(text: str, limit: int, *, prefer_sentence: bool = False) -> str:
     if room <= 0:
         return ELLIPSIS[:limit]
     cut = text[: room + 1]
-    space = cut.rfind(" ")
+    space = max(cut.rfind(" "), cut.rfind("\n"))
     if space >= room // 2:
         head = cut[:space]
     elif _is_unspaced_script(text[room - 1 : room + 1]):
@@ -146,7 +205,7 @@ def truncate(text: str, limit: int, *, prefer_sentence: bool = False) -> str:
         head = cut[:space]
     else:
         head = text[:room]  # one enormous "word" (a URL, garbage): better cut than nothing
-    return head.rstrip(" ,;:-–—") + ELLIPSIS
+    return head.rstrip(" \n,;:-–—") + ELLIPSIS
 
 
 def _is_unspaced_script(chars: str) -> bool:

@@ -19,7 +19,7 @@ import feedparser
 from bot.core.identity import safe_link
 from bot.core.models import Story
 from bot.core.ports import FeedError, ParsedFeed
-from bot.core.text import clean_text, summarise, truncate
+from bot.core.text import PARAGRAPH, clean_body, clean_text, summarise, truncate
 from bot.feeds.bounds import bound_document
 
 TITLE_LIMIT = 500
@@ -27,6 +27,7 @@ CONTENT_LIMIT = 20_000
 AUTHOR_LIMIT = 200
 CATEGORY_LIMIT = 100
 MAX_CATEGORIES = 20
+MAX_TEXTS = 20  # content values of one item read (a media:group can list dozens of captions)
 GUID_LIMIT = 2_000
 MAX_ITEMS = 2_000  # a feed with more is a dump, not a feed: keep the first (newest) items
 # A 10 MB feed (the fetch size cap) of ordinary items parses in well under this; a document still
@@ -104,13 +105,37 @@ def _when(entry: Mapping[str, Any]) -> datetime | None:
     return None
 
 
-def _full_text(entry: Mapping[str, Any]) -> tuple[str, str]:
-    """(lead source, full text): the description is the lead when there is one; the longest of
-    description and content is the text matched against."""
-    summary = clean_text(entry.get("summary"))
-    contents = [clean_text(c.get("value")) for c in entry.get("content") or () if c.get("value")]
-    full = max([summary, *contents], key=len)
-    return (summary or full), truncate(full, CONTENT_LIMIT)
+def _texts(entry: Mapping[str, Any]) -> tuple[str, str]:
+    """(lead source, content): every text the publisher gives for the item is matched, but only
+    the description makes a good lead.
+
+    feedparser puts the description in `summary`, and content:encoded, media:description (photo
+    captions) and the like in `content`. A caption can be longer than the description and say
+    nothing of the story, so the content is all of them: the description, then each other
+    text not already contained in another one, in document order."""
+    description = clean_body(entry.get("summary"))
+    contents = [
+        clean_body(c.get("value"))
+        for c in list(entry.get("content") or ())[:MAX_TEXTS]
+        if c.get("value")
+    ]
+    lead = description or max(contents, key=len, default="")
+    return lead, truncate(PARAGRAPH.join(_distinct([description, *contents])), CONTENT_LIMIT)
+
+
+def _distinct(texts: list[str]) -> list[str]:
+    """The texts, less the empty ones, repeats and those contained in another (a summary that
+    is the first paragraph of content:encoded), compared across paragraph breaks."""
+    flat = [t.replace(PARAGRAPH, " ") for t in texts]
+    return [
+        text
+        for i, text in enumerate(texts)
+        if text
+        and not any(
+            j != i and flat[i] in other and (len(other) > len(flat[i]) or j < i)
+            for j, other in enumerate(flat)
+        )
+    ]
 
 
 def _image(entry: Mapping[str, Any]) -> str | None:
@@ -142,13 +167,13 @@ def _categories(entry: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def to_story(entry: Mapping[str, Any], feed_name: str) -> Story | None:
-    lead_source, content = _full_text(entry)
+    lead_source, content = _texts(entry)
     title = clean_text(entry.get("title"))
     link = safe_link(entry.get("feedburner_origlink")) or safe_link(entry.get("link"))
     if not title:
         if not lead_source and not link:
             return None  # nothing a reader could recognise
-        title = truncate(lead_source, 120) or link or ""
+        title = truncate(lead_source.replace(PARAGRAPH, " "), 120) or link or ""
     guid = entry.get("id") or entry.get("guid")
     return Story(
         feed=feed_name,
