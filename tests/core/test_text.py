@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from bot.core.text import ELLIPSIS, SUMMARY_LIMIT, clean_text, summarise, truncate
+from bot.core.text import ELLIPSIS, SUMMARY_LIMIT, clean_body, clean_text, summarise, truncate
 
 # --- clean_text ----------------------------------------------------------------------------------
 
@@ -238,3 +238,96 @@ def test_every_limit_is_respected_and_no_word_is_broken(text, prefer_sentence):
         assert text.startswith(head), (limit, result)
         if " " in text[1:limit]:  # a word boundary was within reach
             assert not (head[-1:].isalnum() and text[len(head)].isalnum()), (limit, result)
+
+
+# --- clean_body: paragraphs kept, publisher boilerplate dropped (issue 13, part 5) --------------
+
+BODY = [
+    pytest.param(
+        "<p>to the global south</p><p>The UN general assembly</p>",
+        "to the global south\n\nThe UN general assembly",
+        id="paragraphs-are-not-run-together",
+    ),
+    pytest.param("one<br>two<br/>three", "one\n\ntwo\n\nthree", id="line-breaks"),
+    pytest.param("<ul><li>a</li><li>b</li></ul>", "a\n\nb", id="list-items"),
+    pytest.param("<div>a</div><div> </div><div>b</div>", "a\n\nb", id="empty-blocks-dropped"),
+    pytest.param(
+        "&lt;p&gt;escaped&lt;/p&gt;&lt;p&gt;twice&lt;/p&gt;", "escaped\n\ntwice", id="escaped-html"
+    ),
+    pytest.param("Pyong<b>yang</b> fires", "Pyongyang fires", id="inline-tag-keeps-the-word"),
+    pytest.param(
+        '<p>Lead.</p> <a href="https://g.example/x">Continue reading...</a>',
+        "Lead.",
+        id="continue-reading",
+    ),
+    pytest.param("<p>Lead.</p><p>Read more »</p>", "Lead.", id="read-more"),
+    pytest.param(
+        '<p>Protests grow</p><ul><li><a href="https://g.example/ukraine">See all our Ukraine'
+        ' coverage</a></li></ul> <a href="https://g.example/x">Continue reading...</a>',
+        "Protests grow",
+        id="see-all-our-coverage",
+    ),
+    pytest.param(
+        "<p>Objects returned</p><p>Get our <a>free news app</a>, <a>morning email briefing</a>"
+        " or <a>daily news podcast</a></p><p>Four objects will be returned.</p>",
+        "Objects returned\n\nFour objects will be returned.",
+        id="newsletter-promotion-in-the-middle",
+    ),
+    pytest.param(
+        "<ul><li><a>Follow our Australia news live blog for the latest updates</a></li></ul>"
+        "<p>Floods in NSW.</p>",
+        "Floods in NSW.",
+        id="live-blog-promotion",
+    ),
+    pytest.param(
+        "<p>Speech analysed.</p><p> <span>Related: </span><a>Fact check: the address</a> </p>",
+        "Speech analysed.",
+        id="related-link",
+    ),
+    pytest.param(
+        "Officials said the report was ready. Continue reading…",
+        "Officials said the report was ready.",
+        id="trailing-call-in-the-last-paragraph",
+    ),
+    pytest.param(
+        "Experts say people should read more",
+        "Experts say people should read more",
+        id="ordinary-words-stay",
+    ),
+    pytest.param(
+        "<p>Get our free news app, says the minister, who spent the week announcing a state"
+        " programme that pays for every household in the region to be connected to the"
+        " national broadband network, at a cost the opposition puts at several billion dollars"
+        " over the next decade.</p>",
+        "Get our free news app, says the minister, who spent the week announcing a state"
+        " programme that pays for every household in the region to be connected to the"
+        " national broadband network, at a cost the opposition puts at several billion dollars"
+        " over the next decade.",
+        id="a-long-paragraph-is-never-a-promotion",
+    ),
+    pytest.param("<p>Continue reading...</p>", "", id="nothing-but-boilerplate"),
+    pytest.param("a\ue000b", "ab", id="break-marker-cannot-be-forged"),
+]
+
+
+@pytest.mark.parametrize(("raw", "expected"), BODY)
+def test_clean_body(raw, expected):
+    assert clean_body(raw) == expected
+
+
+def test_clean_text_stays_on_one_line():
+    assert clean_text("<p>to the global south</p><p>The UN</p>") == "to the global south The UN"
+
+
+def test_a_lead_ends_where_its_paragraph_ends():
+    standfirst = "Prince Faisal decries as cynical accusations about the country's image " * 3
+    body = clean_body(f"<p>{standfirst}</p><p>{'it would be cynical to see it so ' * 8}.</p>")
+    summary = summarise(body)
+    assert summary == standfirst.strip()
+
+
+def test_a_lead_cut_mid_paragraph_never_ends_on_a_break():
+    body = clean_body(f"<p>Short standfirst</p><p>{'word ' * 100}</p>")
+    summary = summarise(body)
+    assert summary.startswith("Short standfirst\n\nword")
+    assert summary.endswith("word" + ELLIPSIS)

@@ -395,3 +395,54 @@ def test_malformed_but_recoverable_feeds_carry_a_warning(corpus):
         warning = corpus[name].feed.warning
         assert warning and warning.startswith("recovered from malformed feed"), name
     assert corpus["guardian_us_2018-01-31.rss"].feed.warning is None
+
+
+# --- leads without publisher boilerplate (issue 13, part 5) -------------------------------------
+
+GUARDIAN = ["guardian_world_2022-09-25.xml", "guardian_us_2018-01-31.rss"]
+_BOILERPLATE_SEEN = re.compile(
+    r"Continue reading|Read more|See all our|Get our free|Follow our .{0,40}live blog|Related:",
+    re.IGNORECASE,
+)
+_FIRST_PARAGRAPH = re.compile(r"\s*<p>(.*?)</p>", re.DOTALL)
+
+
+@pytest.mark.parametrize("name", GUARDIAN)
+def test_guardian_text_carries_no_calls_to_action_or_promotions(corpus, name):
+    stories = corpus[name].stories
+    assert not [s.summary for s in stories if _BOILERPLATE_SEEN.search(s.summary)]
+    assert not [s.title for s in stories if _BOILERPLATE_SEEN.search(s.content)]
+    if name == "guardian_world_2022-09-25.xml":
+        # ...and the text around them is kept.
+        (latest,) = [s for s in stories if s.title.startswith("Russia-Ukraine war latest")]
+        assert latest.summary == (
+            "More than 700 arrested in latest Russian protests against Putin’s military"
+            " call-up as people who refuse to fight face jail sentences"
+        )
+
+
+@pytest.mark.parametrize("name", GUARDIAN)
+def test_guardian_standfirst_is_never_run_into_the_next_paragraph(corpus, name):
+    # Each description opens with a standfirst paragraph with no full stop; before block
+    # elements became breaks, its last word ran into the next sentence ("...Khashoggi killing
+    # It would be cynical...").
+    outcome = corpus[name]
+    parsed = feedparser.parse(outcome.fetched.body, response_headers=dict(outcome.fetched.headers))
+    checked = 0
+    for story, entry in zip(outcome.stories, parsed.entries, strict=True):
+        first = _FIRST_PARAGRAPH.match(entry.get("summary", ""))
+        if not first or not (standfirst := clean_body(first.group(1))):
+            continue
+        checked += 1
+        summary = story.summary.removesuffix(ELLIPSIS)
+        if len(summary) <= len(standfirst):  # cut inside the standfirst
+            assert standfirst.startswith(summary), (standfirst, summary)
+        else:  # went on past it: to the next paragraph, after a break
+            assert summary.startswith(standfirst + PARAGRAPH), (standfirst, summary)
+    assert checked >= 40
+
+
+def test_guardian_paragraphs_stay_apart_in_the_matched_text(corpus):
+    contents = [s.content for s in stories_of(corpus, "guardian_world_")]
+    assert any("global south\n\nThe UN general assembly" in c for c in contents)
+    assert not any("global south The UN" in c for c in contents)
