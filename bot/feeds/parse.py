@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import feedparser
+from feedparser.namespaces import mediarss
 
 from bot.core.identity import safe_link
 from bot.core.models import Story
@@ -46,6 +47,23 @@ class ParseLimits:
 _BENIGN = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)
 _HTML_PAGE = re.compile(rb"<\s*(!doctype\s+html|html[\s>]|head[\s>]|body[\s>])", re.IGNORECASE)
 _IMAGE_EXT = re.compile(r"\.(jpe?g|png|gif|webp|avif)(\?|$)", re.IGNORECASE)
+
+
+def _caption_as_content(self: Any, attrs_d: Any) -> None:
+    self._start_content(attrs_d)
+
+
+def _end_caption(self: Any) -> None:
+    self._end_content()
+
+
+# feedparser treats media:description (a photo caption) as a second description: it becomes a
+# content value while the item has none, and after that it *replaces* the description (an item
+# with content:encoded, or with two captions, loses its description to a caption). A caption is
+# always a content value here; it still becomes the summary when the item has no description,
+# as before. Patched once, at import, in every process that parses.
+mediarss.Namespace._start_media_description = _caption_as_content
+mediarss.Namespace._end_media_description = _end_caption
 
 
 def parse_document(

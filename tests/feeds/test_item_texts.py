@@ -113,6 +113,20 @@ def test_a_caption_is_matched_after_the_description():
     assert story.summary == lead
 
 
+@pytest.mark.parametrize("with_full_text", [False, True], ids=["captions", "full-text-too"])
+def test_more_captions_never_replace_the_description(with_full_text):
+    # feedparser on its own makes the second caption (or a caption after content:encoded) the
+    # item's description.
+    lead = "The bill would require the Trump administration to report."
+    full = ("<p>It passed 60 to 40 after a long night.</p>",) if with_full_text else ()
+    first = "Senators leaving the chamber on Tuesday night after the vote, which ran long."
+    second = "The Capitol at dawn."
+    story = _one(_item(lead, *full, captions=(first, second, first)))
+    assert story.summary == lead
+    texts = [lead, *(["It passed 60 to 40 after a long night."] if full else []), first, second]
+    assert story.content == PARAGRAPH.join(texts)
+
+
 def test_a_caption_repeating_the_description_is_not_repeated():
     lead = "Senators leaving the chamber on Tuesday night."
     story = _one(_item(lead, captions=(lead,)))
