@@ -10,8 +10,9 @@ from enum import StrEnum
 
 @dataclass(frozen=True, slots=True)
 class Story:
-    """One item of a feed, as clean text. `content` is the full text used for matching,
-    `summary` the short lead shown on cards."""
+    """One item of a feed, as clean text. `content` is the text used for matching: every text
+    the publisher gave for the item (description, full text, captions), paragraphs separated by
+    a blank line; `summary` is the short lead shown on cards, cut from the description."""
 
     feed: str
     title: str
