@@ -4,6 +4,7 @@
     .venv/bin/python -m bench pipeline        # poll cycles, loop lag, delivery delay, a month
     .venv/bin/python -m bench matcher         # the matcher against one regex per query
     .venv/bin/python -m bench hostile         # the costliest NEAR allowed, against pair by pair
+    .venv/bin/python -m bench formulaic       # first poll of 1,000 formulaic feeds vs feedparser
     .venv/bin/python -m bench --quick         # smaller sizes: a smoke run in under a minute
 
 Speed is measured here, never asserted in tests (see BENCHMARKS.md for the latest numbers)."""
@@ -17,7 +18,7 @@ import time
 
 from bench.common import machine
 
-PARTS = ("pipeline", "matcher", "hostile")
+PARTS = ("pipeline", "matcher", "hostile", "formulaic")
 
 
 def _matcher(quick: bool) -> str:
@@ -52,6 +53,10 @@ def main(argv: list[str] | None = None) -> None:
             from bench import pipeline
 
             print(pipeline.run(quick=args.quick), flush=True)
+        elif part == "formulaic":
+            from bench import formulaic
+
+            print(f"## Formulaic feeds\n\n{formulaic.run(quick=args.quick)}", flush=True)
         elif part == "hostile":
             from bench import hostile
 

@@ -89,8 +89,17 @@ class Feed:
 class FeedSet:
     """The documents, and how they change. Deterministic for a given seed and size."""
 
-    def __init__(self, count: int, publishers: int, now: datetime, seed: int = SEED) -> None:
+    def __init__(
+        self,
+        count: int,
+        publishers: int,
+        now: datetime,
+        seed: int = SEED,
+        *,
+        formulaic: bool = False,
+    ) -> None:
         self.rng = random.Random(seed)
+        self.formulaic = formulaic
         self.corpus = corpus.load()
         self.now = now
         # A pool of agency stories that several feeds carry word for word.
@@ -99,7 +108,7 @@ class FeedSet:
         conditionals = [CONDITIONALS[i % 3] for i in range(count)]
         self.rng.shuffle(conditionals)
         for index in range(count):
-            style = self.rng.choices(STYLES, STYLE_WEIGHTS)[0]
+            style = "short" if formulaic else self.rng.choices(STYLES, STYLE_WEIGHTS)[0]
             feed = Feed(index, index % publishers, style, conditionals[index], [])
             # The baseline items are 25 to 72 hours old: older than the bot's max_age, so a
             # bot meeting them for the first time records them and alerts nobody.
@@ -110,6 +119,8 @@ class FeedSet:
             self.feeds.append(feed)
 
     def _text(self) -> tuple[str, str]:
+        if self.formulaic:
+            return formulaic_text(self.rng)
         sentences = self.rng.choice((1, 2, 2, 3))
         return corpus.splice_title(self.corpus, self.rng), corpus.description(
             self.corpus, self.rng, sentences
@@ -225,6 +236,43 @@ class FeedSet:
         }
 
 
+_PLACES = ("Ridgecrest", "Anchorage", "Hilo", "Tokyo", "Lima", "Manila", "Napa", "Reno")
+_DIRECTIONS = ("N", "NE", "E", "SE", "S", "SW", "W", "NW")
+_INDEXES = ("Dow", "Nasdaq", "FTSE", "Nikkei", "DAX")
+_TEAMS = ("United", "City", "Rovers", "Athletic", "Wanderers", "Albion", "Rangers", "Town")
+_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+def formulaic_text(rng: random.Random) -> tuple[str, str]:
+    """A bulletin from a small vocabulary (a few dozen words, and numbers): earthquake reports,
+    market closes, match results. Most word pairs of one bulletin occur in many others."""
+    kind = rng.randrange(3)
+    day = rng.choice(_DAYS)
+    if kind == 0:
+        mag, km = f"{rng.uniform(2.5, 6.5):.1f}", rng.randint(2, 90)
+        where = f"{km} km {rng.choice(_DIRECTIONS)} of {rng.choice(_PLACES)}"
+        depth = rng.randint(1, 60)
+        return (
+            f"M {mag} earthquake - {where}",
+            f"A magnitude {mag} earthquake struck {where} at a depth of {depth} km on {day}.",
+        )
+    if kind == 1:
+        index, up = rng.choice(_INDEXES), rng.random() < 0.5
+        pct, level = f"{rng.uniform(0.1, 3.0):.1f}", rng.randint(5000, 40000)
+        session = rng.choice(("morning", "afternoon"))
+        return (
+            f"{index} {'rises' if up else 'falls'} {pct} percent to {level} in {session} trading",
+            f"The {index} {'rose' if up else 'fell'} {pct} percent to {level} points in "
+            f"{session} trading on {day}.",
+        )
+    home, away = rng.sample(_TEAMS, 2)
+    goals = f"{rng.randint(0, 5)}-{rng.randint(0, 5)}"
+    return (
+        f"{home} beat {away} {goals}",
+        f"{home} beat {away} {goals} in the league on {day} at home.",
+    )
+
+
 class Server:
     def __init__(self, feeds: FeedSet) -> None:
         self.feeds = feeds
@@ -278,8 +326,8 @@ class Server:
         return web.json_response(log)
 
 
-async def _serve(count: int, publishers: int) -> None:
-    feeds = FeedSet(count, publishers, datetime.now(UTC))
+async def _serve(count: int, publishers: int, formulaic: bool = False) -> None:
+    feeds = FeedSet(count, publishers, datetime.now(UTC), formulaic=formulaic)
     server = Server(feeds)
     app = web.Application()
     app.router.add_get("/_control/info", server.control_info)
@@ -340,8 +388,9 @@ class FeedServerProcess(FeedServerClient):
     """Runs `python -m bench.feedserver` as a child process; blocking control calls, made
     between cycles."""
 
-    def __init__(self, count: int = 1000, publishers: int = 40) -> None:
+    def __init__(self, count: int = 1000, publishers: int = 40, *, formulaic: bool = False) -> None:
         super().__init__()
+        self.formulaic = formulaic
         self.count = count
         self.publishers = min(publishers, count)
         self._process: subprocess.Popen[str] | None = None
@@ -349,7 +398,14 @@ class FeedServerProcess(FeedServerClient):
     def start(self) -> FeedServerProcess:
         root = Path(__file__).resolve().parents[1]
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "bench.feedserver", str(self.count), str(self.publishers)],
+            [
+                sys.executable,
+                "-m",
+                "bench.feedserver",
+                str(self.count),
+                str(self.publishers),
+                *(["formulaic"] if self.formulaic else []),
+            ],
             cwd=root,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -386,4 +442,4 @@ class FeedServerProcess(FeedServerClient):
 
 
 if __name__ == "__main__":
-    asyncio.run(_serve(int(sys.argv[1]), int(sys.argv[2])))
+    asyncio.run(_serve(int(sys.argv[1]), int(sys.argv[2]), "formulaic" in sys.argv[3:]))

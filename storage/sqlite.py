@@ -154,6 +154,12 @@ def _dt(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
 
 
+# Newest stories returned per windowed identity key (see find_keys), and keys per compound
+# SELECT (SQLite allows 500 terms; 3 parameters per term stay under its 999-variable floor).
+WINDOW_HITS_PER_KEY = 16
+_KEYS_PER_COMPOUND = 200
+
+
 def _chunks(items: Sequence[Any], size: int = _SQL_VARIABLES) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -531,20 +537,37 @@ class SqliteStorage:
     async def find_keys(
         self, keys: Sequence[int], *, since: datetime | None = None
     ) -> list[KeyHit]:
+        """The stories holding these keys. With `since` (the near-duplicate window): only keys
+        seen since then, and per key only the WINDOW_HITS_PER_KEY newest stories. On formulaic
+        feeds one MinHash band is shared by thousands of stored bulletins; a key that common
+        says little, and reading every holder made each poll's work grow with the database."""
         if not keys:
             return []
         unique = sorted(set(keys))
         hits: list[KeyHit] = []
+        kinds = {int(kind): kind for kind in KeyKind}
         async with self._lock:
-            for chunk in _chunks(unique):
-                marks = ",".join("?" * len(chunk))
-                sql = f"SELECT key, kind, story_id, seen_at FROM story_keys WHERE key IN ({marks})"  # noqa: S608
-                params: list[Any] = list(chunk)
-                if since is not None:
-                    sql += " AND seen_at >= ?"
-                    params.append(since.timestamp())
+            if since is None:
+                for chunk in _chunks(unique):
+                    marks = ",".join("?" * len(chunk))
+                    sql = f"SELECT key, kind, story_id, seen_at FROM story_keys WHERE key IN ({marks})"  # noqa: S608
+                    for key, kind, story_id, seen_at in await self._all(sql, list(chunk)):
+                        hits.append(KeyHit(key, kinds[kind], story_id, _dt(seen_at)))
+                return hits
+            # One bounded index range per key (newest story ids first), as a compound SELECT:
+            # SQLite has no LATERAL join, and a window function would still read every holder.
+            term = (
+                "SELECT * FROM (SELECT key, kind, story_id, seen_at FROM story_keys"
+                " WHERE key = ? AND seen_at >= ? ORDER BY story_id DESC LIMIT ?)"
+            )
+            stamp = since.timestamp()
+            for chunk in _chunks(unique, _KEYS_PER_COMPOUND):
+                sql = " UNION ALL ".join([term] * len(chunk))
+                params: list[Any] = []
+                for key in chunk:
+                    params += (key, stamp, WINDOW_HITS_PER_KEY)
                 for key, kind, story_id, seen_at in await self._all(sql, params):
-                    hits.append(KeyHit(key, KeyKind(kind), story_id, _dt(seen_at)))  # type: ignore[arg-type]
+                    hits.append(KeyHit(key, kinds[kind], story_id, _dt(seen_at)))
         return hits
 
     async def load_stories(self, ids: Sequence[int]) -> dict[int, StoredStory]:

@@ -470,7 +470,11 @@ class Pipeline:
                     [k.value for s in unresolved for k in s.fuzzy],
                     since=now - self.settings.dedupe_window,
                 )
-            candidates = sorted(_worth_loading(sightings, hits))
+            wanted = _worth_loading(sightings, hits)
+            # The plan needs no hit on a story it will not read (the GUID and link hits it
+            # keeps all: they decide, loaded or not).
+            hits = [h for h in hits if h.kind in PERMANENT_KINDS or h.story_id in wanted]
+            candidates = sorted(wanted)
             stories_by_id = await self.store.load_stories(candidates)
             targets = await self.store.delivery_targets(candidates)
             # Matching and near-duplicate checks are CPU work whose cost grows with the stories
