@@ -60,6 +60,12 @@ async def test_cnn_story_under_two_guids_gives_one_card(feed_server, bot_run):
         == 1
     )
     assert len(cards) == 1
+    # Listed twice again: the card stays on its link instead of moving to the other and back.
+    feed_server.set(
+        "cnn.xml",
+        fresh("cnn_edition_2020-04-27_same_story_two_guids.xml") + b"\n<!-- re-served -->",
+    )
+    assert await run.poll() == []
 
 
 async def test_nyt_reissue_under_new_guid_is_an_update_not_a_second_card(feed_server, bot_run):

@@ -134,6 +134,7 @@ def plan_ingest(
     # is not one of them moved under a new address.
     listed = {ref for s in sightings for k in s.strong for ref in by_key.get(k.value, ())}
     ignore = boilerplate(s.story for s in sightings)
+    links = {url_key(s.story.link) for s in sightings} - {None}
     # Stories created by this plan, so that a document repeating a story finds it too.
     local: dict[int, Story] = {}
     prints: dict[int, Fingerprint] = {}
@@ -197,6 +198,7 @@ def plan_ingest(
             settings,
             now,
             delivered | planned,
+            links,
         )
     return plan
 
@@ -236,7 +238,9 @@ def _plan_sighting(
     settings: IngestSettings,
     now: datetime,
     delivered: set[str],
+    links: set[str],
 ) -> None:
+    """`links`: the links the document lists."""
     same_feed = known.feed_id == feed.id
     old = known.story
     if same_feed and (story.title, story.summary, story.link, story.content) == (
@@ -251,10 +255,11 @@ def _plan_sighting(
     # Only the same article (same feed, or the same link elsewhere) can revise a card; another
     # publisher's wording of the story is not an update of ours.
     can_revise = same_feed or (exact and url_key(story.link) == url_key(known.story.link))
-    changed = can_revise and (
-        material_change(known.story, story)
-        or (same_feed and url_key(story.link) != url_key(known.story.link))
-    )
+    # Moved: the feed no longer lists the story's link and lists this one. A document that
+    # lists one story under two links (CNN did) must not move the card back and forth.
+    old_link = url_key(known.story.link)
+    moved = same_feed and url_key(story.link) != old_link and old_link not in links
+    changed = can_revise and (material_change(known.story, story) or moved)
     if changed:
         merged = _merge_story(known.story, story)
         # Cards already sent are edited (the store marks them); a destination the rewrite
