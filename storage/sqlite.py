@@ -156,7 +156,7 @@ def _dt(value: float | None) -> datetime | None:
 
 # Newest stories returned per windowed identity key (see find_keys), and keys per compound
 # SELECT (SQLite allows 500 terms; 3 parameters per term stay under its 999-variable floor).
-WINDOW_HITS_PER_KEY = 16
+WINDOW_HITS_PER_KEY = 8
 _KEYS_PER_COMPOUND = 200
 
 

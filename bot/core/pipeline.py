@@ -459,17 +459,18 @@ class Pipeline:
         self, feed: FeedState, stories: Sequence[Story], outcome: PollOutcome
     ) -> PollReport:
         book = await self.queries()
+        # Identity keys are CPU work that needs no database: computed off the loop and outside
+        # the ingest lock, so other feeds' plans and writes go on meanwhile. Fuzzy keys only for
+        # items whose GUID or link the database does not know (checked again under the lock).
+        sightings = await asyncio.to_thread(_sightings, feed, stories)
+        hits = await self.store.find_keys([k.value for s in sightings for k in s.strong])
+        await asyncio.to_thread(_add_fuzzy_keys, _unresolved(sightings, hits))
         async with self._ingest_lock:
             now = self.clock()
-            sightings = [
-                _Sighting(story, strong_keys(story, feed.id, guid_unique=guid_unique))
-                for story, guid_unique in unique_in_document(stories)
-            ]
             hits = await self.store.find_keys([k.value for s in sightings for k in s.strong])
-            known = {hit.key for hit in hits}
-            unresolved = [s for s in sightings if not any(k.value in known for k in s.strong)]
-            for sighting in unresolved:
-                sighting.fuzzy = fuzzy_keys(sighting.story)
+            unresolved = _unresolved(sightings, hits)
+            # Only a story recorded by another poll since the first look lacks them.
+            _add_fuzzy_keys(unresolved)
             if unresolved:
                 hits += await self.store.find_keys(
                     [k.value for s in unresolved for k in s.fuzzy],
@@ -498,6 +499,24 @@ class Pipeline:
             updated=sum(1 for r in plan.revisions if r.notify),
             alerts=plan.alerts,
         )
+
+
+def _sightings(feed: FeedState, stories: Sequence[Story]) -> list[_Sighting]:
+    return [
+        _Sighting(story, strong_keys(story, feed.id, guid_unique=guid_unique))
+        for story, guid_unique in unique_in_document(stories)
+    ]
+
+
+def _unresolved(sightings: Sequence[_Sighting], hits: Sequence[KeyHit]) -> list[_Sighting]:
+    known = {hit.key for hit in hits}
+    return [s for s in sightings if not any(k.value in known for k in s.strong)]
+
+
+def _add_fuzzy_keys(sightings: Sequence[_Sighting]) -> None:
+    for sighting in sightings:
+        if not sighting.fuzzy:
+            sighting.fuzzy = fuzzy_keys(sighting.story)
 
 
 def _worth_loading(sightings: Sequence[_Sighting], hits: Sequence[KeyHit]) -> set[int]:
