@@ -242,10 +242,12 @@ BOILERPLATE_ITEMS = 3
 
 
 def boilerplate(stories: Iterable[Story]) -> frozenset[str]:
-    """Word pairs that a document repeats under several of its items."""
+    """Word pairs that a document repeats under several of its items: a shared lead, a
+    headline formula ("... live news: ...", "M 4.2 earthquake - ... km NE of ..."). They say
+    which feed an item is from, not which story: neither candidates nor checks count them."""
     counts: Counter[str] = Counter()
     for story in stories:
-        counts.update(shingles(words(story.summary)))
+        counts.update(shingles(words(fingerprint_text(story))))
     return frozenset(s for s, n in counts.items() if n >= BOILERPLATE_ITEMS)
 
 
@@ -343,13 +345,14 @@ def strong_keys(story: Story, feed_id: int, *, guid_unique: bool) -> tuple[Ident
     return tuple(keys)
 
 
-def fuzzy_keys(story: Story) -> tuple[IdentityKey, ...]:
-    """Keys that find near-duplicates within the de-duplication window (candidates only)."""
+def fuzzy_keys(story: Story, ignore: frozenset[str] = frozenset()) -> tuple[IdentityKey, ...]:
+    """Keys that find near-duplicates within the de-duplication window (candidates only).
+    `ignore`: the document's boilerplate (see `boilerplate`)."""
     keys: list[IdentityKey] = []
     title = words(story.title)
     if len(title) >= MIN_TITLE_WORDS:
         keys.append(IdentityKey(KeyKind.TITLE, _hash64("title", " ".join(title))))
-    grams = shingles(words(fingerprint_text(story)))
+    grams = shingles(words(fingerprint_text(story))) - ignore
     if len(grams) >= MIN_SHINGLES:
         keys.extend(IdentityKey(KeyKind.SHINGLE, band) for band in minhash_bands(grams))
     return tuple(keys)

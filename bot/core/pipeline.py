@@ -463,14 +463,15 @@ class Pipeline:
         # the ingest lock, so other feeds' plans and writes go on meanwhile. Fuzzy keys only for
         # items whose GUID or link the database does not know (checked again under the lock).
         sightings = await asyncio.to_thread(_sightings, feed, stories)
+        ignore = await asyncio.to_thread(boilerplate, [s.story for s in sightings])
         hits = await self.store.find_keys([k.value for s in sightings for k in s.strong])
-        await asyncio.to_thread(_add_fuzzy_keys, _unresolved(sightings, hits))
+        await asyncio.to_thread(_add_fuzzy_keys, _unresolved(sightings, hits), ignore)
         async with self._ingest_lock:
             now = self.clock()
             hits = await self.store.find_keys([k.value for s in sightings for k in s.strong])
             unresolved = _unresolved(sightings, hits)
             # Only a story recorded by another poll since the first look lacks them.
-            _add_fuzzy_keys(unresolved)
+            _add_fuzzy_keys(unresolved, ignore)
             if unresolved:
                 hits += await self.store.find_keys(
                     [k.value for s in unresolved for k in s.fuzzy],
@@ -513,10 +514,10 @@ def _unresolved(sightings: Sequence[_Sighting], hits: Sequence[KeyHit]) -> list[
     return [s for s in sightings if not any(k.value in known for k in s.strong)]
 
 
-def _add_fuzzy_keys(sightings: Sequence[_Sighting]) -> None:
+def _add_fuzzy_keys(sightings: Sequence[_Sighting], ignore: frozenset[str]) -> None:
     for sighting in sightings:
         if not sighting.fuzzy:
-            sighting.fuzzy = fuzzy_keys(sighting.story)
+            sighting.fuzzy = fuzzy_keys(sighting.story, ignore)
 
 
 def _worth_loading(sightings: Sequence[_Sighting], hits: Sequence[KeyHit]) -> set[int]:
