@@ -134,9 +134,11 @@ def safe_link(url: str | None) -> str | None:
         return None
 
 
+@lru_cache(maxsize=65_536)
 def url_key(url: str | None) -> str | None:
     """The form two links to the same article share: scheme, `www.`, default port, fragment,
-    tracking parameters, trailing slash and parameter order do not count."""
+    tracking parameters, trailing slash and parameter order do not count. Cached: a poll asks
+    for each link's key several times (its identity key, what the document lists, a move)."""
     link = safe_link(url)
     if link is None:
         return None
