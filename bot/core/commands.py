@@ -20,7 +20,7 @@ from bot.core.matcher import Matcher
 from bot.core.models import FeedSpec, FeedState, Origin, StoredStory, valid_channel
 from bot.core.ports import FeedError, ParsedFeed
 from bot.core.query import Query, QueryCost, QueryError, parse_query, query_cost
-from bot.core.routing import QueryBook
+from bot.core.routing import QueryBook, parsed
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def _clean_name(raw: str | None, what: str) -> tuple[str | None, Reply | None]:
 
 def _cost(text: str) -> QueryCost:
     try:
-        return query_cost(parse_query(text))
+        return query_cost(parsed(text))
     except QueryError:
         return QueryCost(0, 0)  # left out by the matcher anyway (see routing.QueryBook)
 
