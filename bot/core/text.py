@@ -166,7 +166,7 @@ _BOILERPLATE_LIMIT = 200  # a promotion is one short line; a real paragraph is n
 # stays.
 _TRAILING_CALL = re.compile(
     r"(?:(?<=\s)|^)(?:\[\s*)?(?:(?:Continue|Keep) reading|Read more|Read the full (?:story|article))"
-    r"(?:\.{2,}|…|»|›|>>|→|\s)*\]?$"
+    rf"{_ARROWS}\]?$"
 )
 
 
