@@ -18,7 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.chat.preflight import Check
 from bot.chat.slack.render import render_card
-from bot.chat.slack.sender import PERMANENT, make_client
+from bot.chat.slack.sender import PERMANENT, api_error, make_client
 from bot.core.cards import Card
 from config.settings import Settings
 
@@ -53,7 +53,7 @@ async def check_slack(
     try:
         auth = await web.auth_test()
     except SlackApiError as exc:
-        error = exc.response.get("error") or f"HTTP {exc.response.status_code}"
+        error = api_error(exc)
         return [
             Check.failed(
                 KIND,
@@ -108,7 +108,7 @@ async def _check_app_token(api_base: str, token: str) -> Check:
         # Hands out a Socket Mode URL that is never used: the only test of an app-level token.
         await AsyncWebClient(base_url=api_base, token=token).apps_connections_open(app_token=token)
     except SlackApiError as exc:
-        error = exc.response.get("error") or f"HTTP {exc.response.status_code}"
+        error = api_error(exc)
         return Check.failed(
             KIND,
             "app token",
@@ -158,7 +158,7 @@ async def _check_channel(
         # member, and the *:history scopes.
         await web.conversations_history(channel=channel_id, limit=1, include_all_metadata=True)
     except SlackApiError as exc:
-        error = str(exc.response.get("error") or f"HTTP {exc.response.status_code}")
+        error = api_error(exc)
         if error == "channel_not_found":
             return Check.failed(
                 KIND,
@@ -202,7 +202,7 @@ async def _check_channel(
             unfurl_media=False,
         )
     except SlackApiError as exc:
-        error = str(exc.response.get("error") or f"HTTP {exc.response.status_code}")
+        error = api_error(exc)
         return Check.failed(
             KIND,
             target,

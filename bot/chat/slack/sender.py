@@ -120,13 +120,21 @@ def retry_after(headers: Mapping[str, Any] | None) -> float | None:
     return None
 
 
+def api_error(exc: SlackApiError) -> str:
+    """Slack's error code for a failed Web API call (`channel_not_found`), or the HTTP status
+    when the answer carried none."""
+    response = exc.response
+    status = getattr(response, "status_code", 200) or 200
+    return str(response.get("error") or f"HTTP {status}")
+
+
 def classify(exc: BaseException) -> tuple[SendResult, bool]:
     """What a failed Web API call means: (the result, whether the request may have taken
     effect anyway)."""
     if isinstance(exc, SlackApiError):
         response = exc.response
         status = getattr(response, "status_code", 200) or 200
-        error = str(response.get("error") or f"HTTP {status}")
+        error = api_error(exc)
         if status == 429 or error == "ratelimited":
             return SendResult.retry(
                 "Slack rate limit (ratelimited)", retry_after=retry_after(response.headers)
