@@ -1,5 +1,9 @@
 """Slash commands: Discord's input translated into bot.core.commands calls, replies rendered back.
 
+The tree is built from bot.core.catalog: one slash command per declaration (a group's commands
+as sub-commands of a slash group), each argument an option of the matching type, with its range,
+length, description and, where the catalog offers suggestions, autocomplete.
+
 No command logic lives here. The core validates input, refuses non-admins and writes the audit
 log; this module refuses commands from servers the bot does not serve (guilds.py), decides who is
 an admin from Discord's own data (server side: the ``default_permissions`` of a group only hides
@@ -10,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import Any
@@ -19,33 +24,27 @@ from discord import app_commands
 
 from bot.chat.discord.guilds import GuildGate
 from bot.chat.discord.render import render_reply
-from bot.core.commands import (
-    MAX_HOURS,
-    MAX_LIMIT,
-    NAME_LIMIT,
-    URL_LIMIT,
-    Actor,
-    Commands,
-    Reply,
-    refused,
+from bot.core.catalog import (
+    CATALOG,
+    GROUPS,
+    Arg,
+    Command,
+    Kind,
+    group_admins_only,
 )
+from bot.core.commands import Actor, Commands, Reply, refused
 from bot.core.text import truncate
 
 log = logging.getLogger(__name__)
 
 APOLOGY = "Sorry, something went wrong while handling that command. It has been logged."
 NOT_READY = "newsbot is still starting up; try again in a moment."
-QUERY_LIMIT = 1000
 CHOICE_LIMIT = 100  # Discord: an autocomplete choice's name and value are 1-100 characters
+ADMIN_HINT = "someone with the Manage Server permission"
+# Who may see the admins' commands in Discord's own UI; who may run them is checked server side.
+ADMIN_PERMISSIONS = discord.Permissions(manage_guild=True)
 
 Handler = Callable[[Commands, Actor], Awaitable[Reply]]
-
-Query = app_commands.Range[str, 1, QUERY_LIMIT]
-Name = app_commands.Range[str, 1, NAME_LIMIT]
-Url = app_commands.Range[str, 1, URL_LIMIT]
-Hours = app_commands.Range[int, 1, MAX_HOURS]
-Limit = app_commands.Range[int, 1, MAX_LIMIT]
-Interval = app_commands.Range[str, 1, 20]
 
 
 class PostableChannel(app_commands.Transformer):
@@ -103,7 +102,28 @@ def actor_for(interaction: discord.Interaction, admin_role_ids: Collection[int])
             role_ids=_role_ids(user),
             admin_role_ids=admin_role_ids,
         ),
+        admin_hint=ADMIN_HINT + (" or an admin role" if admin_role_ids else ""),
     )
+
+
+def _annotation(arg: Arg) -> Any:
+    """The option type discord.py reads off a callback's signature."""
+    match arg.kind:
+        case Kind.HOURS | Kind.INTEGER:
+            annotation: Any = app_commands.Range[int, arg.low or 1, arg.high]
+        case Kind.CHANNEL:
+            annotation = PostableChannel
+        case _:
+            annotation = app_commands.Range[str, 1, arg.high]
+    return annotation if arg.required else annotation | None
+
+
+def _value(arg: Arg, value: Any, interaction: discord.Interaction) -> Any:
+    """An option's value as the core takes it."""
+    if arg.kind is Kind.CHANNEL:
+        # Left out: the channel the command was typed in.
+        return f"discord:{value.id if value is not None else interaction.channel_id}"
+    return value
 
 
 async def _respond(interaction: discord.Interaction, text: str) -> None:
@@ -210,9 +230,11 @@ class SlashCommands:
             return refused(refusal)
         return await handler(commands, actor)
 
-    async def _choices(self, interaction: discord.Interaction, current: str) -> list[str]:
+    async def _suggestions(
+        self, interaction: discord.Interaction, arg: Arg, current: str
+    ) -> list[app_commands.Choice[str]]:
         commands = self.commands
-        if commands is None:
+        if commands is None or arg.suggest is None:
             return []
         actor = actor_for(interaction, self.admin_role_ids)
         try:
@@ -220,139 +242,80 @@ class SlashCommands:
             async with asyncio.timeout(2.0):
                 if await self.gate.refusal(interaction.guild_id, interaction.user.id):
                     return []
-            return await commands.subscription_choices(actor, current)
+            found = await arg.suggest(commands, actor, current)
         except Exception:
             log.exception("autocomplete of /%s failed", _name(interaction))
             return []
+        return [
+            app_commands.Choice(name=truncate(value, CHOICE_LIMIT), value=value)
+            for value in found
+            if 0 < len(value) <= CHOICE_LIMIT  # longer ones cannot be a choice; type them
+        ][:25]
 
-    # --- the commands -------------------------------------------------------------------------
+    # --- the commands, from the catalog ---------------------------------------------------------
 
     def _register(self) -> None:
-        tree, run = self.tree, self.run
+        groups: dict[str, app_commands.Group] = {}
+        for command in CATALOG:
+            group = command.group
+            if group is None:
+                self.tree.add_command(self._slash(command))
+                continue
+            if group not in groups:
+                admins = group_admins_only(group)
+                groups[group] = app_commands.Group(
+                    name=group,
+                    description=GROUPS[group].summary + (" (admins)" if admins else ""),
+                    guild_only=admins,
+                    default_permissions=ADMIN_PERMISSIONS if admins else None,
+                )
+                self.tree.add_command(groups[group])
+            groups[group].add_command(self._slash(command))
 
-        @tree.command(
-            name="subscribe", description="Get a direct message for new stories matching a query"
+    def _slash(self, command: Command) -> app_commands.Command[Any, ..., None]:
+        run = self.run
+
+        async def callback(interaction: discord.Interaction, **options: Any) -> None:
+            args = {a.name: _value(a, options.get(a.name), interaction) for a in command.args}
+            await run(interaction, lambda c, actor: command.run(c, actor, args))
+
+        # discord.py reads the options off the callback's signature: one parameter per argument.
+        callback.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [
+                inspect.Parameter(
+                    "interaction",
+                    inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                    annotation=discord.Interaction,
+                ),
+                *(
+                    inspect.Parameter(
+                        a.name,
+                        inspect.Parameter.KEYWORD_ONLY,
+                        annotation=_annotation(a),
+                        default=inspect.Parameter.empty if a.required else None,
+                    )
+                    for a in command.args
+                ),
+            ]
         )
-        @app_commands.describe(query='What to watch, e.g. "North Korea" OR Pyongyang')
-        async def subscribe(interaction: discord.Interaction, query: Query) -> None:
-            await run(interaction, lambda c, a: c.subscribe(a, query))
+        if command.args:
+            callback = app_commands.describe(**{a.name: a.help for a in command.args})(callback)
+        suggested = {a.name: self._suggester(a) for a in command.args if a.suggest is not None}
+        if suggested:
+            callback = app_commands.autocomplete(**suggested)(callback)
+        if command.admins_only and command.group is None:  # a group says it for its commands
+            callback = app_commands.guild_only()(callback)
+            callback = app_commands.default_permissions(ADMIN_PERMISSIONS)(callback)
+        return app_commands.Command(
+            name=command.action if command.group else command.name,
+            description=command.summary,
+            callback=callback,
+        )
 
-        @tree.command(name="unsubscribe", description="Stop one of your subscriptions")
-        @app_commands.describe(query="The subscription to stop")
-        async def unsubscribe(interaction: discord.Interaction, query: Query) -> None:
-            await run(interaction, lambda c, a: c.unsubscribe(a, query))
-
-        @unsubscribe.autocomplete("query")
-        async def unsubscribe_choices(
+    def _suggester(self, arg: Arg) -> Callable[..., Awaitable[list[app_commands.Choice[str]]]]:
+        async def suggest(
             interaction: discord.Interaction, current: str
         ) -> list[app_commands.Choice[str]]:
-            mine = await self._choices(interaction, current)
-            return [
-                app_commands.Choice(name=truncate(q, CHOICE_LIMIT), value=q)
-                for q in mine
-                if 0 < len(q) <= CHOICE_LIMIT  # longer ones cannot be a choice; type them
-            ][:25]
+            return await self._suggestions(interaction, arg, current)
 
-        @tree.command(name="subscriptions", description="List your subscriptions")
-        async def subscriptions(interaction: discord.Interaction) -> None:
-            await run(interaction, lambda c, a: c.subscriptions(a))
-
-        @tree.command(name="recent", description="Recent stories, newest first")
-        @app_commands.describe(
-            query="Only stories matching this query (default: what the watchlists match)",
-            hours="How far back to look (default 24)",
-            limit="How many stories to show (default 10)",
-        )
-        async def recent(
-            interaction: discord.Interaction,
-            query: Query | None = None,
-            hours: Hours | None = None,
-            limit: Limit | None = None,
-        ) -> None:
-            await run(interaction, lambda c, a: c.recent(a, query, hours, limit))
-
-        @tree.command(name="status", description="Feeds, deliveries and connections at a glance")
-        async def status(interaction: discord.Interaction) -> None:
-            await run(interaction, lambda c, a: c.status(a))
-
-        admin = discord.Permissions(manage_guild=True)
-        watchlist = app_commands.Group(
-            name="watchlist",
-            description="Manage the desk's watchlists (admins)",
-            guild_only=True,
-            default_permissions=admin,
-        )
-
-        @watchlist.command(name="add", description="Post stories matching a query to a channel")
-        @app_commands.describe(
-            name="A name for the watchlist",
-            query='e.g. Putin OR Kremlin, "North Korea" NEAR/10 missile',
-            channel="Where the alerts go (default: this channel)",
-        )
-        async def watchlist_add(
-            interaction: discord.Interaction,
-            name: Name,
-            query: Query,
-            channel: PostableChannel | None = None,
-        ) -> None:
-            channel_id = channel.id if channel is not None else interaction.channel_id
-            target = f"discord:{channel_id}"
-            await run(interaction, lambda c, a: c.watchlist_add(a, name, query, target))
-
-        @watchlist.command(name="edit", description="Change a watchlist's query")
-        @app_commands.describe(name="The watchlist", query="Its new query")
-        async def watchlist_edit(
-            interaction: discord.Interaction, name: Name, query: Query
-        ) -> None:
-            await run(interaction, lambda c, a: c.watchlist_edit(a, name, query))
-
-        @watchlist.command(name="remove", description="Delete a watchlist made in chat")
-        @app_commands.describe(name="The watchlist")
-        async def watchlist_remove(interaction: discord.Interaction, name: Name) -> None:
-            await run(interaction, lambda c, a: c.watchlist_remove(a, name))
-
-        @watchlist.command(name="list", description="All watchlists and where they post")
-        async def watchlist_list(interaction: discord.Interaction) -> None:
-            await run(interaction, lambda c, a: c.watchlist_list(a))
-
-        @watchlist.command(
-            name="test", description="What a query would have matched (saves nothing)"
-        )
-        @app_commands.describe(query="The query to try", hours="How far back to look (default 24)")
-        async def watchlist_test(
-            interaction: discord.Interaction, query: Query, hours: Hours | None = None
-        ) -> None:
-            await run(interaction, lambda c, a: c.watchlist_test(a, query, hours))
-
-        feed = app_commands.Group(
-            name="feed",
-            description="Manage the polled feeds (admins)",
-            guild_only=True,
-            default_permissions=admin,
-        )
-
-        @feed.command(name="add", description="Poll a new RSS or Atom feed")
-        @app_commands.describe(
-            url="The feed's http(s) address",
-            name="A short name (default: the feed's title)",
-            interval="How often to poll, e.g. 5m (default from the config)",
-        )
-        async def feed_add(
-            interaction: discord.Interaction,
-            url: Url,
-            name: Name | None = None,
-            interval: Interval | None = None,
-        ) -> None:
-            await run(interaction, lambda c, a: c.feed_add(a, url, name, interval))
-
-        @feed.command(name="remove", description="Stop polling a feed added in chat")
-        @app_commands.describe(name="The feed")
-        async def feed_remove(interaction: discord.Interaction, name: Name) -> None:
-            await run(interaction, lambda c, a: c.feed_remove(a, name))
-
-        @feed.command(name="list", description="Feeds and their health")
-        async def feed_list(interaction: discord.Interaction) -> None:
-            await run(interaction, lambda c, a: c.feed_list(a))
-
-        tree.add_command(watchlist)
-        tree.add_command(feed)
+        return suggest

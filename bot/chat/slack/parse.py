@@ -1,4 +1,4 @@
-"""`/news <sub-command> ...`: the text Slack sends, parsed into one call of bot.core.commands.
+"""`/news <sub-command> ...`: the text Slack sends, parsed into one command of bot.core.catalog.
 
 Pure. Slack delivers command text with `&`, `<` and `>` escaped as entities and, because the
 manifest sets `should_escape`, channels as `<#C123|name>`, people as `<@U123|name>` and links as
@@ -6,41 +6,83 @@ manifest sets `should_escape`, channels as `<#C123|name>`, people as `<@U123|nam
 core gets back is plain text: queries keep their quotes and operators exactly as typed.
 
 A sub-command that cannot be parsed raises CommandSyntaxError naming the sub-command, so the
-reply can show that sub-command's usage."""
+reply can show that sub-command's usage.
+
+Nothing here is about one command: the sub-commands, their usage lines and how each one's
+arguments are typed all follow from the catalog's declarations. Numbers and intervals are
+`--flags` anywhere after the sub-command; the other arguments are words in declared order,
+except that a query, which runs to the end of the line, comes last. A name runs up to a channel
+that follows it, is one word (quoted if it has spaces) before a query, and is the rest of the
+line at the end. A channel is always typed, even where the declaration lets it be left out: it
+is what ends the name before it."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from bot.core.catalog import CATALOG, COMMANDS, Arg, Command, Kind, group_commands
+from bot.core.catalog import GROUPS as CATALOG_GROUPS
+
+HELP = "help"  # Slack's own: the usage lines, all or one
+# Words typed for a group's actions, whatever the group.
+ACTIONS = {"delete": "remove", "rm": "remove", "ls": "list", "new": "add"}
+# Numbers and intervals are typed as `--flag value`, anywhere after the sub-command (the other
+# arguments are words, in a fixed order); a usage line shows the value as this.
+PLACEHOLDER = {Kind.HOURS: "N", Kind.INTEGER: "N", Kind.INTERVAL: "10m"}
+_FLAG_KINDS = frozenset(PLACEHOLDER)
+
+
+def _is_flag(arg: Arg) -> bool:
+    return arg.kind in _FLAG_KINDS
+
+
+def _in_order(command: Command) -> list[Arg]:
+    """The words a sub-command takes, in the order they are typed: a query runs to the end of
+    the line, so it comes last."""
+    words = [a for a in command.args if not _is_flag(a)]
+    return sorted(words, key=lambda a: a.kind is Kind.QUERY)
+
+
+def _one_word_name(command: Command) -> bool:
+    """A name followed by a query is one word (quoted if it has spaces); followed by a channel it
+    runs up to the channel; last, it is the rest of the line."""
+    words = _in_order(command)
+    return any(
+        a.kind is Kind.NAME and b.kind is not Kind.CHANNEL for a, b in itertools.pairwise(words)
+    )
+
+
+def _usage_line(command: Command) -> str:
+    parts = ["/news", command.name]
+    for arg in _in_order(command):
+        if arg.kind is Kind.CHANNEL:
+            parts.append("<#channel>")  # always typed: it ends the name before it
+        else:
+            parts.append(f"<{arg.called}>" if arg.required else f"[{arg.called}]")
+    for arg in filter(_is_flag, command.args):
+        flag = f"--{arg.option} {PLACEHOLDER[arg.kind]}"
+        parts.append(flag if arg.required else f"[{flag}]")
+    notes = [
+        *(["admins"] if command.admins_only else []),
+        *(["quote a name with spaces"] if _one_word_name(command) else []),
+        *([command.note] if command.note else []),
+    ]
+    line = " ".join(parts) + (f"  ({'; '.join(notes)})" if notes else "")
+    return line + (f"  e.g. /news {command.name} {command.example}" if command.example else "")
+
+
 # Usage per sub-command, in the order `help` lists them; the admin ones are marked.
-USAGE: dict[str, str] = {
-    "subscribe": '/news subscribe <query>  e.g. /news subscribe "North Korea" OR Pyongyang',
-    "unsubscribe": "/news unsubscribe <query>  (exactly as listed by /news subscriptions)",
-    "subscriptions": "/news subscriptions  (yours)",
-    "recent": "/news recent [query] [--hours N] [--limit N]",
-    "status": "/news status",
-    "watchlist add": "/news watchlist add <name> <#channel> <query>  (admins)",
-    "watchlist edit": "/news watchlist edit <name> <query>  (admins; quote a name with spaces)",
-    "watchlist remove": "/news watchlist remove <name>  (admins)",
-    "watchlist list": "/news watchlist list  (admins)",
-    "watchlist test": "/news watchlist test <query> [--hours N]  (admins; nothing is saved)",
-    "feed add": "/news feed add <url> [name] [--every 10m]  (admins)",
-    "feed remove": "/news feed remove <name>  (admins)",
-    "feed list": "/news feed list  (admins)",
-    "help": "/news help [sub-command]",
+USAGE: dict[str, str] = {c.name: _usage_line(c) for c in CATALOG} | {
+    HELP: "/news help [sub-command]"
 }
-GROUPS = {"watchlist": "watchlist", "watchlists": "watchlist", "feed": "feed", "feeds": "feed"}
-ALIASES = {
-    "sub": "subscribe",
-    "unsub": "unsubscribe",
-    "subs": "subscriptions",
-    "list": "subscriptions",
-}
-ADMIN_COMMANDS = frozenset(c for c in USAGE if c.startswith(("watchlist ", "feed ")))
+GROUPS = {g: g for g in CATALOG_GROUPS} | {group.plural: g for g, group in CATALOG_GROUPS.items()}
+ALIASES = {alias: c.name for c in CATALOG for alias in c.aliases}
+ADMIN_COMMANDS = frozenset(c.name for c in CATALOG if c.admins_only)
 
 _QUOTES = '"“”„'
 _TOKEN = re.compile(
@@ -99,6 +141,7 @@ class _Token:
     raw: str
     start: int
     end: int
+    run: int = 0  # tokens with no --flag between them share a run
 
     @property
     def value(self) -> str:
@@ -132,63 +175,72 @@ def _tokens(text: str) -> list[_Token]:
 
 
 def _rest(text: str, tokens: list[_Token]) -> str:
-    """The raw text from the first of `tokens` to the last, as plain text."""
-    if not tokens:
-        return ""
-    return unslack(text[tokens[0].start : tokens[-1].end]).strip()
+    """The raw text from the first of `tokens` to the last, as plain text; where flags were
+    taken out in between, the pieces are joined with one space."""
+    pieces = []
+    for _, run in itertools.groupby(tokens, key=lambda t: t.run):
+        together = list(run)
+        pieces.append(unslack(text[together[0].start : together[-1].end]).strip())
+    return " ".join(p for p in pieces if p)
 
 
-def _number(flag: str, raw: str | None, command: str, *, integer: bool) -> float | int:
+def _number(flag: str, raw: str | None, command: str, kind: Kind) -> float | int:
     if raw is None or not raw.strip():
         raise CommandSyntaxError(f"--{flag} needs a value.", command)
-    value = raw.strip().removesuffix("h") if flag == "hours" else raw.strip()
+    value = raw.strip().removesuffix("h") if kind is Kind.HOURS else raw.strip()
+    integer = kind is Kind.INTEGER
     try:
         number = int(value) if integer else float(value)
     except ValueError:
-        kind = "a whole number" if integer else "a number of hours"
-        raise CommandSyntaxError(f"--{flag} takes {kind}, not {raw.strip()!r}.", command) from None
+        what = "a whole number" if integer else "a number of hours"
+        raise CommandSyntaxError(f"--{flag} takes {what}, not {raw.strip()!r}.", command) from None
     if not math.isfinite(number) or number <= 0:
         raise CommandSyntaxError(f"--{flag} must be more than 0, not {raw.strip()!r}.", command)
     return number
 
 
 def _flags(
-    text: str, tokens: list[_Token], command: str, allowed: dict[str, str]
-) -> tuple[str, dict[str, Any]]:
-    """Take `--name value` flags out of `tokens` (anywhere, but not inside quotes); return the
-    remaining text, verbatim, and the flags' values. `allowed`: flag -> "int" | "float" | "str"."""
+    tokens: list[_Token], command: str, allowed: dict[str, Arg]
+) -> tuple[list[_Token], dict[str, Any]]:
+    """Take `--flag value` out of `tokens` (anywhere, but not inside quotes); return the other
+    tokens, each marked with the run of them it came from, and the values by argument name.
+    Numbers are only checked to be positive: their range is the core's to enforce."""
     values: dict[str, Any] = {}
-    runs: list[list[_Token]] = [[]]  # the tokens between flags, each run contiguous
+    kept: list[_Token] = []
+    run = 0
     i = 0
     while i < len(tokens):
         token = tokens[i]
         match = _FLAG.match(token.raw) if token.kind == "word" else None
         if match is None:
-            runs[-1].append(token)
+            kept.append(replace(token, run=run))
             i += 1
             continue
-        runs.append([])
-        name = match.group(1).lower()
-        if name not in allowed:
+        run += 1
+        flag = match.group(1).lower()
+        if flag not in allowed:
             known = ", ".join(f"--{f}" for f in allowed) or "none"
-            raise CommandSyntaxError(f"Unknown option --{name} (options: {known}).", command)
-        if name in values:
-            raise CommandSyntaxError(f"--{name} is given twice.", command)
+            raise CommandSyntaxError(f"Unknown option --{flag} (options: {known}).", command)
+        arg = allowed[flag]
+        if arg.name in values:
+            raise CommandSyntaxError(f"--{flag} is given twice.", command)
         raw = match.group(2)
         if raw is None and i + 1 < len(tokens):
             following = tokens[i + 1]
             if not (following.kind == "word" and _FLAG.match(following.raw)):
                 raw = following.value
                 i += 1
-        if allowed[name] == "str":
+        if arg.kind is Kind.INTERVAL:
             if not raw or not raw.strip():
-                raise CommandSyntaxError(f"--{name} needs a value.", command)
-            values[name] = raw.strip()
+                raise CommandSyntaxError(f"--{flag} needs a value.", command)
+            values[arg.name] = raw.strip()
         else:
-            values[name] = _number(name, raw, command, integer=allowed[name] == "int")
+            values[arg.name] = _number(flag, raw, command, arg.kind)
         i += 1
-    # The rest comes from the raw text between the flags, so a query keeps its spacing.
-    return " ".join(p for p in (_rest(text, run) for run in runs) if p), values
+    for arg in allowed.values():
+        if arg.required and arg.name not in values:
+            raise CommandSyntaxError(f"Give --{arg.option}.", command)
+    return kept, values
 
 
 def _name(token: _Token, command: str, what: str) -> str:
@@ -214,7 +266,7 @@ def parse_command(text: str) -> Invocation:
     text = (text or "").strip()
     tokens = _tokens(text)
     if not tokens:
-        return Invocation("help", {"topic": None})
+        return Invocation(HELP, {"topic": None})
     head = tokens[0].value.lower()
     head = ALIASES.get(head, head)
     rest = tokens[1:]
@@ -223,45 +275,21 @@ def parse_command(text: str) -> Invocation:
         if not rest:
             raise CommandSyntaxError(f"{group} needs an action.", group)
         action = rest[0].value.lower()
-        action = {"delete": "remove", "rm": "remove", "ls": "list", "new": "add"}.get(
-            action, action
-        )
-        command = f"{group} {action}"
-        if command not in USAGE:
-            actions = ", ".join(c.split()[1] for c in USAGE if c.startswith(group + " "))
+        name = f"{group} {ACTIONS.get(action, action)}"
+        if name not in COMMANDS:
+            actions = ", ".join(c.action for c in group_commands(group))
             raise CommandSyntaxError(
                 f"Unknown {group} action {rest[0].value!r}; use one of: {actions}.", group
             )
-        return _GROUP_PARSERS[command](text, rest[1:], command)
-    if head not in _PARSERS:
+        return _parse(COMMANDS[name], text, rest[1:])
+    if head == HELP:
+        return _help(rest)
+    if head not in COMMANDS:
         raise CommandSyntaxError(f"Unknown sub-command {tokens[0].value!r}.")
-    return _PARSERS[head](text, rest, head)
+    return _parse(COMMANDS[head], text, rest)
 
 
-# --- one parser per sub-command ---------------------------------------------------------------
-
-
-def _query_command(text: str, rest: list[_Token], command: str) -> Invocation:
-    query = _rest(text, rest)
-    if not query:
-        raise CommandSyntaxError("Give a query.", command)
-    return Invocation(command, {"query": query})
-
-
-def _no_arguments(text: str, rest: list[_Token], command: str) -> Invocation:
-    if rest:
-        raise CommandSyntaxError(f"{command} takes no arguments.", command)
-    return Invocation(command)
-
-
-def _recent(text: str, rest: list[_Token], command: str) -> Invocation:
-    query, flags = _flags(text, rest, command, {"hours": "float", "limit": "int"})
-    return Invocation(
-        command, {"query": query or None, "hours": flags.get("hours"), "limit": flags.get("limit")}
-    )
-
-
-def _help(text: str, rest: list[_Token], command: str) -> Invocation:
+def _help(rest: list[_Token]) -> Invocation:
     topic = " ".join(t.value.lower() for t in rest[:2]) or None
     if topic is not None:
         words = topic.split()
@@ -269,91 +297,97 @@ def _help(text: str, rest: list[_Token], command: str) -> Invocation:
         topic = " ".join(words)
         if topic not in USAGE:
             topic = topic.split()[0]
-    return Invocation("help", {"topic": topic})
+    return Invocation(HELP, {"topic": topic})
 
 
-def _watchlist_add(text: str, rest: list[_Token], command: str) -> Invocation:
-    if not rest:
-        raise CommandSyntaxError("Give a name, a channel and a query.", command)
-    # The name runs up to the channel, so `North Korea <#C1|desk> ...` works unquoted; a quoted
-    # name is taken whole even if it looks like a channel id.
-    if rest[0].kind == "quoted":
-        name_tokens, after = rest[:1], rest[1:]
-        if not after or _channel(after[0]) is None:
-            raise CommandSyntaxError("After the name, give the channel as #channel.", command)
-    else:
-        at = next((i for i, t in enumerate(rest) if _channel(t) is not None), None)
-        if at is None:
+# --- the arguments of one sub-command, as its declaration says ---------------------------------
+
+
+def _parse(command: Command, text: str, tokens: list[_Token]) -> Invocation:
+    flags = {a.option: a for a in command.args if _is_flag(a)}
+    values: dict[str, Any] = {}
+    if flags:
+        tokens, values = _flags(tokens, command.name, flags)
+    values = {a.name: values.get(a.name) for a in flags.values()}
+    words = _in_order(command)
+    if not words and tokens:
+        raise CommandSyntaxError(f"{command.name} takes no arguments.", command.name)
+    needed = [a for a in words if a.required or a.kind is Kind.CHANNEL]
+    if not tokens and len(needed) > 1:
+        listed = [f"a {a.called}" for a in needed]
+        raise CommandSyntaxError(f"Give {', '.join(listed[:-1])} and {listed[-1]}.", command.name)
+    for i, arg in enumerate(words):
+        before = words[i - 1] if i else None
+        after = words[i + 1] if i + 1 < len(words) else None
+        values[arg.name], tokens = _word(command, arg, before, after, text, tokens)
+    if tokens:
+        raise CommandSyntaxError(f"Unexpected {_rest(text, tokens)!r}.", command.name)
+    return Invocation(command.name, values)
+
+
+def _word(
+    command: Command,
+    arg: Arg,
+    before: Arg | None,
+    after: Arg | None,
+    text: str,
+    tokens: list[_Token],
+) -> tuple[str | None, list[_Token]]:
+    """One argument's value from the front of `tokens`, and the tokens left after it."""
+    name, what = command.name, command.group or "command"
+    if arg.kind is Kind.QUERY:
+        query = _rest(text, tokens)
+        if not query and arg.required:
+            where = f" after the {before.called}" if before else ""
+            raise CommandSyntaxError(f"Give {'the' if before else 'a'} {arg.called}{where}.", name)
+        return query or None, []
+    if arg.kind is Kind.URL:
+        if not tokens:
+            raise CommandSyntaxError(f"Give the {what}'s URL first.", name)
+        first = tokens[0]
+        url = unslack(first.raw) if first.kind == "angle" else first.value
+        if not re.match(r"^https?://\S+$", url, re.IGNORECASE):
+            raise CommandSyntaxError(f"{url!r} is not an http:// or https:// URL.", name)
+        return url, tokens[1:]
+    if arg.kind is Kind.CHANNEL:
+        channel = _channel(tokens[0]) if tokens else None
+        if channel is None:
             raise CommandSyntaxError(
-                "Name the channel to post to, as #channel (the bot must be in it).", command
+                "Name the channel to post to, as #channel (the bot must be in it).", name
             )
-        if at == 0:
-            raise CommandSyntaxError("Give the watchlist a name before the channel.", command)
-        name_tokens, after = rest[:at], rest[at:]
-    name = (
-        _name(name_tokens[0], command, "watchlist")
-        if name_tokens[0].kind == "quoted"
-        else " ".join(_rest(text, name_tokens).split())
-    )
-    channel = _channel(after[0])
-    query = _rest(text, after[1:])
-    if not query:
-        raise CommandSyntaxError("Give the query after the channel.", command)
-    return Invocation(command, {"name": name, "channel": channel, "query": query})
+        return channel, tokens[1:]
+    if after is not None and after.kind is Kind.CHANNEL:
+        return _name_to_channel(command, text, tokens)
+    if after is not None:  # one word, quoted if it has spaces
+        if not tokens:
+            raise CommandSyntaxError(f"Give the {what}'s {arg.called}.", name)
+        return _name(tokens[0], name, what), tokens[1:]
+    assert arg.kind is Kind.NAME, arg  # the one kind left
+    # Last: the rest of the line.
+    if not tokens:
+        if arg.required:
+            raise CommandSyntaxError(f"Give the {what}'s {arg.called}.", name)
+        return None, []
+    if len(tokens) == 1:
+        if not arg.required and not tokens[0].value.strip():
+            return None, []
+        return _name(tokens[0], name, what), []
+    return " ".join(_rest(text, tokens).strip(_QUOTES).split()) or None, []
 
 
-def _watchlist_edit(text: str, rest: list[_Token], command: str) -> Invocation:
-    if len(rest) < 2:
-        raise CommandSyntaxError("Give the watchlist's name and its new query.", command)
-    return Invocation(
-        command, {"name": _name(rest[0], command, "watchlist"), "query": _rest(text, rest[1:])}
-    )
-
-
-def _named(what: str) -> Callable[[str, list[_Token], str], Invocation]:
-    def parse(text: str, rest: list[_Token], command: str) -> Invocation:
-        if not rest:
-            raise CommandSyntaxError(f"Give the {what}'s name.", command)
-        if len(rest) == 1:
-            return Invocation(command, {"name": _name(rest[0], command, what)})
-        return Invocation(command, {"name": " ".join(_rest(text, rest).strip(_QUOTES).split())})
-
-    return parse
-
-
-def _watchlist_test(text: str, rest: list[_Token], command: str) -> Invocation:
-    query, flags = _flags(text, rest, command, {"hours": "float"})
-    if not query:
-        raise CommandSyntaxError("Give a query to try.", command)
-    return Invocation(command, {"query": query, "hours": flags.get("hours")})
-
-
-def _feed_add(text: str, rest: list[_Token], command: str) -> Invocation:
-    if not rest or _FLAG.match(rest[0].raw):
-        raise CommandSyntaxError("Give the feed's URL first.", command)
-    url = unslack(rest[0].raw) if rest[0].kind == "angle" else rest[0].value
-    if not re.match(r"^https?://\S+$", url, re.IGNORECASE):
-        raise CommandSyntaxError(f"{url!r} is not an http:// or https:// URL.", command)
-    name, flags = _flags(text, rest[1:], command, {"every": "str"})
-    name = " ".join(name.strip(_QUOTES).split()) or None
-    return Invocation(command, {"url": url, "name": name, "interval": flags.get("every")})
-
-
-_PARSERS = {
-    "subscribe": _query_command,
-    "unsubscribe": _query_command,
-    "subscriptions": _no_arguments,
-    "recent": _recent,
-    "status": _no_arguments,
-    "help": _help,
-}
-_GROUP_PARSERS = {
-    "watchlist add": _watchlist_add,
-    "watchlist edit": _watchlist_edit,
-    "watchlist remove": _named("watchlist"),
-    "watchlist list": _no_arguments,
-    "watchlist test": _watchlist_test,
-    "feed add": _feed_add,
-    "feed remove": _named("feed"),
-    "feed list": _no_arguments,
-}
+def _name_to_channel(command: Command, text: str, tokens: list[_Token]) -> tuple[str, list[_Token]]:
+    """A name that runs up to the channel, so `North Korea <#C1|desk> ...` works unquoted; a
+    quoted name is taken whole even if it looks like a channel id."""
+    name, what = command.name, command.group or "command"
+    if tokens[0].kind == "quoted":
+        if len(tokens) < 2 or _channel(tokens[1]) is None:
+            raise CommandSyntaxError("After the name, give the channel as #channel.", name)
+        return _name(tokens[0], name, what), tokens[1:]
+    at = next((i for i, t in enumerate(tokens) if _channel(t) is not None), None)
+    if at is None:
+        raise CommandSyntaxError(
+            "Name the channel to post to, as #channel (the bot must be in it).", name
+        )
+    if at == 0:
+        raise CommandSyntaxError(f"Give the {what} a name before the channel.", name)
+    return " ".join(_rest(text, tokens[:at]).split()), tokens[at:]

@@ -1,9 +1,10 @@
 """Slack as a chat platform: a slack_bolt AsyncApp over Socket Mode (no public URL), the `/news`
 slash command, the App Home tab, and the sender the delivery worker posts cards through.
 
-The bolt app only translates: command text is parsed by parse.py, the work is done by
-bot.core.commands (which enforces admin rights from `Actor.is_admin` and audits changes), and the
-answer is rendered by render.py. Who is an admin is decided here, on the server side: workspace
+The bolt app only translates: command text is parsed by parse.py into a command of
+bot.core.catalog, which refuses an admin-only one to anyone but an admin (from `Actor.is_admin`)
+and runs its handler in bot.core.commands (which audits changes), and the answer is rendered by
+render.py. Who is an admin is decided here, on the server side: workspace
 admins and owners according to users.info, plus `[slack].admin_user_ids`.
 
 Which workspaces are served is decided here too, for every command and event, before any
@@ -30,9 +31,17 @@ from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.chat.link import Backoff, Link
-from bot.chat.slack.parse import USAGE, CommandSyntaxError, Invocation, parse_command, usage
+from bot.chat.slack.parse import (
+    HELP,
+    USAGE,
+    CommandSyntaxError,
+    Invocation,
+    parse_command,
+    usage,
+)
 from bot.chat.slack.render import HOME_STORIES, render_home, render_reply
 from bot.chat.slack.sender import SlackSender, make_client, retry_after
+from bot.core.catalog import COMMANDS
 from bot.core.commands import Actor, Commands, Reply, ReplyItem
 from config.settings import Settings
 
@@ -54,6 +63,7 @@ REFUSED_TOKEN = frozenset(
         "missing_scope",
     }
 )
+ADMIN_HINT = "a workspace admin"
 SORRY = (
     "Sorry, that did not work: something went wrong on newsbot's side. It has been logged; "
     "try again in a minute, or tell whoever runs the bot."
@@ -398,6 +408,7 @@ class SlackPlatform:
                 name=user_name,
                 # Only admin sub-commands pay for the users.info look-up.
                 is_admin=await self.is_admin(user_id) if invocation.admin else False,
+                admin_hint=ADMIN_HINT,
             )
             return await self.run(invocation, actor)
         except Exception:
@@ -408,37 +419,9 @@ class SlackPlatform:
         commands = self.commands
         if commands is None:
             return Reply("newsbot is still starting; try again in a moment.", ok=False)
-        a = invocation.args
-        match invocation.command:
-            case "subscribe":
-                return await commands.subscribe(actor, a["query"])
-            case "unsubscribe":
-                return await commands.unsubscribe(actor, a["query"])
-            case "subscriptions":
-                return await commands.subscriptions(actor)
-            case "recent":
-                return await commands.recent(actor, a["query"], a["hours"], a["limit"])
-            case "status":
-                return await commands.status(actor)
-            case "watchlist add":
-                return await commands.watchlist_add(actor, a["name"], a["query"], a["channel"])
-            case "watchlist edit":
-                return await commands.watchlist_edit(actor, a["name"], a["query"])
-            case "watchlist remove":
-                return await commands.watchlist_remove(actor, a["name"])
-            case "watchlist list":
-                return await commands.watchlist_list(actor)
-            case "watchlist test":
-                return await commands.watchlist_test(actor, a["query"], a["hours"])
-            case "feed add":
-                return await commands.feed_add(actor, a["url"], a["name"], a["interval"])
-            case "feed remove":
-                return await commands.feed_remove(actor, a["name"])
-            case "feed list":
-                return await commands.feed_list(actor)
-            case "help":
-                return help_reply(a.get("topic"))
-        raise AssertionError(f"no handler for {invocation.command!r}")
+        if invocation.command == HELP:
+            return help_reply(invocation.args.get("topic"))
+        return await COMMANDS[invocation.command].run(commands, actor, invocation.args)
 
     async def is_admin(self, user_id: str) -> bool:
         """Listed in admin_user_ids, or a workspace admin or owner (users.info, cached)."""
@@ -475,11 +458,8 @@ class SlackPlatform:
     async def publish_home(self, user_id: str) -> None:
         if self.commands is None:
             return
-        store = self.commands.store
-        subscriber = f"slack:{user_id}"
-        subscriptions = await store.list_subscriptions(subscriber)
-        stories = await store.recent_for_subscriber(subscriber, HOME_STORIES)
-        view = render_home([s.query for s in subscriptions], stories)
+        home = await self.commands.home(Actor("slack", user_id), HOME_STORIES)
+        view = render_home(home.subscriptions, home.stories)
         await self.web.views_publish(user_id=user_id, view=view)
 
 

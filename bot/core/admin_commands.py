@@ -1,0 +1,225 @@
+"""The admins' chat commands: the desk's watchlists and feeds.
+
+Mixed into bot.core.commands.Commands, whose store, services, clock, settings and two helpers
+(`_audit`, `_matching`) these handlers use; kept in a file of their own so
+that neither half grows past a readable size. Who may run them is declared in bot.core.catalog
+and checked there, before a handler runs."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from bot.core.durations import format_duration, parse_duration
+from bot.core.identity import safe_link
+from bot.core.models import FeedSpec, Origin, valid_channel
+from bot.core.ports import FeedError
+from bot.core.replies import (
+    Actor,
+    Reply,
+    ReplyItem,
+    ago,
+    clean_name,
+    hinted,
+    query_or_refusal,
+    refused,
+    story_item,
+    window,
+)
+
+if TYPE_CHECKING:
+    from bot.core.commands import CommandSettings, CommandStore, Services
+    from bot.core.models import StoredStory
+
+URL_LIMIT = 2000
+
+
+class AdminCommands:
+    store: CommandStore
+    services: Services
+    settings: CommandSettings
+    clock: Any
+
+    if TYPE_CHECKING:  # defined by Commands, shared with everyone's handlers
+
+        async def _audit(self, actor: Actor, action: str, **detail: Any) -> None: ...
+
+        async def _matching(
+            self, query: Any, hours: float, limit: int, *, count_all: bool
+        ) -> tuple[list[tuple[StoredStory, tuple[str, ...]]], int | None]: ...
+
+    def _not_editable(self, kind: str, found: Any, name: str) -> Reply | None:
+        """Chat edits only what chat made: config-file entries are the file's."""
+        if found is None:
+            return refused(f"There is no {kind} {name!r}.")
+        if found.origin == Origin.CONFIG:
+            return refused(
+                f"The {kind} {found.name!r} comes from the config file "
+                f"({self.services.config_source}); change it there and restart the bot."
+            )
+        return None
+
+    # --- watchlists ----------------------------------------------------------------------------
+
+    async def watchlist_add(self, actor: Actor, name: str, query: str, channel: str) -> Reply:
+        name, error = clean_name(name, "watchlist")
+        if error:
+            return error
+        parsed, error = query_or_refusal(query)
+        if error:
+            return error
+        if not valid_channel(channel):
+            return refused(f"{channel!r} is not a channel this bot can post to.")
+        existing = await self.store.get_watchlist(name)
+        if existing is not None:
+            return refused(f"A watchlist named {existing.name!r} already exists; edit it instead.")
+        await self.store.add_watchlist(name, parsed.text, [channel], actor.key, self.clock())
+        await self._audit(actor, "watchlist.add", name=name, query=parsed.text, channel=channel)
+        return Reply(
+            hinted(
+                f"Watchlist {name!r} added: {parsed.text} -> {channel}. "
+                "It applies from the next poll.",
+                parsed,
+            )
+        )
+
+    async def watchlist_edit(self, actor: Actor, name: str, query: str) -> Reply:
+        existing = await self.store.get_watchlist((name or "").strip())
+        if refusal := self._not_editable("watchlist", existing, name):
+            return refusal
+        parsed, error = query_or_refusal(query)
+        if error:
+            return error
+        await self.store.update_watchlist(existing.name, query=parsed.text, now=self.clock())
+        await self._audit(
+            actor, "watchlist.edit", name=existing.name, old=existing.query, query=parsed.text
+        )
+        return Reply(hinted(f"Watchlist {existing.name!r} now watches: {parsed.text}", parsed))
+
+    async def watchlist_remove(self, actor: Actor, name: str) -> Reply:
+        existing = await self.store.get_watchlist((name or "").strip())
+        if refusal := self._not_editable("watchlist", existing, name):
+            return refusal
+        await self.store.remove_watchlist(existing.name)
+        await self._audit(actor, "watchlist.remove", name=existing.name, query=existing.query)
+        return Reply(f"Watchlist {existing.name!r} removed.")
+
+    async def watchlist_list(self, actor: Actor) -> Reply:
+        watchlists = await self.store.list_watchlists()
+        if not watchlists:
+            return Reply("No watchlists yet. Add one with watchlist add.")
+        return Reply(
+            f"{len(watchlists)} watchlists:",
+            tuple(
+                ReplyItem(
+                    w.name,
+                    detail=f"{w.query} -> {', '.join(w.channels)}"
+                    + (" (config file)" if w.origin == Origin.CONFIG else ""),
+                )
+                for w in watchlists
+            ),
+        )
+
+    async def watchlist_test(self, actor: Actor, query: str, hours: float | None = None) -> Reply:
+        hours, limit, error = window(hours, 10)
+        if error:
+            return error
+        parsed, error = query_or_refusal(query)
+        if error:
+            return error
+        found, total = await self._matching(parsed, hours, limit, count_all=True)
+        total = total or 0
+        span = format_duration(timedelta(hours=hours))
+        if not found:
+            return Reply(
+                hinted(
+                    f"{parsed.text} would have matched no stored story in the last {span}. "
+                    "Nothing was saved.",
+                    parsed,
+                )
+            )
+        return Reply(
+            hinted(
+                f"{parsed.text} would have matched {total} stories in the last {span}"
+                f"{f' (newest {len(found)} shown)' if total > len(found) else ''}. "
+                "Nothing was saved.",
+                parsed,
+            ),
+            tuple(story_item(s, terms) for s, terms in found),
+        )
+
+    # --- feeds ---------------------------------------------------------------------------------
+
+    async def feed_add(
+        self, actor: Actor, url: str, name: str | None = None, interval: str | None = None
+    ) -> Reply:
+        url = (url or "").strip()
+        if len(url) > URL_LIMIT or not re.match(r"^https?://[^\s/]+", url, re.IGNORECASE):
+            return refused(
+                "Give an http:// or https:// feed URL (file:// feeds belong in the config file)."
+            )
+        every = self.settings.default_interval
+        if interval:
+            try:
+                every = parse_duration(interval)
+            except ValueError as exc:
+                return refused(str(exc))
+            if every < self.settings.min_interval:
+                return refused(
+                    f"The shortest interval is {format_duration(self.settings.min_interval)}."
+                )
+        if await self.store.find_feed_by_url(url) is not None:
+            return refused("That feed is already polled.")
+        try:
+            probed = await self.services.probe_feed(url, name or url)
+        except FeedError as exc:
+            return refused(f"Not added: {exc}")
+        name, error = clean_name(name or probed.title or url, "feed")
+        if error:
+            return error
+        if await self.store.get_feed(name) is not None:
+            return refused(f"A feed named {name!r} already exists; pick another name.")
+        await self.store.add_feed(FeedSpec(name, url, every, Origin.CHAT), actor.key, self.clock())
+        await self._audit(actor, "feed.add", name=name, url=url, interval=format_duration(every))
+        await self.services.feeds_changed()
+        newest = probed.stories[:3]
+        return Reply(
+            f"Feed {name!r} added: {len(probed.stories)} stories found, polled every "
+            f"{format_duration(every)}. Its first poll records what is there without alerting.",
+            tuple(ReplyItem(s.title, safe_link(s.link)) for s in newest),
+        )
+
+    async def feed_remove(self, actor: Actor, name: str) -> Reply:
+        feed = await self.store.get_feed((name or "").strip())
+        if refusal := self._not_editable("feed", feed, name):
+            return refusal
+        await self.store.remove_feed(feed.name)
+        await self._audit(actor, "feed.remove", name=feed.name, url=feed.url)
+        await self.services.feeds_changed()
+        return Reply(f"Feed {feed.name!r} removed.")
+
+    async def feed_list(self, actor: Actor) -> Reply:
+        now = self.clock()
+        feeds = await self.store.list_feeds()
+        if not feeds:
+            return Reply("No feeds yet. Add one with feed add.")
+        per_feed = await self.store.stories_per_feed(now - timedelta(days=1))
+        items = []
+        for feed in feeds:
+            if feed.failures:
+                health = f"FAILING x{feed.failures}: {feed.last_error}"
+            elif feed.last_success_at:
+                health = "ok"
+            else:
+                health = "not polled yet"
+            items.append(
+                ReplyItem(
+                    feed.name,
+                    detail=f"{health} · last success {ago(feed.last_success_at, now)} · "
+                    f"{per_feed.get(feed.id, 0)} stories in 24h · every "
+                    f"{format_duration(feed.interval)}"
+                    + (" · config file" if feed.origin == Origin.CONFIG else ""),
+                )
+            )
+        return Reply(f"{len(feeds)} feeds:", tuple(items))
