@@ -115,7 +115,9 @@ class Command:
 # --- the arguments several commands share ---------------------------------------------------
 
 
-def _query(help: str, *, required: bool = True, label: str = "", suggest: Suggest | None = None):
+def _query(
+    help: str, *, required: bool = True, label: str = "", suggest: Suggest | None = None
+) -> Arg:
     return Arg("query", Kind.QUERY, help, required, high=QUERY_LIMIT, label=label, suggest=suggest)
 
 
