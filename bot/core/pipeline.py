@@ -14,16 +14,17 @@ from datetime import datetime, timedelta
 
 from bot.core.identity import (
     PERMANENT_KINDS,
+    DocumentIdentity,
     Fingerprint,
     IdentityKey,
     KeyKind,
     boilerplate,
     fingerprint,
-    fuzzy_keys,
+    identify,
     material_change,
+    remember_print,
     same_story,
     strong_keys,
-    unique_in_document,
     url_key,
 )
 from bot.core.models import FeedState, StoredStory, Story
@@ -107,6 +108,8 @@ class _Sighting:
     story: Story
     strong: tuple[IdentityKey, ...]
     fuzzy: tuple[IdentityKey, ...] = ()
+    print: Fingerprint | None = None  # computed on demand when not given
+    link: str | None = None  # url_key(story.link), likewise
 
 
 def plan_ingest(
@@ -118,8 +121,10 @@ def plan_ingest(
     settings: IngestSettings,
     now: datetime,
     targets: Mapping[int, set[str]] | None = None,
+    ignore: frozenset[str] | None = None,
 ) -> IngestPlan:
-    """`targets`: the destinations that already have a delivery, per known story."""
+    """`targets`: the destinations that already have a delivery, per known story. `ignore`:
+    the document's boilerplate, when already known (see `identity.boilerplate`)."""
     targets = targets or {}
     plan = IngestPlan(max_updates=settings.max_updates)
     by_key: dict[int, list[int]] = {}
@@ -133,8 +138,9 @@ def plan_ingest(
     # Stored stories this document still lists (by GUID or link): another item of the document
     # is not one of them moved under a new address.
     listed = {ref for s in sightings for k in s.strong for ref in by_key.get(k.value, ())}
-    ignore = boilerplate(s.story for s in sightings)
-    links = {url_key(s.story.link) for s in sightings} - {None}
+    if ignore is None:
+        ignore = boilerplate(s.story for s in sightings)
+    links = {s.link or url_key(s.story.link) for s in sightings} - {None}
     # Stories created by this plan, so that a document repeating a story finds it too.
     local: dict[int, Story] = {}
     prints: dict[int, Fingerprint] = {}
@@ -157,7 +163,7 @@ def plan_ingest(
                 match_ref, exact = max(refs), True  # the newest story holding the key
                 break
         if match_ref is None and sighting.fuzzy:
-            mine = fingerprint(story)
+            mine = sighting.print or fingerprint(story)
             verified = 0
             for ref in fuzzy_candidates(sighting.fuzzy, by_key):
                 other = print_of(ref)
@@ -399,7 +405,9 @@ class Pipeline:
             parsed = await self.reader.parse(result, feed.name)
         except FeedError as exc:
             return await self._failed(feed, str(exc), None)
-        report = await self.ingest(feed, parsed.stories, self._success(feed, result))
+        report = await self.ingest(
+            feed, parsed.stories, self._success(feed, result), parsed.identity
+        )
         await self._recovered(feed)
         return PollReport(
             feed.name,
@@ -456,38 +464,39 @@ class Pipeline:
                 await self.on_feed_health(feed, PollReport(feed.name, "recovered"), 0)
 
     async def ingest(
-        self, feed: FeedState, stories: Sequence[Story], outcome: PollOutcome
+        self,
+        feed: FeedState,
+        stories: Sequence[Story],
+        outcome: PollOutcome,
+        identity: DocumentIdentity | None = None,
     ) -> PollReport:
+        """`identity`: `identify(stories)`, when the parse worker has computed it already."""
         book = await self.queries()
-        # Identity keys are CPU work that needs no database: computed off the loop and outside
-        # the ingest lock, so other feeds' plans and writes go on meanwhile. Fuzzy keys only for
-        # items whose GUID or link the database does not know (checked again under the lock).
-        sightings = await asyncio.to_thread(_sightings, feed, stories)
-        ignore = await asyncio.to_thread(boilerplate, [s.story for s in sightings])
-        hits = await self.store.find_keys([k.value for s in sightings for k in s.strong])
-        await asyncio.to_thread(_add_fuzzy_keys, _unresolved(sightings, hits), ignore)
+        if identity is None:
+            # CPU work that needs no database: off the loop, outside the ingest lock.
+            identity = await asyncio.to_thread(identify, stories)
+        sightings = _sightings(feed, stories, identity)
         async with self._ingest_lock:
             now = self.clock()
-            hits = await self.store.find_keys([k.value for s in sightings for k in s.strong])
-            unresolved = _unresolved(sightings, hits)
-            # Only a story recorded by another poll since the first look lacks them.
-            _add_fuzzy_keys(unresolved, ignore)
-            if unresolved:
-                hits += await self.store.find_keys(
-                    [k.value for s in unresolved for k in s.fuzzy],
-                    since=now - self.settings.dedupe_window,
-                )
+            hits = await self._lookup(sightings, now)
             wanted = _worth_loading(sightings, hits)
             # The plan needs no hit on a story it will not read (the GUID and link hits it
             # keeps all: they decide, loaded or not).
             hits = [h for h in hits if h.kind in PERMANENT_KINDS or h.story_id in wanted]
-            candidates = sorted(wanted)
-            stories_by_id = await self.store.load_stories(candidates)
-            targets = await self.store.delivery_targets(candidates)
+            stories_by_id, targets = await self._load(wanted)
             # Matching and near-duplicate checks are CPU work whose cost grows with the stories
             # and the queries: off the loop, so chat heartbeats and commands never wait on it.
             plan = await asyncio.to_thread(
-                plan_ingest, feed, sightings, hits, stories_by_id, book, self.settings, now, targets
+                plan_ingest,
+                feed,
+                sightings,
+                hits,
+                stories_by_id,
+                book,
+                self.settings,
+                now,
+                targets,
+                identity.ignore,
             )
             await self.store.apply_ingest(feed, plan, outcome, now)
         if plan.deliveries or any(r.notify for r in plan.revisions):
@@ -501,23 +510,43 @@ class Pipeline:
             alerts=plan.alerts,
         )
 
+    async def _lookup(self, sightings: Sequence[_Sighting], now: datetime) -> list[KeyHit]:
+        """Hits on the sightings' GUIDs and links, then on the near-duplicate keys of those
+        that neither finds."""
+        hits = await self.store.find_keys([k.value for s in sightings for k in s.strong])
+        unresolved = _unresolved(sightings, hits)
+        if unresolved:
+            hits += await self.store.find_keys(
+                [k.value for s in unresolved for k in s.fuzzy],
+                since=now - self.settings.dedupe_window,
+            )
+        return hits
 
-def _sightings(feed: FeedState, stories: Sequence[Story]) -> list[_Sighting]:
-    return [
-        _Sighting(story, strong_keys(story, feed.id, guid_unique=guid_unique))
-        for story, guid_unique in unique_in_document(stories)
-    ]
+    async def _load(self, ids: set[int]) -> tuple[dict[int, StoredStory], dict[int, set[str]]]:
+        if not ids:
+            return {}, {}
+        candidates = sorted(ids)
+        return (
+            await self.store.load_stories(candidates),
+            await self.store.delivery_targets(candidates),
+        )
+
+
+def _sightings(
+    feed: FeedState, stories: Sequence[Story], identity: DocumentIdentity
+) -> list[_Sighting]:
+    sightings = []
+    for item in identity.items:
+        story = stories[item.index]
+        strong = strong_keys(story, feed.id, guid_unique=item.guid_unique, link=item.link)
+        remember_print(story, item.print)
+        sightings.append(_Sighting(story, strong, item.fuzzy, item.print, item.link))
+    return sightings
 
 
 def _unresolved(sightings: Sequence[_Sighting], hits: Sequence[KeyHit]) -> list[_Sighting]:
     known = {hit.key for hit in hits}
     return [s for s in sightings if not any(k.value in known for k in s.strong)]
-
-
-def _add_fuzzy_keys(sightings: Sequence[_Sighting], ignore: frozenset[str]) -> None:
-    for sighting in sightings:
-        if not sighting.fuzzy:
-            sighting.fuzzy = fuzzy_keys(sighting.story, ignore)
 
 
 def _worth_loading(sightings: Sequence[_Sighting], hits: Sequence[KeyHit]) -> set[int]:

@@ -13,7 +13,7 @@ from bot.core.cards import Card, Digest
 from bot.core.models import Delivery, FeedState, StoredStory, Story
 
 if TYPE_CHECKING:
-    from bot.core.identity import KeyKind
+    from bot.core.identity import DocumentIdentity, KeyKind
     from bot.core.pipeline import IngestPlan
 
 
@@ -46,6 +46,8 @@ class ParsedFeed:
     stories: list[Story]
     title: str | None = None
     warning: str | None = None  # recovered from broken markup, say
+    # identify(stories), computed by the parse worker; None when nobody has yet.
+    identity: DocumentIdentity | None = None
 
 
 class FeedError(Exception):
@@ -87,7 +89,10 @@ class PollOutcome:
 class IngestStore(Protocol):
     async def find_keys(
         self, keys: Sequence[int], *, since: datetime | None = None
-    ) -> list[KeyHit]: ...
+    ) -> list[KeyHit]:
+        """The stories holding these keys. With `since`: only keys seen since then, and per
+        key only a few of the newest stories."""
+        ...
 
     async def load_stories(self, ids: Sequence[int]) -> dict[int, StoredStory]: ...
 

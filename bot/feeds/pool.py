@@ -24,7 +24,7 @@ import queue
 import signal
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -207,6 +207,7 @@ class _Worker:
 
 def _serve(conn: Connection) -> None:
     """A worker's main loop: parse each document sent, send back the ParsedFeed or the error."""
+    from bot.core.identity import identify
     from bot.feeds.parse import parse_document
 
     # Ctrl-C in the bot's terminal reaches the whole process group; the bot stops its workers
@@ -219,9 +220,12 @@ def _serve(conn: Connection) -> None:
         except (EOFError, OSError):
             return  # the bot has gone
         try:
-            outcome: Any = parse_document(
+            parsed = parse_document(
                 job.body, feed_name=job.feed_name, url=job.url, headers=job.headers
             )
+            # The stories' keys and fingerprints too: CPU work that would otherwise fall to
+            # the bot's one writing process.
+            outcome: Any = replace(parsed, identity=identify(parsed.stories))
         except Exception as exc:
             outcome = exc
         try:
