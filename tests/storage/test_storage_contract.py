@@ -479,6 +479,35 @@ async def test_find_keys_with_since_only_returns_keys_seen_inside_the_window(sto
     assert {h.story_id for h in everything} == {old_id, recent_id}
 
 
+@pytest.mark.parametrize("count", [1, 7, 9, 199, 201, 437])
+async def test_find_keys_in_the_window_finds_each_hit_once_whatever_the_number_of_keys(
+    storage, count
+):
+    """The windowed lookup runs statements of a few fixed sizes, padded with a repeated key:
+    the padding must neither add hits nor lose any."""
+    (feed,) = await config_feeds(storage, REUTERS)
+    items = [
+        (
+            Story(
+                feed=feed.name,
+                title=f"Bulletin {n}: river levels rise at gauge {n}",
+                link=f"https://wire.example/bulletin/{n}",
+                summary=f"River level at gauge {n} rose by {n % 7} cm in the last hour.",
+            ),
+            [],
+        )
+        for n in range(count)
+    ]
+    ids = await ingest(storage, feed, items)
+    keys = [k.value for story, _ in items for k in strong_keys(story, feed.id, guid_unique=False)]
+
+    hits = await storage.find_keys(keys, since=NOW - timedelta(hours=1))
+
+    pairs = [(h.key, h.story_id) for h in hits]
+    assert len(pairs) == len(set(pairs)) == count
+    assert {h.story_id for h in hits} == set(ids)
+
+
 async def test_find_keys_of_unknown_keys_finds_nothing(storage):
     (feed,) = await config_feeds(storage, REUTERS)
     await ingest(storage, feed, [(ecb_story(), [])])
