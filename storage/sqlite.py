@@ -567,18 +567,21 @@ class SqliteStorage:
         # once each (a first poll of formulaic feeds reads millions of hits).
         moments: dict[float, datetime] = {}
 
-        def hit(key: int, kind: int, story_id: int, seen_at: float) -> KeyHit:
-            moment = moments.get(seen_at)
-            if moment is None:
-                moment = moments[seen_at] = datetime.fromtimestamp(seen_at, UTC)
-            return KeyHit(key, kinds[kind], story_id, moment)
+        def hits_of(rows: Iterable[tuple[int, int, int, float]]) -> list[KeyHit]:
+            found = []
+            for key, kind, story_id, seen_at in rows:
+                moment = moments.get(seen_at)
+                if moment is None:
+                    moment = moments[seen_at] = datetime.fromtimestamp(seen_at, UTC)
+                found.append(KeyHit(key, kinds[kind], story_id, moment))
+            return found
 
         async with self._lock:
             if since is None:
                 for chunk in _chunks(unique):
                     marks = ",".join("?" * len(chunk))
                     sql = f"SELECT key, kind, story_id, seen_at FROM story_keys WHERE key IN ({marks})"  # noqa: S608
-                    hits += [hit(*row) for row in await self._all(sql, list(chunk))]
+                    hits += hits_of(await self._all(sql, list(chunk)))
                 return hits
             # One bounded index range per key (newest story ids first), as a compound SELECT:
             # SQLite has no LATERAL join, and a window function would still read every holder.
@@ -593,7 +596,7 @@ class SqliteStorage:
                 for key in padded:
                     params += (key, stamp, WINDOW_HITS_PER_KEY)
                 rows = await self._all(_compound(size), params)
-                hits += [hit(*row) for row in dict.fromkeys(map(tuple, rows))]
+                hits += hits_of(dict.fromkeys(map(tuple, rows)))
         return hits
 
     async def load_stories(self, ids: Sequence[int]) -> dict[int, StoredStory]:

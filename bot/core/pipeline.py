@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from bot.core.identity import (
     PERMANENT_KINDS,
@@ -66,8 +67,7 @@ class Revision:
     alertable: bool
 
 
-@dataclass(frozen=True, slots=True)
-class PlannedKey:
+class PlannedKey(NamedTuple):  # a tuple: a first poll plans a dozen per item
     story_ref: int  # positive: existing story id; negative: NewStory.ref
     key: IdentityKey
 
