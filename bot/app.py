@@ -14,12 +14,10 @@ import signal
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Protocol, TextIO
+from typing import IO, TextIO
 
 from bot.chat.console import ConsoleSender
-from bot.chat.discord import DiscordPlatform
-from bot.chat.link import Link
-from bot.chat.slack import SlackPlatform
+from bot.chat.platforms import ChatPlatform, build_platforms, known_destinations, ops_channels
 from bot.core.commands import Commands, CommandSettings
 from bot.core.delivery import DeliverySettings, DeliveryWorker
 from bot.core.models import Delivery, FeedSpec, FeedState, Origin, StoredStory, platform_of
@@ -43,28 +41,6 @@ def utcnow() -> datetime:
 
 class StartupError(Exception):
     """The bot cannot start; the message says why and what to do."""
-
-
-class ChatPlatform(Protocol):
-    """A chat platform: its sender for the delivery worker, and its command front end.
-
-    `attach` hands it the command handlers once storage is open; `start` must return quickly
-    (connect in the background: polling never waits for chat, and a lost connection comes back
-    by itself); `close` disconnects. `link` says whether it is up, why not, and who hears when
-    it comes back."""
-
-    name: str
-    sender: Sender
-    link: Link
-
-    @property
-    def connected(self) -> bool: ...
-
-    def attach(self, commands: Commands) -> None: ...
-
-    async def start(self) -> None: ...
-
-    async def close(self) -> None: ...
 
 
 class InstanceLock:
@@ -117,6 +93,9 @@ class NewsBot:
         self.started_at = clock()
         self.stdout = stdout
         self.platforms: list[ChatPlatform] = list(platforms or [])
+        # Every listed platform's channels are valid, connected or not (a card for one without a
+        # token fails with that reason); a platform handed in adds its own.
+        self.destinations = known_destinations(*(p.destination_form for p in self.platforms))
         self.storage: SqliteStorage | None = None
         self.lock = (
             InstanceLock(settings.storage.path) if settings.storage.path != ":memory:" else None
@@ -205,6 +184,7 @@ class NewsBot:
             self.storage,
             senders,
             clock=self.clock,
+            destinations=self.destinations,
             settings=DeliverySettings(burst_limit=alerts.burst_limit),
             on_permanent_failure=self._delivery_failed,
             on_sent=self._delivered,
@@ -247,11 +227,11 @@ class NewsBot:
                 # but every card would go to the console, which nobody reads.
                 log.warning(
                     "%s is configured, but no watchlist posts to a %s: channel, so no card goes "
-                    'there; set a watchlist\'s channels (e.g. channels = ["%s:<channel id>"]) '
+                    'there; set a watchlist\'s channels (e.g. channels = ["%s"]) '
                     "in %s, or add one in chat with /watchlist add",
                     platform.name,
                     platform.name,
-                    platform.name,
+                    platform.destination_form.help,
                     self.config_source,
                 )
         for watchlist in watchlists:
@@ -485,8 +465,7 @@ class NewsBot:
     # --- operational notices -----------------------------------------------------------------
 
     def ops_channels(self) -> list[str]:
-        channels = [self.settings.discord.ops_channel, self.settings.slack.ops_channel]
-        return [c for c in channels if c]
+        return ops_channels(self.settings)
 
     async def notify_ops(self, text: str) -> None:
         assert self.worker is not None
@@ -528,22 +507,6 @@ class NewsBot:
             f"Cannot deliver to {delivery.target}: {error}. Cards for it are marked failed; "
             "fix the permission or the watchlist's channel."
         )
-
-
-def build_platforms(settings: Settings) -> list[ChatPlatform]:
-    """Chat platforms whose tokens are in the environment. None: the console is the channel."""
-    platforms: list[ChatPlatform] = []
-    if settings.secrets.discord_token is not None:
-        platforms.append(DiscordPlatform(settings))
-    bot_token, app_token = settings.secrets.slack_bot_token, settings.secrets.slack_app_token
-    if bot_token is not None and app_token is not None:
-        platforms.append(SlackPlatform(settings))
-    elif bot_token is not None or app_token is not None:
-        log.warning(
-            "Slack needs both SLACK_BOT_TOKEN and SLACK_APP_TOKEN; only %s is set, so Slack stays off",
-            "SLACK_BOT_TOKEN" if bot_token is not None else "SLACK_APP_TOKEN",
-        )
-    return platforms
 
 
 async def run_bot(settings: Settings, *, once: bool = False, stdout: TextIO | None = None) -> int:

@@ -1,254 +1,62 @@
 """Typed settings: one TOML file, validated once at start-up, secrets only from the environment.
 
 Nothing here runs at import time; `load_settings` is called by the composition root and the
-result is passed down explicitly. A bad value raises ConfigError naming the key and the problem."""
+result is passed down explicitly. A bad value raises ConfigError naming the key and the problem.
+The sections' types are in config.schema (re-exported here)."""
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import re
 import tomllib
 from collections.abc import Mapping
-from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
+from pydantic import ValidationError
+
+from bot.core.destinations import Destinations
+from config.schema import (
+    AlertSettings,
+    ChatSettings,
+    ConsoleSettings,
+    DiscordSettings,
+    Duration,
+    FeedEntry,
+    FetchSettings,
+    HttpSettings,
+    Secrets,
+    Settings,
+    Size,
+    SlackSettings,
+    StorageSettings,
+    WatchlistEntry,
 )
 
-from bot.core.durations import parse_duration
-from bot.core.models import CHANNEL_HELP, valid_channel
-from bot.core.query import QueryError, parse_query
+__all__ = [
+    "DEFAULT_CONFIG",
+    "PACKAGED_CONFIG",
+    "AlertSettings",
+    "ChatSettings",
+    "ConfigError",
+    "ConsoleSettings",
+    "DiscordSettings",
+    "Duration",
+    "FeedEntry",
+    "FetchSettings",
+    "HttpSettings",
+    "Secrets",
+    "Settings",
+    "Size",
+    "SlackSettings",
+    "StorageSettings",
+    "WatchlistEntry",
+    "load_settings",
+    "resolve_config_path",
+    "settings_from_dict",
+]
 
 PACKAGED_CONFIG = Path(__file__).with_name("newsbot.toml")
 DEFAULT_CONFIG = Path("config/newsbot.toml")
-
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|kib|mib|gib)?\s*$", re.IGNORECASE)
-_SIZE_UNITS = {
-    None: 1,
-    "b": 1,
-    "kb": 10**3,
-    "mb": 10**6,
-    "gb": 10**9,
-    "kib": 2**10,
-    "mib": 2**20,
-    "gib": 2**30,
-}
-
-
-def _parse_size(value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    match = _SIZE.match(str(value))
-    if not match:
-        raise ValueError(f"invalid size {value!r}: use e.g. 10MB or 512KB")
-    unit = match.group(2).lower() if match.group(2) else None
-    return int(float(match.group(1)) * _SIZE_UNITS[unit])
-
-
-Size = Annotated[int, BeforeValidator(_parse_size)]
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class StorageSettings(_Section):
-    path: str = "data/newsbot.db"
-    retention: Duration = timedelta(days=30)  # stored stories
-    key_retention: Duration = timedelta(days=365)  # identity keys that prevent re-alerts
-
-
-class ConsoleSettings(_Section):
-    format: Literal["text", "jsonl"] = "text"
-
-
-class AlertSettings(_Section):
-    max_age: Duration = timedelta(hours=24)
-    dedupe_window: Duration = timedelta(hours=48)
-    max_updates: int = Field(default=3, ge=0, le=20)
-    burst_limit: int = Field(default=5, ge=1, le=100)
-
-
-class FetchSettings(_Section):
-    timeout: Duration = timedelta(seconds=20)
-    max_bytes: Size = 10_000_000
-    max_redirects: int = Field(default=5, ge=0, le=20)
-    concurrency: int = Field(default=32, ge=1, le=1000)
-    per_host: int = Field(default=4, ge=1, le=100)
-    default_interval: Duration = timedelta(minutes=5)
-    min_interval: Duration = timedelta(seconds=30)
-    user_agent: str = ""
-    # Networks a feed added from chat may reach even though they are private (an internal wire
-    # server, say). Loopback, private, link-local and metadata addresses are refused otherwise.
-    allow_networks: list[str] = Field(default_factory=list)
-    failing_after: int = Field(default=5, ge=1, le=1000)
-
-    @field_validator("allow_networks")
-    @classmethod
-    def _networks(cls, value: list[str]) -> list[str]:
-        for item in value:
-            try:
-                ipaddress.ip_network(item, strict=False)
-            except ValueError as exc:
-                raise ValueError(f"{item!r} is not an IP network (e.g. 10.1.0.0/16)") from exc
-        return value
-
-
-class FeedEntry(_Section):
-    name: str = Field(min_length=1, max_length=100)
-    url: str
-    interval: Duration | None = None
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not re.match(r"^(https?|file)://", value.strip(), re.IGNORECASE):
-            raise ValueError(f"{value!r} must start with http://, https:// or file://")
-        return value.strip()
-
-
-class WatchlistEntry(_Section):
-    name: str = Field(min_length=1, max_length=100)
-    query: str
-    channels: list[str] = Field(default_factory=lambda: ["console:desk"])
-
-    @field_validator("query")
-    @classmethod
-    def _query(cls, value: str) -> str:
-        try:
-            parse_query(value)
-        except QueryError as exc:
-            raise ValueError(str(exc)) from None
-        return value
-
-    @field_validator("channels")
-    @classmethod
-    def _channels(cls, value: list[str]) -> list[str]:
-        for channel in value:
-            if not valid_channel(channel):
-                raise ValueError(f"{channel!r} is not a channel: {CHANNEL_HELP}")
-        return value
-
-
-class DiscordSettings(_Section):
-    api_base: str = "https://discord.com/api/v10"
-    gateway_url: str = "wss://gateway.discord.gg/"
-    # The servers served: commands from any other are refused. Empty: the servers the bot is in
-    # when it starts (bot/chat/discord/guilds.py).
-    guild_ids: list[int] = Field(default_factory=list)
-    admin_role_ids: list[int] = Field(default_factory=list)
-    ops_channel: str = ""
-
-    @field_validator("ops_channel")
-    @classmethod
-    def _ops(cls, value: str) -> str:
-        if value and not re.match(r"^discord:\d{5,25}$", value):
-            raise ValueError(f'{value!r} must look like "discord:<channel id>"')
-        return value
-
-
-class SlackSettings(_Section):
-    api_base: str = "https://slack.com/api/"
-    admin_user_ids: list[str] = Field(default_factory=list)
-    ops_channel: str = ""
-    # The workspaces served: commands and events from any other are refused. Empty: the one the
-    # bot token belongs to (auth.test).
-    team_ids: list[str] = Field(default_factory=list)
-
-    @field_validator("team_ids")
-    @classmethod
-    def _teams(cls, value: list[str]) -> list[str]:
-        for team in value:
-            if not re.match(r"^T[A-Z0-9]{2,30}$", team):
-                raise ValueError(f"{team!r} is not a Slack team id (they look like T0123ABCD)")
-        return value
-
-    @field_validator("api_base")
-    @classmethod
-    def _slash(cls, value: str) -> str:
-        # slack_sdk joins method names onto the base: without the slash "api/" + "chat.post"
-        # would become "apichat.post".
-        return value if value.endswith("/") else value + "/"
-
-    @field_validator("ops_channel")
-    @classmethod
-    def _ops(cls, value: str) -> str:
-        if value and not re.match(r"^slack:[A-Z0-9]{5,30}$", value):
-            raise ValueError(f'{value!r} must look like "slack:<channel id>"')
-        return value
-
-
-class ChatSettings(_Section):
-    # After a failure to reach Discord or Slack, the wait before the next attempt starts here,
-    # doubles (with jitter) and never exceeds reconnect_max; retried forever, except a refused
-    # token. Short values are for tests against local fakes.
-    reconnect_min: Duration = timedelta(seconds=1)
-    reconnect_max: Duration = timedelta(seconds=60)
-
-    @model_validator(mode="after")
-    def _order(self) -> ChatSettings:
-        if self.reconnect_min <= timedelta(0):
-            raise ValueError("reconnect_min must be more than 0s")
-        if self.reconnect_max < self.reconnect_min:
-            raise ValueError("reconnect_max must not be less than reconnect_min")
-        return self
-
-
-class HttpSettings(_Section):
-    enabled: bool = True
-    host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=0, le=65535)
-
-
-class Secrets(BaseModel):
-    """From the environment only. SecretStr keeps them out of reprs and logs."""
-
-    model_config = ConfigDict(frozen=True)
-    discord_token: SecretStr | None = None
-    slack_bot_token: SecretStr | None = None
-    slack_app_token: SecretStr | None = None
-
-
-class Settings(_Section):
-    storage: StorageSettings = StorageSettings()
-    console: ConsoleSettings = ConsoleSettings()
-    alerts: AlertSettings = AlertSettings()
-    fetch: FetchSettings = FetchSettings()
-    feeds: list[FeedEntry] = Field(default_factory=list)
-    watchlists: list[WatchlistEntry] = Field(default_factory=list)
-    discord: DiscordSettings = DiscordSettings()
-    slack: SlackSettings = SlackSettings()
-    chat: ChatSettings = ChatSettings()
-    http: HttpSettings = HttpSettings()
-    secrets: Secrets = Secrets()
-    source: str = "<defaults>"  # the file these settings came from, for messages
-
-    @model_validator(mode="after")
-    def _unique_names(self) -> Settings:
-        for kind, items in (("feeds", self.feeds), ("watchlists", self.watchlists)):
-            seen: set[str] = set()
-            for index, item in enumerate(items):
-                key = item.name.casefold()
-                if key in seen:
-                    raise ValueError(f"{kind}[{index}].name: {item.name!r} is used twice")
-                seen.add(key)
-        return self
-
-    def feed_interval(self, entry: FeedEntry) -> timedelta:
-        interval = entry.interval or self.fetch.default_interval
-        return max(interval, self.fetch.min_interval)
 
 
 class ConfigError(Exception):
@@ -289,7 +97,9 @@ def resolve_config_path(explicit: str | None, env: Mapping[str, str]) -> Path:
     return PACKAGED_CONFIG
 
 
-def load_settings(path: Path, env: Mapping[str, str] | None = None) -> Settings:
+def load_settings(
+    path: Path, env: Mapping[str, str] | None = None, *, destinations: Destinations | None = None
+) -> Settings:
     env = os.environ if env is None else env
     try:
         raw = tomllib.loads(path.read_text("utf-8"))
@@ -299,12 +109,24 @@ def load_settings(path: Path, env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(f"{path}: cannot read config file: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return settings_from_dict(raw, env, source=str(path))
+    return settings_from_dict(raw, env, source=str(path), destinations=destinations)
 
 
 def settings_from_dict(
-    raw: Mapping[str, Any], env: Mapping[str, str], *, source: str = "<config>"
+    raw: Mapping[str, Any],
+    env: Mapping[str, str],
+    *,
+    source: str = "<config>",
+    destinations: Destinations | None = None,
 ) -> Settings:
+    """`destinations`: the platforms whose channels the file may name (default: every platform
+    bot.chat.platforms lists)."""
+    if destinations is None:
+        # Imported when settings are loaded rather than with this module: the platforms bring
+        # their chat libraries, which `newsbot --version` and `preview` do without.
+        from bot.chat.platforms import known_destinations
+
+        destinations = known_destinations()
     if "secrets" in raw or any(
         k in raw.get(s, {})
         for s in ("discord", "slack")
@@ -320,6 +142,9 @@ def settings_from_dict(
         "slack_app_token": env.get("SLACK_APP_TOKEN") or None,
     }
     try:
-        return Settings.model_validate({**raw, "secrets": secrets, "source": source})
+        return Settings.model_validate(
+            {**raw, "secrets": secrets, "source": source},
+            context={"destinations": destinations},
+        )
     except ValidationError as exc:
         raise _explain(exc, source) from None

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.core.durations import format_duration, parse_duration
 from bot.core.identity import safe_link
-from bot.core.models import FeedSpec, Origin, valid_channel
+from bot.core.models import FeedSpec, Origin
 from bot.core.ports import FeedError
 from bot.core.replies import (
     Actor,
@@ -69,7 +69,7 @@ class AdminCommands:
         parsed, error = query_or_refusal(query)
         if error:
             return error
-        if not valid_channel(channel):
+        if not self.services.destinations.is_channel(channel or ""):
             return refused(f"{channel!r} is not a channel this bot can post to.")
         existing = await self.store.get_watchlist(name)
         if existing is not None:

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from bot.core.admin_commands import URL_LIMIT, AdminCommands
+from bot.core.destinations import Destinations
 from bot.core.durations import format_duration
 from bot.core.matcher import Matcher
 from bot.core.models import FeedSpec, FeedState, StoredStory
@@ -109,6 +110,7 @@ class Services(Protocol):
     started_at: datetime
     last_poll_at: datetime | None
     config_source: str
+    destinations: Destinations  # what a watchlist may post to: every platform's channels
 
     async def query_book(self) -> QueryBook: ...
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.core.cards import Card, Digest, build_card
+from bot.core.destinations import DestinationError, DestinationKind, Destinations
 from bot.core.models import Delivery, DeliveryStatus, StoredStory, platform_of
 from bot.core.ports import DeliveryStore, Sender, SendResult
 
@@ -77,12 +78,14 @@ class DeliveryWorker:
         senders: Mapping[str, Sender],
         *,
         clock: Callable[[], datetime],
+        destinations: Destinations,
         settings: DeliverySettings | None = None,
         on_permanent_failure: FailureHook | None = None,
         on_sent: SentHook | None = None,
     ) -> None:
         self.store = store
         self.senders = dict(senders)
+        self.destinations = destinations
         self.clock = clock
         self.settings = settings or DeliverySettings()
         self.on_permanent_failure = on_permanent_failure
@@ -174,6 +177,14 @@ class DeliveryWorker:
                 self._released |= {platform_of(d.target) for d, _ in owed} - stuck
             return sum(counts)
 
+    def _to_person(self, target: str) -> bool:
+        """A person's direct messages get every card in full: digests are for busy channels."""
+        try:
+            return self.destinations.parse(target).kind == DestinationKind.DM
+        except DestinationError:
+            # Its platform cannot read it either: the sender fails each card with the reason.
+            return False
+
     async def _serve_target(self, target: str, items: list[tuple[Delivery, StoredStory]]) -> int:
         sender = self.senders.get(platform_of(target))
         if sender is None:
@@ -197,7 +208,7 @@ class DeliveryWorker:
                 formed.setdefault(delivery.digest_group, []).append((delivery, story))
         fresh = [(d, s) for d, s in fresh if not d.digest_group]
         digest: list[tuple[Delivery, StoredStory]] = []
-        if ":dm:" not in target and len(fresh) > 1:
+        if len(fresh) > 1 and not self._to_person(target):
             recent = await self.store.recent_sent_count(
                 target, self.clock() - self.settings.burst_window
             )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -135,20 +134,14 @@ class Delivery:
 
 
 def platform_of(target: str) -> str:
-    """ "discord:123" -> "discord"; "slack:dm:U1" -> "slack"."""
+    """The platform a destination or a subscriber belongs to: the text before the first colon
+    ("<platform>:<id>"; see bot.core.destinations for how each platform writes the rest)."""
     return target.partition(":")[0]
 
 
 def dm_target(subscriber: str) -> str:
-    """Where a personal subscription is delivered: the person's direct messages."""
+    """Where a personal subscription is delivered: the person's direct messages. The one
+    destination the core writes itself, the same way for every platform (bot.core.destinations
+    holds each platform's form to it)."""
     platform, _, user = subscriber.partition(":")
     return f"{platform}:dm:{user}"
-
-
-_CHANNEL = re.compile(r"^(console:[\w.-]{1,64}|discord:\d{5,25}|slack:[A-Z0-9]{5,30})$")
-CHANNEL_HELP = 'use "console:<name>", "discord:<channel id>" or "slack:<channel id>"'
-
-
-def valid_channel(channel: str) -> bool:
-    """A destination a watchlist may post to."""
-    return bool(_CHANNEL.match(channel or ""))

@@ -49,7 +49,7 @@ class SkippedQuery:
     """A stored query the matcher left out, and whose it is: the ops channel and /status say."""
 
     key: QueryKey
-    what: str  # "watchlist 'Putin'" or "subscription of discord:123"
+    what: str  # "watchlist 'Putin'" or "subscription of <platform>:<user id>"
     query: str
     reason: str
 

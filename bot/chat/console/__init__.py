@@ -1,18 +1,37 @@
 """The console channel: cards on stdout, as readable text or one JSON object per line.
 
-Logs go to stderr, so `newsbot run --once | jq` sees only cards."""
+Logs go to stderr, so `newsbot run --once | jq` sees only cards. Its channels are names
+("console:desk"), each a label on the cards it prints. What bot.chat.platforms reads:
+DESTINATION_FORM, build and ops_channel."""
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.core.cards import Card, Digest
+from bot.core.destinations import PrefixedForm
 from bot.core.ports import SendResult
 from bot.core.text import truncate
 
+if TYPE_CHECKING:
+    from config.schema import Settings
+
+PLATFORM = "console"
+DESTINATION_FORM = PrefixedForm(
+    PLATFORM, channel=r"[\w.-]{1,64}", user=r"[\w.-]{1,64}", channel_help="<name>"
+)
 TEXT_WIDTH = 100
+
+
+def build(settings: Settings) -> None:
+    """No connection to make: the bot gives its ConsoleSender its own standard output."""
+    return None
+
+
+def ops_channel(settings: Settings) -> str:
+    return ""  # operational notices go to the log, which is the console's already
 
 
 def card_json(card: Card) -> dict[str, Any]:
@@ -75,7 +94,7 @@ def render_digest_text(digest: Digest) -> str:
 
 
 class ConsoleSender:
-    platform = "console"
+    platform = PLATFORM
 
     def __init__(self, fmt: str = "text", stream: TextIO | None = None) -> None:
         self.format = fmt

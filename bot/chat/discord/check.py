@@ -20,11 +20,12 @@ import discord.gateway
 import discord.http
 import yarl
 
+from bot.chat.discord.destination import DESTINATION_FORM
 from bot.chat.discord.render import render_card
 from bot.chat.discord.sender import parse_target, result_for
 from bot.chat.preflight import Check
 from bot.core.cards import Card
-from config.settings import DiscordSettings, Settings
+from config.schema import DiscordSettings, Settings
 
 KIND = "discord"
 VIEW_CHANNEL = 1 << 10
@@ -123,7 +124,7 @@ async def _check_channel(
     where = parse_target(target)
     if where is None:
         return Check.failed(
-            KIND, target, "not a Discord channel", 'write it as "discord:<channel id>"'
+            KIND, target, "not a Discord channel", f'write it as "{DESTINATION_FORM.help}"'
         )
     if where.dm:
         return Check.passed(KIND, target, "a person's direct messages: not checked")

@@ -25,6 +25,7 @@ import discord.gateway
 import discord.http
 import yarl
 
+from bot.chat.discord.destination import DESTINATION_FORM, PLATFORM
 from bot.chat.discord.guilds import GuildGate
 from bot.chat.discord.sender import DiscordSender
 from bot.chat.discord.slash import SlashCommands
@@ -32,7 +33,7 @@ from bot.chat.link import Backoff, Link
 
 if TYPE_CHECKING:
     from bot.core.commands import Commands
-    from config.settings import Settings
+    from config.schema import Settings
 
 log = logging.getLogger(__name__)
 
@@ -126,9 +127,10 @@ class _Client(discord.Client):
 
 
 class DiscordPlatform:
-    """Implements bot.app.ChatPlatform."""
+    """Implements bot.chat.platforms.ChatPlatform."""
 
-    name = "discord"
+    name = PLATFORM
+    destination_form = DESTINATION_FORM
 
     def __init__(
         self,

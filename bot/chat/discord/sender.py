@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiohttp
 import discord
 
+from bot.chat.discord.destination import DESTINATION_FORM, PLATFORM
 from bot.chat.discord.render import (
     delivery_nonce,
     digest_nonce,
@@ -25,12 +25,10 @@ from bot.chat.discord.render import (
     render_notice,
 )
 from bot.core.cards import Card, Digest
+from bot.core.destinations import DestinationError, DestinationKind
 from bot.core.ports import SendResult
 
 log = logging.getLogger(__name__)
-
-PLATFORM = "discord"
-_TARGET = re.compile(r"^discord:(?:(dm):)?(\d{1,25})$")
 
 # Discord JSON error codes (discord.com/developers/docs/topics/opcodes-and-status-codes).
 UNKNOWN_CHANNEL = 10003
@@ -63,11 +61,12 @@ class Target:
 
 
 def parse_target(target: str) -> Target | None:
-    """'discord:<channel id>' or 'discord:dm:<user id>'."""
-    match = _TARGET.match(target)
-    if match is None:
+    """'discord:<channel id>' or 'discord:dm:<user id>' (as destination.py reads them)."""
+    try:
+        where = DESTINATION_FORM.parse(target)
+    except DestinationError:
         return None
-    return Target(int(match.group(2)), dm=match.group(1) is not None)
+    return Target(int(where.id), dm=where.kind == DestinationKind.DM)
 
 
 def _retry_after(exc: discord.HTTPException) -> float | None:

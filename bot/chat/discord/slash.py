@@ -22,6 +22,7 @@ from typing import Any
 import discord
 from discord import app_commands
 
+from bot.chat.discord.destination import DESTINATION_FORM, PLATFORM
 from bot.chat.discord.guilds import GuildGate
 from bot.chat.discord.render import render_reply
 from bot.core.catalog import (
@@ -33,6 +34,7 @@ from bot.core.catalog import (
     group_admins_only,
 )
 from bot.core.commands import Actor, Commands, Reply, refused
+from bot.core.destinations import Destination, DestinationKind
 from bot.core.text import truncate
 
 log = logging.getLogger(__name__)
@@ -92,7 +94,7 @@ def actor_for(interaction: discord.Interaction, admin_role_ids: Collection[int])
     user = interaction.user
     permissions = interaction.permissions
     return Actor(
-        platform="discord",
+        platform=PLATFORM,
         user_id=str(user.id),
         name=user.name,
         is_admin=is_admin(
@@ -122,7 +124,8 @@ def _value(arg: Arg, value: Any, interaction: discord.Interaction) -> Any:
     """An option's value as the core takes it."""
     if arg.kind is Kind.CHANNEL:
         # Left out: the channel the command was typed in.
-        return f"discord:{value.id if value is not None else interaction.channel_id}"
+        channel = value.id if value is not None else interaction.channel_id
+        return DESTINATION_FORM.format(Destination(PLATFORM, DestinationKind.CHANNEL, str(channel)))
     return value
 
 

@@ -17,10 +17,12 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.chat.preflight import Check
+from bot.chat.slack.destination import DESTINATION_FORM
 from bot.chat.slack.render import render_card
 from bot.chat.slack.sender import PERMANENT, api_error, make_client
 from bot.core.cards import Card
-from config.settings import Settings
+from bot.core.destinations import DestinationError, DestinationKind
+from config.schema import Settings
 
 KIND = "slack"
 
@@ -129,12 +131,15 @@ async def _check_app_token(api_base: str, token: str) -> Check:
 async def _check_channel(
     web: AsyncWebClient, target: str, bot: str, test_card: Card | None
 ) -> Check:
-    platform, _, channel_id = target.partition(":")
-    if platform != KIND or not channel_id:
-        return Check.failed(KIND, target, "not a Slack channel", 'write it as "slack:<channel id>"')
-    if channel_id.startswith("dm:"):
+    try:
+        where = DESTINATION_FORM.parse(target)
+    except DestinationError:
+        return Check.failed(
+            KIND, target, "not a Slack channel", f'write it as "{DESTINATION_FORM.help}"'
+        )
+    if where.kind == DestinationKind.DM:
         return Check.passed(KIND, target, "a person's direct messages: not checked")
-    name = channel_id
+    channel_id = name = where.id
     try:
         # For the name and the archived flag, if the app may read them (channels:read is not
         # among newsbot's scopes; whatever goes wrong here, the history read below decides).

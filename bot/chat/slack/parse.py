@@ -25,8 +25,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from bot.chat.slack.destination import DESTINATION_FORM, PLATFORM
 from bot.core.catalog import CATALOG, COMMANDS, Arg, Command, Kind, group_commands
 from bot.core.catalog import GROUPS as CATALOG_GROUPS
+from bot.core.destinations import Destination, DestinationKind
 
 HELP = "help"  # Slack's own: the usage lines, all or one
 # Words typed for a group's actions, whatever the group.
@@ -258,7 +260,9 @@ def _channel(token: _Token) -> str | None:
         # A bare id must look like one (it has a digit): "CNN" is a name, not a channel.
         if match is not None and not any(c.isdigit() for c in match.group(1)):
             match = None
-    return f"slack:{match.group(1)}" if match else None
+    if match is None:
+        return None
+    return DESTINATION_FORM.format(Destination(PLATFORM, DestinationKind.CHANNEL, match.group(1)))
 
 
 def parse_command(text: str) -> Invocation:

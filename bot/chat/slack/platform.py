@@ -31,6 +31,7 @@ from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.chat.link import Backoff, Link
+from bot.chat.slack.destination import DESTINATION_FORM, PLATFORM
 from bot.chat.slack.parse import (
     HELP,
     USAGE,
@@ -43,7 +44,7 @@ from bot.chat.slack.render import HOME_STORIES, render_home, render_reply
 from bot.chat.slack.sender import SlackSender, make_client, retry_after
 from bot.core.catalog import COMMANDS
 from bot.core.commands import Actor, Commands, Reply, ReplyItem
-from config.settings import Settings
+from config.schema import Settings
 
 log = logging.getLogger(__name__)
 
@@ -100,15 +101,16 @@ class _SocketHandler(AsyncSocketModeHandler):
 
 
 class SlackPlatform:
-    """bot.app's ChatPlatform for Slack. `start` returns at once and connects in the background;
-    the sender works without the socket (it only needs the Web API).
+    """bot.chat.platforms.ChatPlatform for Slack. `start` returns at once and connects in the
+    background; the sender works without the socket (it only needs the Web API).
 
     The socket comes back by itself after any failure (Slack unreachable at start-up or later,
     5xx, a dropped or stale socket), retried forever with a capped, jittered backoff ([chat]
     reconnect_min and reconnect_max); a refused token is said once and not retried. `link`
     tells /healthz, /metrics and the delivery worker whether the socket is up."""
 
-    name = "slack"
+    name = PLATFORM
+    destination_form = DESTINATION_FORM
 
     def __init__(
         self,
@@ -403,7 +405,7 @@ class SlackPlatform:
             except CommandSyntaxError as exc:
                 return Reply(f"{exc.problem}\n{exc.usage}", ok=False)
             actor = Actor(
-                "slack",
+                PLATFORM,
                 user_id,
                 name=user_name,
                 # Only admin sub-commands pay for the users.info look-up.
@@ -458,7 +460,7 @@ class SlackPlatform:
     async def publish_home(self, user_id: str) -> None:
         if self.commands is None:
             return
-        home = await self.commands.home(Actor("slack", user_id), HOME_STORIES)
+        home = await self.commands.home(Actor(PLATFORM, user_id), HOME_STORIES)
         view = render_home(home.subscriptions, home.stories)
         await self.web.views_publish(user_id=user_id, view=view)
 

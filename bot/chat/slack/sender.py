@@ -34,8 +34,10 @@ from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.chat.slack.destination import DESTINATION_FORM
 from bot.chat.slack.render import render_card, render_digest, render_notice
 from bot.core.cards import Card, Digest
+from bot.core.destinations import DestinationError, DestinationKind
 from bot.core.ports import SendResult
 
 log = logging.getLogger(__name__)
@@ -310,12 +312,13 @@ class SlackSender:
 
     async def channel_for(self, target: str) -> str:
         """The channel id for "slack:C123", or the DM channel for "slack:dm:U123"."""
-        platform, _, rest = target.partition(":")
-        if platform != "slack" or not rest:
-            raise _Stop(SendResult.failed(f"{target!r} is not a Slack destination"))
-        if not rest.startswith("dm:"):
-            return rest
-        user = rest.removeprefix("dm:")
+        try:
+            where = DESTINATION_FORM.parse(target)
+        except DestinationError:
+            raise _Stop(SendResult.failed(f"{target!r} is not a Slack destination")) from None
+        if where.kind != DestinationKind.DM:
+            return where.id
+        user = where.id
         if user not in self._dm_channels:
             try:
                 response = await self.client.conversations_open(users=user)

@@ -1,0 +1,81 @@
+"""The chat platforms, in one list, and what the rest of the bot needs from each.
+
+A platform is a sub-package of bot.chat offering, by these names:
+- DESTINATION_FORM: how its channels and direct messages are written and which are valid
+  (a bot.core.destinations.DestinationForm);
+- build(settings): its ChatPlatform, or None when it is not configured (no token);
+- ops_channel(settings): where it posts operational notices, "" for nowhere.
+
+A new platform is its folder and one more entry in PLATFORMS: the config file's channels, chat's
+`watchlist add`, the delivery worker and the ops notices then know it. (Its settings section,
+its tokens and its rows of `newsbot check` are still written in config/schema.py and
+bot/check.py.) Explicit on purpose: nothing registers itself by being imported."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from bot.chat import console, discord, slack
+from bot.chat.link import Link
+from bot.core.commands import Commands
+from bot.core.destinations import DestinationForm, Destinations
+from bot.core.ports import Sender
+
+if TYPE_CHECKING:
+    from config.schema import Settings
+
+
+class ChatPlatform(Protocol):
+    """A chat platform: its sender for the delivery worker, and its command front end.
+
+    `attach` hands it the command handlers once storage is open; `start` must return quickly
+    (connect in the background: polling never waits for chat, and a lost connection comes back
+    by itself); `close` disconnects. `link` says whether it is up, why not, and who hears when
+    it comes back. `destination_form` says how its destinations are written: the bot adds it
+    to those it knows, so a platform handed to NewsBot needs no entry in PLATFORMS."""
+
+    name: str
+    sender: Sender
+    link: Link
+
+    @property
+    def destination_form(self) -> DestinationForm: ...
+
+    @property
+    def connected(self) -> bool: ...
+
+    def attach(self, commands: Commands) -> None: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class PlatformModule(Protocol):
+    """What a platform's package offers (a module satisfies a protocol by its attributes)."""
+
+    @property  # read-only: the module's constant, spelt as it is there
+    def DESTINATION_FORM(self) -> DestinationForm: ...
+
+    def build(self, settings: Settings) -> ChatPlatform | None: ...
+
+    def ops_channel(self, settings: Settings) -> str: ...
+
+
+PLATFORMS: tuple[PlatformModule, ...] = (console, discord, slack)
+
+
+def known_destinations(*more: DestinationForm) -> Destinations:
+    """Every listed platform's destinations, and `more`'s: what a watchlist may post to."""
+    return Destinations([*(platform.DESTINATION_FORM for platform in PLATFORMS), *more])
+
+
+def build_platforms(settings: Settings) -> list[ChatPlatform]:
+    """The platforms whose tokens are set. None: the console is the channel."""
+    built = (platform.build(settings) for platform in PLATFORMS)
+    return [platform for platform in built if platform is not None]
+
+
+def ops_channels(settings: Settings) -> list[str]:
+    """Where operational notices go, each platform's in the order of PLATFORMS."""
+    return [channel for platform in PLATFORMS if (channel := platform.ops_channel(settings))]
