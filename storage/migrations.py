@@ -1,4 +1,5 @@
-"""Numbered plain-SQL migrations (`migrations/NNNN_name.sql`), tracked with PRAGMA user_version.
+"""Numbered plain-SQL migrations (`NNNN_name.sql` in a backend's migrations/ folder: SQLite's are
+storage/sqlite/migrations/), tracked with PRAGMA user_version.
 
 Each file runs in its own transaction together with the version bump, so a database is always at
 exactly one schema version; a database made by an older version upgrades in place."""
@@ -19,8 +20,10 @@ class Migration:
     sql: str
 
 
-def load_migrations() -> list[Migration]:
-    folder = resources.files("storage") / "migrations"
+def load_migrations(backend: str = "sqlite") -> list[Migration]:
+    """`backend`: the sub-package whose migrations/ folder holds the schema. Found from this
+    package, so that reading the list does not import the backend (which imports this)."""
+    folder = resources.files("storage") / backend / "migrations"
     found = []
     for entry in folder.iterdir():
         match = _NAME.match(entry.name)

@@ -39,6 +39,7 @@ from bot.core.ports import (
     PollOutcome,
 )
 from bot.core.routing import QueryBook, Route
+from bot.core.store import DeliveryRow, IngestBatch, KeyRow, NewStoryRow, RevisionRow, StoryRef
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,25 @@ class IngestPlan:
     @property
     def alerts(self) -> int:
         return sum(1 for d in self.deliveries if not d.refresh)
+
+    def ingest_batch(self) -> IngestBatch:
+        """The rows the store writes, each naming its story outright (a negative reference is
+        the plan's own label for a story it creates)."""
+        refs: dict[int, StoryRef] = {}
+
+        def ref(value: int) -> StoryRef:
+            found = refs.get(value)
+            if found is None:
+                found = refs[value] = StoryRef(value, value < 0)
+            return found
+
+        return IngestBatch(
+            [NewStoryRow(n.ref, n.story, n.alertable) for n in self.new_stories],
+            [RevisionRow(r.story_id, r.story, r.notify, r.alertable) for r in self.revisions],
+            [KeyRow(ref(k.story_ref), k.key) for k in self.keys],
+            [DeliveryRow(ref(d.story_ref), d.route) for d in self.deliveries],
+            self.max_updates,
+        )
 
 
 def is_fresh(story: Story, now: datetime, settings: IngestSettings) -> bool:
@@ -498,7 +518,7 @@ class Pipeline:
                 targets,
                 identity.ignore,
             )
-            await self.store.apply_ingest(feed, plan, outcome, now)
+            await self.store.apply_ingest(feed, plan.ingest_batch(), outcome, now)
         if plan.deliveries or any(r.notify for r in plan.revisions):
             self.on_alerts()
         return PollReport(

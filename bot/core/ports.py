@@ -3,18 +3,50 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bot.core.cards import Card, Digest
-from bot.core.models import Delivery, FeedState, StoredStory, Story
+from bot.core.models import FeedState, Story
+from bot.core.store import (
+    AuditEntry,
+    CommandStore,
+    DeliveryStore,
+    DuplicateName,
+    IngestBatch,
+    IngestStore,
+    KeyHit,
+    OpsStore,
+    PollOutcome,
+    Storage,
+    StorageError,
+)
 
 if TYPE_CHECKING:
-    from bot.core.identity import DocumentIdentity, KeyKind
-    from bot.core.pipeline import IngestPlan
+    from bot.core.identity import DocumentIdentity
+
+__all__ = [
+    "AuditEntry",
+    "CommandStore",
+    "DeliveryStore",
+    "DuplicateName",
+    "FeedError",
+    "FeedReader",
+    "FetchResult",
+    "FetchStatus",
+    "IngestBatch",
+    "IngestStore",
+    "KeyHit",
+    "OpsStore",
+    "ParsedFeed",
+    "PollOutcome",
+    "SendResult",
+    "Sender",
+    "Storage",
+    "StorageError",
+]
 
 
 # --- feeds ----------------------------------------------------------------------------------------
@@ -63,51 +95,7 @@ class FeedReader(Protocol):
 
 
 # --- storage --------------------------------------------------------------------------------------
-
-
-class KeyHit(NamedTuple):
-    # A tuple: a first poll of formulaic feeds reads millions of them (a dataclass cost a
-    # tenth of the writing process's time to build).
-    key: int
-    kind: KeyKind
-    story_id: int
-    seen_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class PollOutcome:
-    """What a poll learnt about the feed itself, stored with the feed."""
-
-    ok: bool
-    etag: str | None = None
-    last_modified: str | None = None
-    body_hash: str | None = None
-    error: str | None = None
-    failures: int = 0
-    retry_at: datetime | None = None
-
-
-class IngestStore(Protocol):
-    async def find_keys(
-        self, keys: Sequence[int], *, since: datetime | None = None
-    ) -> list[KeyHit]:
-        """The stories holding these keys. With `since`: only keys seen since then, and per
-        key only a few of the newest stories."""
-        ...
-
-    async def load_stories(self, ids: Sequence[int]) -> dict[int, StoredStory]: ...
-
-    async def delivery_targets(self, story_ids: Sequence[int]) -> dict[int, set[str]]: ...
-
-    async def apply_ingest(
-        self, feed: FeedState, plan: IngestPlan, outcome: PollOutcome, now: datetime
-    ) -> dict[int, int]:
-        """Write the plan and the feed's new state in one transaction. Returns the ids given to
-        the plan's new stories (plan reference -> story id)."""
-        ...
-
-    async def record_poll(self, feed: FeedState, outcome: PollOutcome, now: datetime) -> None: ...
-
+# The storage contract has its own module, bot.core.store; its names are importable from here too.
 
 # --- chat -----------------------------------------------------------------------------------------
 
@@ -152,33 +140,3 @@ class Sender(Protocol):
     async def notify(self, target: str, text: str) -> SendResult:
         """A plain operational notice (a feed failing, a channel the bot cannot post to)."""
         ...
-
-
-class DeliveryStore(Protocol):
-    async def due_deliveries(
-        self, now: datetime, limit: int
-    ) -> list[tuple[Delivery, StoredStory]]: ...
-
-    async def mark_sent(
-        self,
-        delivery_id: int,
-        message_id: str,
-        now: datetime,
-        *,
-        digest: bool = False,
-        revision: int | None = None,
-    ) -> None: ...
-
-    async def mark_update_done(
-        self, delivery_id: int, now: datetime, *, revision: int | None = None
-    ) -> None: ...
-
-    async def mark_failed(self, delivery_id: int, error: str, now: datetime) -> None: ...
-
-    async def reschedule(
-        self, delivery_id: int, error: str, next_attempt: datetime, *, update: bool
-    ) -> None: ...
-
-    async def recent_sent_count(self, target: str, since: datetime) -> int: ...
-
-    async def assign_digest(self, delivery_ids: Sequence[int], group: str) -> None: ...
