@@ -1,0 +1,203 @@
+"""The in-memory backend's rows and state: plain dataclasses in dicts, with the few rules of
+SQLite that the contract makes every backend keep (see storage/memory/__init__.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+from bot.core.identity import KeyKind
+from bot.core.models import (
+    Delivery,
+    DeliveryStatus,
+    FeedState,
+    Origin,
+    StoredStory,
+    Story,
+    Subscription,
+    Watchlist,
+)
+from bot.core.store import PollOutcome
+
+T = TypeVar("T")
+_NOCASE = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def nocase(text: str) -> str:
+    """How names compare (SQLite's NOCASE): only ASCII letters fold."""
+    return text.translate(_NOCASE)
+
+
+def ts(value: datetime) -> float:
+    return value.timestamp()
+
+
+def dt(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def moment(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+def limited(items: list[T], limit: int) -> list[T]:
+    return items if limit < 0 else items[:limit]  # SQL: a negative LIMIT is no limit
+
+
+def as_stored(story: Story) -> Story:
+    """A story as it comes back from storage: its date in UTC, via Unix seconds."""
+    published = None if story.published is None else moment(ts(story.published))
+    return replace(story, published=published, categories=tuple(story.categories))
+
+
+@dataclass
+class FeedRow:
+    id: int
+    name: str
+    url: str
+    interval: timedelta
+    origin: Origin
+    created_by: str | None
+    active: bool = True
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str | None = None
+    baseline_done: bool = False
+    last_poll_at: float | None = None
+    last_success_at: float | None = None
+    last_error: str | None = None
+    last_error_at: float | None = None
+    failures: int = 0
+    retry_at: float | None = None
+
+    def state(self) -> FeedState:
+        return FeedState(
+            id=self.id,
+            name=self.name,
+            url=self.url,
+            interval=timedelta(seconds=int(self.interval.total_seconds())),
+            origin=self.origin,
+            etag=self.etag,
+            last_modified=self.last_modified,
+            body_hash=self.body_hash,
+            baseline_done=self.baseline_done,
+            last_poll_at=dt(self.last_poll_at),
+            last_success_at=dt(self.last_success_at),
+            last_error=self.last_error,
+            last_error_at=dt(self.last_error_at),
+            failures=self.failures,
+            retry_at=dt(self.retry_at),
+            created_by=self.created_by,
+        )
+
+
+@dataclass
+class StoryRow:
+    id: int
+    feed_id: int | None
+    story: Story
+    first_seen: float
+    revision: int = 0
+    alertable: bool = False
+
+    def stored(self) -> StoredStory:
+        return StoredStory(
+            self.id,
+            self.feed_id,
+            self.story,
+            dt(self.first_seen) or datetime.fromtimestamp(0, UTC),
+            self.revision,
+            self.alertable,
+        )
+
+
+@dataclass
+class CardRow:
+    id: int
+    story_id: int
+    target: str
+    watchlists: tuple[str, ...]
+    subscriber: str | None
+    matched: tuple[str, ...]
+    next_attempt_at: float
+    created_at: float
+    status: DeliveryStatus = DeliveryStatus.PENDING
+    attempts: int = 0
+    sent_at: float | None = None
+    message_id: str | None = None
+    error: str | None = None
+    update_pending: bool = False
+    update_count: int = 0
+    digest: bool = False
+    digest_group: str | None = None
+
+    def value(self) -> Delivery:
+        return Delivery(
+            id=self.id,
+            story_id=self.story_id,
+            target=self.target,
+            watchlists=self.watchlists,
+            subscriber=self.subscriber,
+            matched=self.matched,
+            status=self.status,
+            attempts=self.attempts,
+            message_id=self.message_id,
+            update_pending=self.update_pending,
+            update_count=self.update_count,
+            created_at=dt(self.created_at),
+            digest_group=self.digest_group,
+        )
+
+
+class MemoryBase:
+    """The tables; the methods over them are in the mixins beside this module."""
+
+    def __init__(self) -> None:
+        self._feeds: dict[int, FeedRow] = {}
+        self._stories: dict[int, StoryRow] = {}
+        # identity key -> story id -> (kind, seen at): one row per (key, story), like the table.
+        self._keys: dict[int, dict[int, tuple[KeyKind, float]]] = {}
+        self._deliveries: dict[int, CardRow] = {}  # in id order: ids only grow
+        # story id -> destination -> delivery id: one card per story and destination.
+        self._cards: dict[int, dict[str, int]] = {}
+        self._watchlists: dict[int, Watchlist] = {}
+        self._subscriptions: dict[int, Subscription] = {}
+        self._audit: list[tuple[float, str, str, str]] = []
+        self._last: dict[str, int] = {}
+        # Moves with every change to watchlists or subscriptions (see OpsStore).
+        self.queries_version = 0
+        self.path = ":memory:"
+
+    def _next_id(self, table: str) -> int:
+        """Ids are never reused, in any table (SQLite reuses some; nothing may rely on it)."""
+        self._last[table] = self._last.get(table, 0) + 1
+        return self._last[table]
+
+    def _feed_named(self, name: str) -> FeedRow | None:
+        wanted = nocase(name)
+        return next((f for f in self._feeds.values() if nocase(f.name) == wanted), None)
+
+    def _drop_feed(self, feed: FeedRow) -> None:
+        del self._feeds[feed.id]
+        for story in self._stories.values():  # ON DELETE SET NULL
+            if story.feed_id == feed.id:
+                story.feed_id = None
+
+    def _record_poll(
+        self, feed_id: int, outcome: PollOutcome, now: datetime, *, baseline_done: bool | None
+    ) -> None:
+        feed = self._feeds.get(feed_id)
+        if feed is None:
+            return
+        feed.last_poll_at = ts(now)
+        if outcome.ok:
+            feed.etag, feed.last_modified = outcome.etag, outcome.last_modified
+            feed.body_hash, feed.last_success_at = outcome.body_hash, ts(now)
+            feed.failures, feed.retry_at = 0, None
+            if baseline_done is not None:
+                feed.baseline_done = baseline_done
+        else:
+            feed.last_error, feed.last_error_at = outcome.error, ts(now)
+            feed.failures = outcome.failures
+            feed.retry_at = None if outcome.retry_at is None else ts(outcome.retry_at)

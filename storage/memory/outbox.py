@@ -1,0 +1,108 @@
+"""The outbox, in memory."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from bot.core.models import Delivery, DeliveryStatus, StoredStory
+from storage.memory.base import CardRow, MemoryBase, limited, ts
+
+# Larger than any revision: a card that names no revision it showed is never behind.
+_NO_REVISION = 1 << 62
+
+
+class OutboxTables(MemoryBase):
+    async def due_deliveries(self, now: datetime, limit: int) -> list[tuple[Delivery, StoredStory]]:
+        stamp = ts(now)
+        waiting: set[str] = set()  # destinations with an earlier card waiting out a retry
+        due: list[tuple[Delivery, StoredStory]] = []
+        for card in self._deliveries.values():  # in id order
+            if card.status == DeliveryStatus.PENDING:
+                if card.next_attempt_at > stamp:
+                    waiting.add(card.target)
+                    continue
+                if card.target in waiting:
+                    continue
+            elif (
+                card.status != DeliveryStatus.SENT
+                or not card.update_pending
+                or card.next_attempt_at > stamp
+            ):
+                continue
+            story = self._stories.get(card.story_id)
+            if story is not None:
+                due.append((card.value(), story.stored()))
+        return limited(due, limit)
+
+    def _behind(self, card: CardRow, revision: int | None) -> bool:
+        shown = _NO_REVISION if revision is None else revision
+        return shown < self._stories[card.story_id].revision
+
+    async def mark_sent(
+        self,
+        delivery_id: int,
+        message_id: str,
+        now: datetime,
+        *,
+        digest: bool = False,
+        revision: int | None = None,
+    ) -> None:
+        card = self._deliveries.get(delivery_id)
+        if card is None:
+            return
+        card.status, card.message_id, card.error = DeliveryStatus.SENT, message_id, None
+        card.sent_at = card.next_attempt_at = ts(now)
+        card.digest = digest
+        card.update_pending = not digest and self._behind(card, revision)
+
+    async def mark_update_done(
+        self, delivery_id: int, now: datetime, *, revision: int | None = None
+    ) -> None:
+        card = self._deliveries.get(delivery_id)
+        if card is None:
+            return
+        card.update_count += 1
+        card.attempts, card.error = 0, None
+        card.update_pending = self._behind(card, revision)
+
+    async def mark_failed(self, delivery_id: int, error: str, now: datetime) -> None:
+        card = self._deliveries.get(delivery_id)
+        if card is not None:
+            card.status, card.error, card.sent_at = DeliveryStatus.FAILED, error[:1000], None
+
+    async def reschedule(
+        self, delivery_id: int, error: str, next_attempt: datetime, *, update: bool
+    ) -> None:
+        card = self._deliveries.get(delivery_id)
+        if card is not None:
+            card.attempts += 1
+            card.error, card.next_attempt_at = error[:1000], ts(next_attempt)
+
+    async def recent_sent_count(self, target: str, since: datetime) -> int:
+        start = ts(since)
+        return sum(
+            1
+            for c in self._deliveries.values()
+            if c.target == target and c.sent_at is not None and c.sent_at >= start
+        )
+
+    async def assign_digest(self, delivery_ids: Sequence[int], group: str) -> None:
+        for delivery_id in delivery_ids:
+            card = self._deliveries.get(delivery_id)
+            if card is not None and card.status == DeliveryStatus.PENDING:
+                card.digest_group = group
+
+    async def delivery_counts(self) -> dict[str, int]:
+        counts = {s.value: 0 for s in DeliveryStatus}
+        for card in self._deliveries.values():
+            counts[card.status.value] += 1
+        return counts
+
+    async def deliveries_for_story(self, story_id: int) -> list[Delivery]:
+        return [self._deliveries[i].value() for i in sorted(self._cards.get(story_id, {}).values())]
+
+    async def recent_for_subscriber(self, subscriber: str, limit: int) -> list[StoredStory]:
+        cards = reversed(self._deliveries.values())  # newest card first
+        mine = [self._stories[c.story_id] for c in cards if c.subscriber == subscriber]
+        return [s.stored() for s in limited(mine, limit)]
