@@ -20,7 +20,7 @@ import pytest
 import storage.sqlite as sqlite_module
 from bot.core.identity import KeyKind, fuzzy_keys, strong_keys
 from bot.core.models import DeliveryStatus, Origin, Story
-from bot.core.pipeline import IngestPlan, Revision
+from bot.core.pipeline import IngestPlan, NewStory, Revision
 from bot.core.ports import PollOutcome
 from storage.migrations import LATEST_VERSION, Migration, load_migrations, script_for
 from storage.sqlite import BUSY_TIMEOUT_MS, SqliteStorage, StorageError
@@ -398,6 +398,38 @@ async def test_every_older_schema_upgrades_to_the_latest(tmp_path, version):
     fresh = tmp_path / "fresh.db"
     create_at_version(fresh, LATEST_VERSION)
     assert tables(path) == tables(fresh)
+
+
+async def test_schema_4_gives_new_stories_ids_past_every_id_given_before(tmp_path):
+    # Ids come from a sequence of our own since schema 4. An older database's newest story may
+    # be pruned already (its identity keys still point at it): SQLite's own record of the ids
+    # it gave is where the sequence starts, not the highest id left in the table.
+    path = tmp_path / "newsbot.db"
+    create_at_version(path, 3)
+    write_schema_1_rows(path)
+    with connect(path) as conn:
+        conn.execute(
+            "INSERT INTO stories (id, feed_id, feed_name, title, first_seen_at) "
+            "VALUES (57, ?, 'Reuters World', 'Pruned since', ?)",
+            (OLD_FEED_ID, POLLED.timestamp()),
+        )
+        conn.execute("DELETE FROM stories WHERE id = 57")
+
+    store = await SqliteStorage.open(path)
+    try:
+        feed = await store.get_feed("Reuters World")
+        plan = IngestPlan(
+            new_stories=[NewStory(-1, OLD_STORY, False), NewStory(-2, OLD_STORY, False)]
+        )
+        ids = await store.apply_ingest(feed, plan, PollOutcome(ok=True), NOW)
+    finally:
+        await store.close()
+
+    assert ids == {-1: 58, -2: 59}
+    with connect(path) as conn:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(deliveries)")}
+    assert "rendered_revision" not in columns
+    assert {"update_pending", "update_count", "digest", "digest_group"} <= columns
 
 
 async def test_a_database_newer_than_the_code_is_refused(tmp_path):
