@@ -20,8 +20,8 @@ class FeedTables(MemoryBase):
             if feed.active and feed.origin == Origin.CHAT and feed.name.casefold() in claimed:
                 log.warning("feed %r was added in chat; the config file now manages it", feed.name)
         for spec in specs:
-            feed = self._feed_named(spec.name)
-            if feed is None:
+            found = self._feed_named(spec.name)
+            if found is None:
                 new = FeedRow(
                     self._next_id("feeds"),
                     spec.name,
@@ -32,11 +32,11 @@ class FeedTables(MemoryBase):
                 )
                 self._feeds[new.id] = new
                 continue
-            if feed.url != spec.url:  # a new URL is a new document: its fetch state afresh
-                feed.etag = feed.last_modified = feed.body_hash = None
-                feed.failures, feed.retry_at = 0, None
-            feed.url, feed.interval = spec.url, spec.interval
-            feed.origin, feed.active = Origin.CONFIG, True
+            if found.url != spec.url:  # a new URL is a new document: its fetch state afresh
+                found.etag = found.last_modified = found.body_hash = None
+                found.failures, found.retry_at = 0, None
+            found.url, found.interval = spec.url, spec.interval
+            found.origin, found.active = Origin.CONFIG, True
         names = {nocase(s.name) for s in specs}
         for feed in self._feeds.values():
             if feed.origin == Origin.CONFIG and nocase(feed.name) not in names:

@@ -45,14 +45,18 @@ class SqliteInspector:
             "SELECT count(*) FROM deliveries WHERE story_id = ? AND target = ?",
             (story_id, target),
         ) as cursor:
-            (count,) = await cursor.fetchone()
+            row = await cursor.fetchone()
+        assert row is not None
+        count: int = row[0]
         return count
 
     async def delivery_error(self, delivery_id: int) -> str | None:
         async with self._db.execute(
             "SELECT error FROM deliveries WHERE id = ?", (delivery_id,)
         ) as cursor:
-            (error,) = await cursor.fetchone()
+            row = await cursor.fetchone()
+        assert row is not None
+        error: str | None = row[0]
         return error
 
 
