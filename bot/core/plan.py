@@ -1,0 +1,336 @@
+"""The pure planner: given the stories of one document and what the database knows about their
+keys, decide what is new, what is an update, what was seen, and who gets a card. No I/O: the
+pipeline (bot.core.pipeline) reads what it needs, calls `plan_ingest`, and hands the store
+the plan's rows (`IngestPlan.ingest_batch`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import NamedTuple
+
+from bot.core.identity import (
+    PERMANENT_KINDS,
+    Fingerprint,
+    IdentityKey,
+    KeyKind,
+    boilerplate,
+    fingerprint,
+    material_change,
+    same_story,
+    url_key,
+)
+from bot.core.models import FeedState, StoredStory, Story
+from bot.core.ports import KeyHit
+from bot.core.routing import QueryBook, Route
+from bot.core.store import DeliveryRow, IngestBatch, KeyRow, NewStoryRow, RevisionRow, StoryRef
+
+
+@dataclass(frozen=True, slots=True)
+class IngestSettings:
+    max_age: timedelta = timedelta(hours=24)
+    dedupe_window: timedelta = timedelta(hours=48)
+    max_updates: int = 3
+    # Stories dated this far in the future are treated as undated for the age check.
+    clock_skew: timedelta = timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True)
+class NewStory:
+    ref: int  # negative: a story this plan creates
+    story: Story
+    alertable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Revision:
+    story_id: int
+    story: Story
+    notify: bool  # post an update of cards already sent
+    alertable: bool
+
+
+class PlannedKey(NamedTuple):  # a tuple: a first poll plans a dozen per item
+    story_ref: int  # positive: existing story id; negative: NewStory.ref
+    key: IdentityKey
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedDelivery:
+    story_ref: int
+    route: Route
+    refresh: bool = False  # the destination has its card; only its matched terms are renewed
+
+
+@dataclass
+class IngestPlan:
+    new_stories: list[NewStory] = field(default_factory=list)
+    revisions: list[Revision] = field(default_factory=list)
+    keys: list[PlannedKey] = field(default_factory=list)
+    deliveries: list[PlannedDelivery] = field(default_factory=list)
+    seen: int = 0
+    max_updates: int = 3
+    # Near-duplicate checks made (at most MAX_VERIFIED per sighting): the work of the plan.
+    verified: int = 0
+
+    @property
+    def alerts(self) -> int:
+        return sum(1 for d in self.deliveries if not d.refresh)
+
+    def ingest_batch(self) -> IngestBatch:
+        """The rows the store writes, each naming its story outright (a negative reference is
+        the plan's own label for a story it creates)."""
+        refs: dict[int, StoryRef] = {}
+
+        def ref(value: int) -> StoryRef:
+            found = refs.get(value)
+            if found is None:
+                found = refs[value] = StoryRef(value, value < 0)
+            return found
+
+        return IngestBatch(
+            [NewStoryRow(n.ref, n.story, n.alertable) for n in self.new_stories],
+            [RevisionRow(r.story_id, r.story, r.notify, r.alertable) for r in self.revisions],
+            [KeyRow(ref(k.story_ref), k.key) for k in self.keys],
+            [DeliveryRow(ref(d.story_ref), d.route) for d in self.deliveries],
+            self.max_updates,
+        )
+
+
+def is_fresh(story: Story, now: datetime, settings: IngestSettings) -> bool:
+    """Old news never alerts. An undated story, or one dated in the future, counts as new now."""
+    published = story.published
+    if published is None or published > now + settings.clock_skew:
+        return True
+    return now - published <= settings.max_age
+
+
+@dataclass
+class _Sighting:
+    story: Story
+    strong: tuple[IdentityKey, ...]
+    fuzzy: tuple[IdentityKey, ...] = ()
+    print: Fingerprint | None = None  # computed on demand when not given
+    link: str | None = None  # url_key(story.link), likewise
+
+
+def plan_ingest(
+    feed: FeedState,
+    sightings: Sequence[_Sighting],
+    hits: Sequence[KeyHit],
+    stories: dict[int, StoredStory],
+    book: QueryBook,
+    settings: IngestSettings,
+    now: datetime,
+    targets: Mapping[int, set[str]] | None = None,
+    ignore: frozenset[str] | None = None,
+) -> IngestPlan:
+    """`targets`: the destinations that already have a delivery, per known story. `ignore`:
+    the document's boilerplate, when already known (see `identity.boilerplate`)."""
+    targets = targets or {}
+    plan = IngestPlan(max_updates=settings.max_updates)
+    by_key: dict[int, list[int]] = {}
+    hit_kind: dict[tuple[int, int], KeyKind] = {}
+    for hit in hits:
+        # Windowed kinds only count inside the window; the store filters, this makes sure.
+        if hit.kind not in PERMANENT_KINDS and now - hit.seen_at > settings.dedupe_window:
+            continue
+        by_key.setdefault(hit.key, []).append(hit.story_id)
+        hit_kind[(hit.key, hit.story_id)] = hit.kind
+    # Stored stories this document still lists (by GUID or link): another item of the document
+    # is not one of them moved under a new address.
+    listed = {ref for s in sightings for k in s.strong for ref in by_key.get(k.value, ())}
+    if ignore is None:
+        ignore = boilerplate(s.story for s in sightings)
+    links = {s.link or url_key(s.story.link) for s in sightings} - {None}
+    # Stories created by this plan, so that a document repeating a story finds it too.
+    local: dict[int, Story] = {}
+    prints: dict[int, Fingerprint] = {}
+
+    def print_of(ref: int) -> Fingerprint | None:
+        if ref not in prints:
+            story = local[ref] if ref < 0 else (stories[ref].story if ref in stories else None)
+            if story is None:
+                return None
+            prints[ref] = fingerprint(story)
+        return prints[ref]
+
+    for sighting in sightings:
+        story = sighting.story
+        match_ref: int | None = None
+        exact = False
+        for key in sighting.strong:
+            refs = by_key.get(key.value)
+            if refs:
+                match_ref, exact = max(refs), True  # the newest story holding the key
+                break
+        if match_ref is None and sighting.fuzzy:
+            mine = sighting.print or fingerprint(story)
+            verified = 0
+            for ref in fuzzy_candidates(sighting.fuzzy, by_key):
+                other = print_of(ref)
+                if other is None:
+                    continue
+                plan.verified += 1
+                co_listed = ref < 0 or ref in listed
+                if same_story(other, mine, co_listed=co_listed, ignore=ignore):
+                    match_ref = ref
+                    break
+                verified += 1
+                if verified >= MAX_VERIFIED:
+                    break
+        if match_ref is None:
+            ref = -(len(plan.new_stories) + 1)
+            alertable = feed.baseline_done and is_fresh(story, now, settings)
+            plan.new_stories.append(NewStory(ref, story, alertable))
+            local[ref] = story
+            _remember(plan, by_key, ref, sighting.strong + sighting.fuzzy)
+            if alertable:
+                plan.deliveries.extend(PlannedDelivery(ref, r) for r in book.route(story))
+            continue
+
+        _remember(plan, by_key, match_ref, sighting.strong)
+        if match_ref < 0 or match_ref not in stories:
+            # Repeated inside this document, or a story pruned long ago: seen, nothing to say.
+            plan.seen += 1
+            continue
+        delivered = targets.get(match_ref, set())
+        planned = {d.route.target for d in plan.deliveries if d.story_ref == match_ref}
+        _plan_sighting(
+            plan,
+            feed,
+            stories[match_ref],
+            story,
+            exact,
+            book,
+            settings,
+            now,
+            delivered | planned,
+            links,
+        )
+    return plan
+
+
+# Near-duplicate candidates verified per sighting, best-voted first. On formulaic feeds (market
+# reports, results, quake bulletins) every stored story shares some MinHash band with a new one;
+# the story it repeats shares the most, so a few are enough and the work per story is bounded.
+MAX_VERIFIED = 4
+
+
+def fuzzy_candidates(keys: Sequence[IdentityKey], by_key: Mapping[int, list[int]]) -> list[int]:
+    """Stories sharing a fuzzy key with a sighting, most votes first (a same headline outweighs
+    any number of bands), the newest first among equals."""
+    votes: dict[int, int] = {}
+    for key in keys:
+        for ref in by_key.get(key.value, ()):
+            weight = 10 if key.kind == KeyKind.TITLE else 1
+            votes[ref] = votes.get(ref, 0) + weight
+    return sorted(votes, key=lambda r: (-votes[r], -r))
+
+
+def _remember(plan: IngestPlan, by_key: dict[int, list[int]], ref: int, keys) -> None:
+    for key in keys:
+        refs = by_key.setdefault(key.value, [])
+        if ref not in refs:
+            refs.append(ref)
+            plan.keys.append(PlannedKey(ref, key))
+
+
+def _plan_sighting(
+    plan: IngestPlan,
+    feed: FeedState,
+    known: StoredStory,
+    story: Story,
+    exact: bool,
+    book: QueryBook,
+    settings: IngestSettings,
+    now: datetime,
+    delivered: set[str],
+    links: set[str],
+) -> None:
+    """`links`: the links the document lists."""
+    same_feed = known.feed_id == feed.id
+    old = known.story
+    if same_feed and (story.title, story.summary, story.link, story.content) == (
+        old.title,
+        old.summary,
+        old.link,
+        old.content,
+    ):
+        plan.seen += 1  # the usual case: a feed lists what it listed last time
+        return
+    sighting_fresh = feed.baseline_done and is_fresh(story, now, settings)
+    # Only the same article (same feed, or the same link elsewhere) can revise a card; another
+    # publisher's wording of the story is not an update of ours.
+    can_revise = same_feed or (exact and url_key(story.link) == url_key(known.story.link))
+    # Moved: the feed no longer lists the story's link and lists this one. A document that
+    # lists one story under two links (CNN did) must not move the card back and forth.
+    old_link = url_key(known.story.link)
+    moved = same_feed and url_key(story.link) != old_link and old_link not in links
+    changed = can_revise and (material_change(known.story, story) or moved)
+    if changed:
+        merged = _merge_story(known.story, story)
+        # Cards already sent are edited (the store marks them); a destination the rewrite
+        # newly matches alerts normally.
+        routes = book.route(merged) if known.alertable or sighting_fresh else []
+        if not known.alertable:
+            # Never alerted (recorded as a baseline): only what the rewrite itself brought in.
+            before = {r.target for r in book.route(known.story)}
+            routes = [r for r in routes if r.target not in before]
+        plan.revisions.append(
+            Revision(known.id, merged, notify=True, alertable=known.alertable or bool(routes))
+        )
+        plan.deliveries.extend(
+            PlannedDelivery(known.id, r, refresh=r.target in delivered) for r in routes
+        )
+        return
+    if not same_feed and sighting_fresh:
+        # Another feed's sighting of a known story alerts every destination its own text
+        # matches that has no card for the story yet: who hears of a story must not depend on
+        # which wording was polled first. A destination with a card is never told again.
+        # A story recorded while its first feed was a new baseline was never alerted: what its
+        # stored text matches is owed too.
+        routes = book.route(story)
+        if not known.alertable:
+            routes = [*book.route(known.story), *routes]
+        owed: dict[str, Route] = {}
+        for route in routes:
+            if route.target not in delivered:
+                owed.setdefault(route.target, route)
+        if owed:
+            if not known.alertable:
+                plan.revisions.append(Revision(known.id, known.story, notify=False, alertable=True))
+            plan.deliveries.extend(PlannedDelivery(known.id, r) for r in owed.values())
+            if not (can_revise and _grew(known.story, story)):
+                return
+    if can_revise and _grew(known.story, story):
+        # The whole lead after one cut short: keep the better text, tell nobody.
+        plan.revisions.append(
+            Revision(
+                known.id, _merge_story(known.story, story), notify=False, alertable=known.alertable
+            )
+        )
+        return
+    plan.seen += 1
+
+
+def _grew(old: Story, new: Story) -> bool:
+    return len(new.summary) > len(old.summary) or len(new.content) > len(old.content)
+
+
+def _merge_story(old: Story, new: Story) -> Story:
+    """The newest text, but never lose what only the older sighting had."""
+    rewritten = material_change(old, new)
+    return Story(
+        feed=old.feed,
+        title=new.title or old.title,
+        link=new.link or old.link,
+        guid=new.guid or old.guid,
+        summary=new.summary if rewritten or len(new.summary) >= len(old.summary) else old.summary,
+        content=new.content if rewritten or len(new.content) >= len(old.content) else old.content,
+        published=old.published or new.published,
+        author=new.author or old.author,
+        categories=new.categories or old.categories,
+        image=new.image or old.image,
+    )
