@@ -1,4 +1,5 @@
-"""Operations endpoint: /healthz for the container's HEALTHCHECK and /metrics for Prometheus.
+"""Operations: the notices the desk's ops channels get (OpsNotices), /healthz for the
+container's HEALTHCHECK and /metrics for Prometheus.
 
 prometheus_client writes the exposition format and histograms correctly; a registry per bot
 keeps tests (several bots in one process) apart. Labels carry feed names only, never tokens."""
@@ -6,7 +7,7 @@ keeps tests (several bots in one process) apart. Labels carry feed names only, n
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 
 from aiohttp import web
@@ -15,10 +16,84 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
-from bot.core.models import Delivery, StoredStory
-from bot.core.pipeline import PollReport
+from bot.chat.link import Link
+from bot.core.models import Delivery, FeedState, StoredStory, platform_of
+from bot.core.pipeline import PollReport, PollStatus
+from bot.core.ports import Sender
+from bot.core.routing import QueryKey, SkippedQuery
 
 log = logging.getLogger(__name__)
+
+
+class OpsNotices:
+    """What the ops channels are told, each thing once: a feed that has failed `failing_after`
+    polls in a row (and, only then, its recovery); a destination that refuses cards (again only
+    after a card has reached it since); a stored query the matcher had to leave out (once per
+    query text, for as long as the bot runs).
+
+    A notice goes to every ops channel through that platform's sender. With no ops channel it
+    is logged instead ("ops notice: ..."), and so is one whose platform has no connection or
+    whose post failed: a notice never raises and never stops what reported it."""
+
+    def __init__(
+        self, channels: Sequence[str], senders: Mapping[str, Sender], *, failing_after: int
+    ) -> None:
+        self.channels = tuple(channels)
+        self.senders = senders
+        self.failing_after = failing_after
+        self._refusing: set[str] = set()  # destinations already reported as refusing cards
+        self._skipped: set[tuple[QueryKey, str]] = set()  # (whose query, its text)
+
+    async def notify(self, text: str) -> None:
+        if not self.channels:
+            log.warning("ops notice: %s", text)
+            return
+        for channel in self.channels:
+            sender = self.senders.get(platform_of(channel))
+            if sender is None:
+                log.warning("ops notice (no %s connection): %s", platform_of(channel), text)
+                continue
+            result = await sender.notify(channel, text)
+            if not result.ok:
+                log.warning("could not post ops notice to %s: %s", channel, result.error)
+
+    async def feed_health(self, feed: FeedState, report: PollReport, failures: int) -> None:
+        """The pipeline's word on a poll (`failures`: in a row, this one included; `feed` as it
+        was before the poll). Said on the poll that reaches the threshold, not on every one
+        after it; a recovery only of a feed that was announced as failing."""
+        if report.status == PollStatus.ERROR and failures == self.failing_after:
+            await self.notify(
+                f"Feed {feed.name!r} is failing: {report.error} ({failures} polls in a row). "
+                "It keeps being retried with backoff."
+            )
+        elif report.status == PollStatus.RECOVERED and feed.failures >= self.failing_after:
+            await self.notify(f"Feed {feed.name!r} recovered after {feed.failures} failed polls.")
+
+    async def delivery_failed(self, delivery: Delivery, error: str) -> None:
+        """A card marked failed for good (no permission, channel gone, DMs closed)."""
+        if delivery.target in self._refusing:
+            return
+        self._refusing.add(delivery.target)
+        await self.notify(
+            f"Cannot deliver to {delivery.target}: {error}. Cards for it are marked failed; "
+            "fix the permission or the watchlist's channel."
+        )
+
+    def delivered(self, delivery: Delivery) -> None:
+        # A destination that works again is reported again the next time it fails.
+        self._refusing.discard(delivery.target)
+
+    async def queries_skipped(self, skipped: Iterable[SkippedQuery]) -> None:
+        """The queries a freshly compiled book left out; each is told once."""
+        for item in skipped:
+            if (item.key, item.query) in self._skipped:
+                continue
+            self._skipped.add((item.key, item.query))
+            await self.notify(
+                f"The {item.what} was skipped and alerts nobody: {item.reason}. "
+                f"Query: {item.query[:200]}. Every other watchlist and subscription still "
+                "alerts; edit or remove this one."
+            )
 
 
 # One chat connection at scrape time: platform, connected, reconnects, seconds disconnected.
@@ -90,7 +165,7 @@ class Metrics:
 
     def poll(self, report: PollReport) -> None:
         self.polls.labels(report.feed, report.status).inc()
-        if report.status == "error":
+        if report.status == PollStatus.ERROR:
             self.fetch_errors.labels(report.feed).inc()
         self.stories.inc(report.new)
         self.matches.inc(report.alerts)
@@ -103,6 +178,39 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def health_report(
+    scheduler_running: bool,
+    chat: Mapping[str, tuple[bool, Link]],
+    last_poll_at: datetime | None,
+) -> dict[str, object]:
+    """What /healthz answers: ok while the scheduler runs and every chat connection (`chat`:
+    by platform, whether it is connected and its link) is up; otherwise each reason."""
+    problems = []
+    if not scheduler_running:
+        problems.append("the scheduler is not running")
+    problems += [
+        f"{name} is disconnected ({link.reason or 'no connection'})"
+        for name, (up, link) in chat.items()
+        if not up
+    ]
+    return {
+        "ok": not problems,
+        "reason": "; ".join(problems) or None,
+        "scheduler": scheduler_running,
+        "connections": {name: up for name, (up, _) in chat.items()},
+        "chat": {
+            name: {
+                "connected": up,
+                "reason": None if up else link.reason,
+                "reconnects": link.reconnects,
+                "disconnected_seconds": round(link.disconnected_seconds(), 3),
+            }
+            for name, (up, link) in chat.items()
+        },
+        "last_poll_at": last_poll_at.isoformat() if last_poll_at else None,
+    }
 
 
 class OpsServer:
