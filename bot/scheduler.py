@@ -1,4 +1,5 @@
-"""The only module that touches APScheduler.
+"""When and how feeds are polled: FeedScheduler, the only module that touches APScheduler, and
+Polling, what each of its jobs does around the pipeline.
 
 One job per feed, each on its own interval. Polls are spread evenly over the interval (feed i of n
 starts at i/n of it) with a little jitter, so a thousand feeds never fire in the same second;
@@ -7,6 +8,7 @@ the first poll of each feed still happens within seconds of start-up. Jobs never
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -14,7 +16,12 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bot.core.models import FeedState
+from bot.core.models import FeedState, Origin
+from bot.core.pipeline import Pipeline, PollReport, PollStatus
+from bot.core.ports import FeedError, FetchStatus, ParsedFeed
+from bot.core.store import Storage
+from bot.ops import Metrics, OpsNotices
+from config.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -106,3 +113,111 @@ class FeedScheduler:
     @staticmethod
     def _job_id(feed_id: int) -> str:
         return f"feed:{feed_id}"
+
+
+class Polling:
+    """When and how feeds are polled: the scheduler's jobs follow the store's feeds, a gate
+    bounds the polls in flight, and each outcome is logged and counted. A poll that crashes
+    (a bug, a full disk) is a failed poll of that feed, reported like any other."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        pipeline: Pipeline,
+        *,
+        settings: Settings,
+        metrics: Metrics,
+        notices: OpsNotices,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.storage = storage
+        self.pipeline = pipeline
+        self.settings = settings
+        self.metrics = metrics
+        self.notices = notices
+        self.clock = clock
+        self.scheduler = FeedScheduler(self.scheduled, clock=clock)
+        self.last_poll_at: datetime | None = None
+        # At most this many polls in flight: a fetched body waits for its turn to be ingested
+        # (one at a time), and a poll queued behind the connection pool must not spend its
+        # timeout waiting for a connection.
+        self._gate = asyncio.Semaphore(settings.fetch.concurrency)
+
+    async def every_feed(self) -> list[PollReport]:
+        """Every feed once, now, concurrently (whatever its schedule or backoff says)."""
+        feeds = await self.storage.list_feeds()
+        return list(await asyncio.gather(*(self.poll(feed, force=True) for feed in feeds)))
+
+    async def resync(self) -> None:
+        """Called at start and after a feed is added or removed in chat."""
+        self.scheduler.sync(await self.storage.list_feeds())
+
+    async def feeds_changed(self) -> None:
+        if self.scheduler.running:
+            await self.resync()
+
+    async def scheduled(self, feed_id: int) -> None:
+        """What the scheduler runs when a feed's interval is up."""
+        try:
+            feed = await self.storage.get_feed_by_id(feed_id)
+            if feed is None:
+                await self.resync()
+                return
+            await self.poll(feed)
+        except asyncio.CancelledError:
+            # Shutdown cancels polls in flight; a poll commits in one transaction, so nothing
+            # is half-written. Not an error worth APScheduler's traceback.
+            log.debug("poll of feed %d cancelled by shutdown", feed_id)
+
+    async def probe(self, url: str, name: str) -> ParsedFeed:
+        """One fetch and parse of a URL as a chat-added feed (address guard on), nothing stored,
+        with the reader the polls use (its limits included)."""
+        probe = FeedState(
+            id=0,
+            name=name,
+            url=url,
+            interval=self.settings.fetch.default_interval,
+            origin=Origin.CHAT,
+        )
+        reader = self.pipeline.reader
+        result = await reader.fetch(probe)
+        if result.status != FetchStatus.OK:
+            raise FeedError(result.error or "no content")
+        return await reader.parse(result, name)
+
+    async def poll(self, feed: FeedState, *, force: bool = False) -> PollReport:
+        try:
+            async with self._gate:
+                report = await self.pipeline.poll(feed, force=force)
+        except Exception as exc:
+            # A bug or a database failure in one feed's poll must not stop the others.
+            log.exception("poll of feed %r crashed", feed.name)
+            report = PollReport(feed.name, PollStatus.ERROR, error=f"internal error: {exc}")
+            # Storage records the failed poll on the feed (a full disk shows in /status); the ops
+            # channel hears of it like any other failing feed.
+            try:
+                await self.notices.feed_health(feed, report, feed.failures + 1)
+            except Exception:
+                log.exception("reporting the failed poll of feed %r failed", feed.name)
+        self.last_poll_at = self.clock()
+        self.metrics.poll(report)
+        if report.warning:
+            log.info("feed %r: %s", feed.name, report.warning)
+        if not feed.baseline_done and report.status == PollStatus.NEW:
+            # Said plainly: "70 new, 0 alerts" on a feed that names a watched word looks broken.
+            log.info(
+                "feed %r: first poll, %d stories recorded as a baseline without alerting; "
+                "alerts start with the next new story",
+                feed.name,
+                report.stories,
+            )
+        elif report.new or report.alerts:
+            log.info(
+                "feed %r: %d stories, %d new, %d updated, %d alerts",
+                feed.name,
+                report.stories,
+                report.new,
+                report.updated,
+                report.alerts,
+            )
+        return report
