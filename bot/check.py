@@ -3,7 +3,9 @@
 The config (it loaded; what it names), every feed fetched once (status, item count, the newest
 item's age), each chat token (valid? whose bot?), and every channel the config posts to (exists,
 the bot sees it and may post a card there). Printed as a short table; each failure is followed
-by what to do about it. `send`: one test card to each channel that passed.
+by what to do about it. `send`: one test card to each channel that passed. The feeds are checked
+here; each chat platform checks its own token and channels (its package's `check`, see
+bot/chat/platforms.py), so this module names no platform.
 
 Nothing is stored: the database is not opened, so a running bot is left alone."""
 
@@ -14,16 +16,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
-from bot.chat.discord.check import check_discord
+from bot.chat.platforms import PLATFORMS, ops_channels
 from bot.chat.preflight import Check
-from bot.chat.slack.check import check_slack
 from bot.core.cards import Card
 from bot.core.durations import format_duration
 from bot.core.models import FeedState, Origin, platform_of
 from bot.core.ports import FeedError, FetchStatus
 from bot.feeds import FeedReader
-from bot.feeds.fetch import FetchLimits, HttpFetcher
-from bot.feeds.guard import AddressGuard
+from bot.runtime import make_reader
 from config.settings import FeedEntry, Settings
 
 
@@ -48,7 +48,7 @@ def configured_channels(settings: Settings) -> dict[str, list[str]]:
     the order written. Channels added in chat live in the database and are not checked."""
     channels: dict[str, list[str]] = {}
     named = [c for w in settings.watchlists for c in w.channels]
-    named += [settings.discord.ops_channel, settings.slack.ops_channel]
+    named += ops_channels(settings)
     for channel in named:
         if channel and channel not in channels.get(platform_of(channel), []):
             channels.setdefault(platform_of(channel), []).append(channel)
@@ -62,14 +62,10 @@ async def run_check(settings: Settings, out: TextIO, *, send: bool = False) -> i
     card = sample_card(now) if send else None
     rows = [_config_row(settings, channels)]
     rows += await check_feeds(settings, now)
-    secrets = settings.secrets
-    if channels.get("discord") or secrets.discord_token is not None:
-        rows += await check_discord(settings, channels.get("discord", []), test_card=card)
-    slack_tokens = secrets.slack_bot_token is not None or secrets.slack_app_token is not None
-    if channels.get("slack") or slack_tokens:
-        rows += await check_slack(settings, channels.get("slack", []), test_card=card)
-    for channel in channels.get("console", []):
-        rows.append(Check.passed("console", channel, "printed on newsbot's standard output"))
+    for platform in PLATFORMS:
+        # Each platform checks its own token and channels (none: it is not configured).
+        name = platform.DESTINATION_FORM.platform
+        rows += await platform.check(settings, channels.get(name, []), test_card=card)
     print_table(rows, out)
     return 0 if all(row.ok for row in rows) else 1
 
@@ -89,16 +85,7 @@ def _count(number: int, noun: str) -> str:
 
 
 async def check_feeds(settings: Settings, now: datetime) -> list[Check]:
-    fetch = settings.fetch
-    limits = FetchLimits(
-        timeout=fetch.timeout,
-        max_bytes=fetch.max_bytes,
-        max_redirects=fetch.max_redirects,
-        concurrency=fetch.concurrency,
-        per_host=fetch.per_host,
-        **({"user_agent": fetch.user_agent} if fetch.user_agent else {}),
-    )
-    reader = FeedReader(HttpFetcher(limits, guard=AddressGuard(fetch.allow_networks)))
+    reader = make_reader(settings)  # the bot's own: its limits and its address guard
     try:
         return list(
             await asyncio.gather(

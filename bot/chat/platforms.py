@@ -4,19 +4,24 @@ A platform is a sub-package of bot.chat offering, by these names:
 - DESTINATION_FORM: how its channels and direct messages are written and which are valid
   (a bot.core.destinations.DestinationForm);
 - build(settings): its ChatPlatform, or None when it is not configured (no token);
-- ops_channel(settings): where it posts operational notices, "" for nowhere.
+- ops_channel(settings): where it posts operational notices, "" for nowhere;
+- check(settings, channels, test_card=None): its rows of `newsbot check` (its token, each of
+  the config's channels on it), none when it is neither configured nor posted to.
 
 A new platform is its folder and one more entry in PLATFORMS: the config file's channels, chat's
-`watchlist add`, the delivery worker and the ops notices then know it. (Its settings section,
-its tokens and its rows of `newsbot check` are still written in config/schema.py and
-bot/check.py.) Explicit on purpose: nothing registers itself by being imported."""
+`watchlist add`, the delivery worker, the ops notices and `newsbot check` then know it. (Its
+settings section and its tokens are still written in config/schema.py.) Explicit on purpose:
+nothing registers itself by being imported."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from bot.chat import console, discord, slack
 from bot.chat.link import Link
+from bot.chat.preflight import Check
+from bot.core.cards import Card
 from bot.core.commands import Commands
 from bot.core.destinations import DestinationForm, Destinations
 from bot.core.ports import Sender
@@ -60,6 +65,10 @@ class PlatformModule(Protocol):
     def build(self, settings: Settings) -> ChatPlatform | None: ...
 
     def ops_channel(self, settings: Settings) -> str: ...
+
+    async def check(
+        self, settings: Settings, channels: Sequence[str], *, test_card: Card | None = None
+    ) -> list[Check]: ...
 
 
 PLATFORMS: tuple[PlatformModule, ...] = (console, discord, slack)

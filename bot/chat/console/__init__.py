@@ -2,14 +2,16 @@
 
 Logs go to stderr, so `newsbot run --once | jq` sees only cards. Its channels are names
 ("console:desk"), each a label on the cards it prints. What bot.chat.platforms reads:
-DESTINATION_FORM, build and ops_channel."""
+DESTINATION_FORM, build, ops_channel and check."""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
+from bot.chat.preflight import Check
 from bot.core.cards import Card, Digest
 from bot.core.destinations import PrefixedForm
 from bot.core.ports import SendResult
@@ -32,6 +34,17 @@ def build(settings: Settings) -> None:
 
 def ops_channel(settings: Settings) -> str:
     return ""  # operational notices go to the log, which is the console's already
+
+
+async def check(
+    settings: Settings, channels: Sequence[str], *, test_card: Card | None = None
+) -> list[Check]:
+    """`newsbot check`: nothing to connect to; each channel is a label on standard output (a
+    test card is not printed into the table)."""
+    return [
+        Check.passed(PLATFORM, channel, "printed on newsbot's standard output")
+        for channel in channels
+    ]
 
 
 def card_json(card: Card) -> dict[str, Any]:
