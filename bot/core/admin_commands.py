@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.core.durations import format_duration, parse_duration
 from bot.core.identity import safe_link
-from bot.core.models import FeedSpec, Origin
+from bot.core.models import FeedSpec, FeedState, Origin, Watchlist
 from bot.core.ports import FeedError
 from bot.core.replies import (
     Actor,
@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 URL_LIMIT = 2000
 
+_Entry = TypeVar("_Entry", Watchlist, FeedState)  # what chat may edit
+
 
 class AdminCommands:
     store: CommandStore
@@ -49,8 +51,9 @@ class AdminCommands:
             self, query: Any, hours: float, limit: int, *, count_all: bool
         ) -> tuple[list[tuple[StoredStory, tuple[str, ...]]], int | None]: ...
 
-    def _not_editable(self, kind: str, found: Any, name: str) -> Reply | None:
-        """Chat edits only what chat made: config-file entries are the file's."""
+    def _editable(self, kind: str, found: _Entry | None, name: str) -> _Entry | Reply:
+        """What chat may edit, or why not: chat edits only what chat made (config-file entries
+        are the file's)."""
         if found is None:
             return refused(f"There is no {kind} {name!r}.")
         if found.origin == Origin.CONFIG:
@@ -58,14 +61,15 @@ class AdminCommands:
                 f"The {kind} {found.name!r} comes from the config file "
                 f"({self.services.config_source}); change it there and restart the bot."
             )
-        return None
+        return found
 
     # --- watchlists ----------------------------------------------------------------------------
 
     async def watchlist_add(self, actor: Actor, name: str, query: str, channel: str) -> Reply:
-        name, error = clean_name(name, "watchlist")
-        if error:
-            return error
+        cleaned = clean_name(name, "watchlist")
+        if isinstance(cleaned, Reply):
+            return cleaned
+        name = cleaned
         parsed, error = query_or_refusal(query)
         if error:
             return error
@@ -85,9 +89,11 @@ class AdminCommands:
         )
 
     async def watchlist_edit(self, actor: Actor, name: str, query: str) -> Reply:
-        existing = await self.store.get_watchlist((name or "").strip())
-        if refusal := self._not_editable("watchlist", existing, name):
-            return refusal
+        existing = self._editable(
+            "watchlist", await self.store.get_watchlist((name or "").strip()), name
+        )
+        if isinstance(existing, Reply):
+            return existing
         parsed, error = query_or_refusal(query)
         if error:
             return error
@@ -98,9 +104,11 @@ class AdminCommands:
         return Reply(hinted(f"Watchlist {existing.name!r} now watches: {parsed.text}", parsed))
 
     async def watchlist_remove(self, actor: Actor, name: str) -> Reply:
-        existing = await self.store.get_watchlist((name or "").strip())
-        if refusal := self._not_editable("watchlist", existing, name):
-            return refusal
+        existing = self._editable(
+            "watchlist", await self.store.get_watchlist((name or "").strip()), name
+        )
+        if isinstance(existing, Reply):
+            return existing
         await self.store.remove_watchlist(existing.name)
         await self._audit(actor, "watchlist.remove", name=existing.name, query=existing.query)
         return Reply(f"Watchlist {existing.name!r} removed.")
@@ -175,9 +183,10 @@ class AdminCommands:
             probed = await self.services.probe_feed(url, name or url)
         except FeedError as exc:
             return refused(f"Not added: {exc}")
-        name, error = clean_name(name or probed.title or url, "feed")
-        if error:
-            return error
+        cleaned = clean_name(name or probed.title or url, "feed")
+        if isinstance(cleaned, Reply):
+            return cleaned
+        name = cleaned
         if await self.store.get_feed(name) is not None:
             return refused(f"A feed named {name!r} already exists; pick another name.")
         await self.store.add_feed(FeedSpec(name, url, every, Origin.CHAT), actor.key, self.clock())
@@ -191,9 +200,9 @@ class AdminCommands:
         )
 
     async def feed_remove(self, actor: Actor, name: str) -> Reply:
-        feed = await self.store.get_feed((name or "").strip())
-        if refusal := self._not_editable("feed", feed, name):
-            return refusal
+        feed = self._editable("feed", await self.store.get_feed((name or "").strip()), name)
+        if isinstance(feed, Reply):
+            return feed
         await self.store.remove_feed(feed.name)
         await self._audit(actor, "feed.remove", name=feed.name, url=feed.url)
         await self.services.feeds_changed()

@@ -168,7 +168,9 @@ class Commands(AdminCommands):
                     return False
             return True
 
-        def newest(pairs: list[tuple[StoredStory, tuple[str, ...]]]) -> list:
+        def newest(
+            pairs: list[tuple[StoredStory, tuple[str, ...]]],
+        ) -> list[tuple[StoredStory, tuple[str, ...]]]:
             # Read in the order we saw them; shown by the time the publisher gives.
             return sorted(
                 pairs, key=lambda p: p[0].story.published or p[0].first_seen, reverse=True

@@ -355,7 +355,7 @@ def _unique_indices(items: Sequence[Story]) -> list[tuple[int, bool]]:
     seen: set[str] = set()
     unique: list[tuple[int, bool]] = []
     for index, story in enumerate(items):
-        guid_unique = bool(story.guid) and guid_counts[story.guid] == 1
+        guid_unique = story.guid is not None and guid_counts[story.guid] == 1
         identity = primary_identity(story, guid_unique=guid_unique)
         if identity in seen:
             continue

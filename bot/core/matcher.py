@@ -123,7 +123,7 @@ class _Scan:
         self._spans: dict[tuple[int, int], list[Span]] = {}
         self.any_reports: dict[frozenset[int], tuple[str, ...]] = {}
         self._reports: dict[tuple[Terms, tuple[Span, ...]], tuple[str, ...]] = {}
-        self.near: dict[tuple, tuple[Span, ...]] = {}  # see _NearTest._close
+        self.near: dict[tuple[object, ...], tuple[Span, ...]] = {}  # see _NearTest._close
 
     def spans(self, term: int, mask: int) -> list[Span]:
         """Where `term` occurs in the fields of `mask`, in story order."""
@@ -522,12 +522,12 @@ class Matcher(Generic[K]):
         if compiler.term_ids:
             automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
             for (words, prefix), term_id in compiler.term_ids.items():
-                key = " " + " ".join(words) + ("" if prefix else " ")
-                automaton.add_word(key, term_id)
+                word = " " + " ".join(words) + ("" if prefix else " ")
+                automaton.add_word(word, term_id)
                 # A hit is reported at the index of the key's last character; its first token
                 # starts len(key) - 2 characters earlier (after the leading space) and its last
                 # token is len(words) - 1 tokens further on.
-                self._lengths[term_id] = (len(key) - 2, len(words) - 1)
+                self._lengths[term_id] = (len(word) - 2, len(words) - 1)
             automaton.make_automaton()
             self._automaton = automaton
 

@@ -101,7 +101,7 @@ class BackoffPolicy:
     ) -> datetime:
         # Double the wait with every consecutive failure: a dead feed is tried less and less
         # often but never given up on; a server's Retry-After wins when it asks for longer.
-        delay = feed.interval * (2 ** min(failures - 1, 16))
+        delay: timedelta = feed.interval * 2 ** min(failures - 1, 16)
         delay = min(max(delay, feed.interval), self.max_delay)
         if retry_after is not None:
             delay = max(delay, timedelta(seconds=min(retry_after, 86400)))

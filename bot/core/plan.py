@@ -143,7 +143,7 @@ def plan_ingest(
     listed = {ref for s in sightings for k in s.strong for ref in by_key.get(k.value, ())}
     if ignore is None:
         ignore = boilerplate(s.story for s in sightings)
-    links = {s.link or url_key(s.story.link) for s in sightings} - {None}
+    links = {link for s in sightings if (link := s.link or url_key(s.story.link))}
     # Stories created by this plan, so that a document repeating a story finds it too.
     local: dict[int, Story] = {}
     prints: dict[int, Fingerprint] = {}
@@ -229,7 +229,9 @@ def fuzzy_candidates(keys: Sequence[IdentityKey], by_key: Mapping[int, list[int]
     return sorted(votes, key=lambda r: (-votes[r], -r))
 
 
-def _remember(plan: IngestPlan, by_key: dict[int, list[int]], ref: int, keys) -> None:
+def _remember(
+    plan: IngestPlan, by_key: dict[int, list[int]], ref: int, keys: Sequence[IdentityKey]
+) -> None:
     for key in keys:
         refs = by_key.setdefault(key.value, [])
         if ref not in refs:

@@ -78,13 +78,14 @@ def window(hours: float | None, limit: int | None) -> tuple[float, int, Reply | 
     return hours, limit, None
 
 
-def clean_name(raw: str | None, what: str) -> tuple[str | None, Reply | None]:
+def clean_name(raw: str | None, what: str) -> str | Reply:
+    """The name with its spaces tidied, or the refusal to show."""
     name = " ".join((raw or "").split())
     if not name:
-        return None, refused(f"Give the {what} a name.")
+        return refused(f"Give the {what} a name.")
     if len(name) > NAME_LIMIT or _CONTROL.search(name):
-        return None, refused(f"A {what} name is at most {NAME_LIMIT} plain characters.")
-    return name, None
+        return refused(f"A {what} name is at most {NAME_LIMIT} plain characters.")
+    return name
 
 
 def hinted(text: str, query: Query) -> str:
