@@ -2,7 +2,9 @@
 
 feedparser recovers from most broken documents (wrong encodings, bad markup, truncation); what it
 cannot make a feed of (an HTML error page, a truncated server error with no items) is a FeedError.
-It holds the GIL for about a millisecond per item, so the bot runs it off the event loop."""
+It holds the GIL for about a quarter of a millisecond per item, so the bot runs it off the event
+loop; an ordinary well-formed document goes through bot.feeds.fastparse instead, which makes
+exactly the same ParsedFeed several times faster and hands everything else back to feedparser."""
 
 from __future__ import annotations
 
@@ -70,6 +72,12 @@ mediarss.Namespace._end_media_description = _end_caption
 def parse_document(
     body: bytes, *, feed_name: str, url: str = "", headers: Mapping[str, str] | None = None
 ) -> ParsedFeed:
+    # Imported here: fastparse makes its Stories with this module's to_story.
+    from bot.feeds.fastparse import fast_parse
+
+    fast = fast_parse(body, feed_name=feed_name, url=url, headers=headers)
+    if fast is not None:
+        return fast
     return _feedparser_document(body, feed_name=feed_name, url=url, headers=headers)
 
 
@@ -85,7 +93,8 @@ def response_headers(url: str, headers: Mapping[str, str] | None) -> dict[str, s
 def _feedparser_document(
     body: bytes, *, feed_name: str, url: str = "", headers: Mapping[str, str] | None = None
 ) -> ParsedFeed:
-    """parse_document by feedparser alone."""
+    """parse_document by feedparser alone: every document fastparse declines, and the
+    reference its results are tested against."""
     # A stream, never a str or bytes: given a str, feedparser would treat it as a URL and go
     # fetch it; given bytes, it first tries them as a file name (a body of b"/etc/passwd"
     # would be read from the local disk).
