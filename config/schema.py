@@ -255,12 +255,16 @@ class Settings(_Section):
 
     @model_validator(mode="after")
     def _unique_names(self) -> Settings:
-        for kind, items in (("feeds", self.feeds), ("watchlists", self.watchlists)):
+        named = (
+            ("feeds", [feed.name for feed in self.feeds]),
+            ("watchlists", [watchlist.name for watchlist in self.watchlists]),
+        )
+        for kind, names in named:
             seen: set[str] = set()
-            for index, item in enumerate(items):
-                key = item.name.casefold()
+            for index, name in enumerate(names):
+                key = name.casefold()
                 if key in seen:
-                    raise ValueError(f"{kind}[{index}].name: {item.name!r} is used twice")
+                    raise ValueError(f"{kind}[{index}].name: {name!r} is used twice")
                 seen.add(key)
         return self
 

@@ -70,12 +70,15 @@ SCAN_LIMIT = 50_000  # stories read for one /recent or /watchlist test
 
 
 class Services(Protocol):
-    """What the commands need from the running bot (implemented by bot.app.NewsBot)."""
+    """What the commands need from the running bot (implemented by
+    bot.runtime.CommandServices)."""
 
     started_at: datetime
-    last_poll_at: datetime | None
     config_source: str
     destinations: Destinations  # what a watchlist may post to: every platform's channels
+
+    @property
+    def last_poll_at(self) -> datetime | None: ...
 
     async def query_book(self) -> QueryBook: ...
 

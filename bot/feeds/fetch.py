@@ -98,15 +98,11 @@ class HttpFetcher:
     def _get_session(self, guarded: bool) -> aiohttp.ClientSession:
         session = self._sessions.get(guarded)
         if session is None or session.closed:
-            options = {
-                "limit": self.limits.concurrency,
-                "limit_per_host": self.limits.per_host,
-                "ttl_dns_cache": 300,
-            }
+            limit, per_host = self.limits.concurrency, self.limits.per_host
             connector = (
-                self.guard.connector(**options)
+                self.guard.connector(limit=limit, limit_per_host=per_host, ttl_dns_cache=300)
                 if guarded and self.guard
-                else aiohttp.TCPConnector(**options)
+                else aiohttp.TCPConnector(limit=limit, limit_per_host=per_host, ttl_dns_cache=300)
             )
             seconds = self.limits.timeout.total_seconds()
             session = self._sessions[guarded] = aiohttp.ClientSession(

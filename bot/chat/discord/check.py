@@ -47,7 +47,7 @@ PERMISSION_NAMES = {
 def pointed_at(config: DiscordSettings) -> Iterator[None]:
     """discord.py reads the API base and the gateway from class attributes: set, then put back."""
     saved = (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
-    discord.http.Route.BASE = config.api_base.rstrip("/")  # type: ignore[misc]
+    discord.http.Route.BASE = config.api_base.rstrip("/")
     discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(config.gateway_url)
     try:
         yield
@@ -130,14 +130,15 @@ async def _check_channel(
         return Check.passed(KIND, target, "a person's direct messages: not checked")
     http = client.http
     try:
-        channel = await http.get_channel(where.id)
+        # Read as plain JSON: discord.py's TypedDicts per channel type do not share keys.
+        channel: dict[str, Any] = dict(await http.get_channel(where.id))
         guild_id = channel.get("guild_id")
         if guild_id is None:
             return Check.passed(KIND, target, "a direct-message channel: not checked")
         source = channel
         if channel.get("type") in THREAD_TYPES and channel.get("parent_id"):
             # A thread's permissions are its parent channel's.
-            source = await http.get_channel(int(channel["parent_id"]))
+            source = dict(await http.get_channel(int(channel["parent_id"])))
         guild = guilds.get(int(guild_id))
         if guild is None:
             guild = dict(await http.get_guild(int(guild_id)))

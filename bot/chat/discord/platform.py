@@ -265,7 +265,7 @@ class DiscordPlatform:
             discord.http.Route.BASE,
             discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY,
         )
-        discord.http.Route.BASE = base  # type: ignore[misc]
+        discord.http.Route.BASE = base
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = gateway
         self._our_endpoints = (base, gateway)
 

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable
 from typing import Any
 
 import discord
@@ -315,7 +315,9 @@ class SlashCommands:
             callback=callback,
         )
 
-    def _suggester(self, arg: Arg) -> Callable[..., Awaitable[list[app_commands.Choice[str]]]]:
+    def _suggester(
+        self, arg: Arg
+    ) -> Callable[[discord.Interaction, str], Coroutine[Any, Any, list[app_commands.Choice[str]]]]:
         async def suggest(
             interaction: discord.Interaction, current: str
         ) -> list[app_commands.Choice[str]]:

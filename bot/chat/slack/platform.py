@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -77,7 +78,7 @@ class _SocketClient(SocketModeClient):
     traceback each time; the platform asks for a fresh URL, waits a capped and jittered backoff
     between failures, and knows (for /healthz) that the connection is down meanwhile."""
 
-    on_lost: Any = None  # Callable[[str], None], set by the platform
+    on_lost: Callable[[str], None] | None = None  # set by the platform
 
     async def connect_to_new_endpoint(self, force: bool = False) -> None:
         # slack_sdk calls this when the socket closed or went stale, and with force=True when
@@ -92,6 +93,8 @@ class _SocketClient(SocketModeClient):
 
 class _SocketHandler(AsyncSocketModeHandler):
     """bolt's handler (whose constructor is these lines) around a _SocketClient."""
+
+    client: _SocketClient
 
     def __init__(self, app: AsyncApp, app_token: str, web_client: AsyncWebClient) -> None:
         self.app = app

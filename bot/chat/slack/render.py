@@ -199,8 +199,8 @@ def render_digest(digest: Digest) -> dict[str, Any]:
     blocks = [section(f"*{len(cards)} more stories* matching {who}, in one message")]
     for card in cards:
         # Which watchlist(s) matched: a burst mixes desks, and the line is all the reader gets.
-        names = f" · {fit(' + '.join(card.watchlists), 300)}" if card.watchlists else ""
-        line = f"{fit(card.source, 300)} · {_when(card.published)}{names}"
+        which = f" · {fit(' + '.join(card.watchlists), 300)}" if card.watchlists else ""
+        line = f"{fit(card.source, 300)} · {_when(card.published)}{which}"
         blocks.append(section(f"{_headline(card, TEXT_LIMIT - len(line) - 1)}\n{line}"))
     blocks = _capped(blocks, MESSAGE_BLOCKS, "…and {n} more. `/news recent` lists them all.")
     fallback = fit(

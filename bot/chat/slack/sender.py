@@ -340,7 +340,6 @@ class SlackSender:
         ids: Sequence[int],
     ) -> str:
         await self._wait_turn(channel)
-        extra = {"metadata": metadata} if metadata is not None else {}
         try:
             response = await self.client.chat_postMessage(
                 channel=channel,
@@ -348,7 +347,7 @@ class SlackSender:
                 blocks=payload["blocks"],
                 unfurl_links=False,
                 unfurl_media=False,
-                **extra,
+                metadata=metadata,
             )
         except Exception as exc:
             result, maybe_landed = classify(exc)
