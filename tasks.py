@@ -2,7 +2,7 @@
 """Set-up and everyday tasks, needing nothing but Python 3.11+:
 
     python3 tasks.py run     start the bot on its embedded defaults (SQLite, console output)
-    python3 tasks.py test    run the whole test suite: ruff, import contracts, pytest
+    python3 tasks.py test    run the whole test suite: ruff, import contracts, mypy, pytest
     python3 tasks.py demo    the offline tour
     python3 tasks.py bench   the benchmarks
 
@@ -99,6 +99,7 @@ def main(argv: list[str]) -> int:
     for step in (
         [str(BIN / "ruff"), "check", "bot", "config", "storage", "tests", "bench", "tasks.py"],
         [str(BIN / "lint-imports")],
+        [str(BIN / "mypy")],  # the files and the strictness per package: [tool.mypy]
     ):
         code = run(*step)
         if code:

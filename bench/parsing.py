@@ -1,4 +1,4 @@
-"""Parsing cost per item: feedparser against the lxml fast path (bot/feeds/fastparse.py).
+"""Parsing cost per item: feedparser against the lxml fast path (bot/feeds/fastparse/).
 
     .venv/bin/python -m bench.parsing [--quick]
 

@@ -241,8 +241,8 @@ class OpsServer:
             await self._runner.cleanup()
             self._runner = None
             return False
-        server = site._server
-        self.port = server.sockets[0].getsockname()[1] if server and server.sockets else port  # type: ignore[union-attr]
+        sockets = getattr(site._server, "sockets", None)  # an asyncio.Server's, when it has one
+        self.port = sockets[0].getsockname()[1] if sockets else port
         log.info("health and metrics on http://%s:%d/healthz and /metrics", host, self.port)
         return True
 

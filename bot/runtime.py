@@ -22,6 +22,7 @@ from typing import IO, TextIO
 
 from bot.chat.console import ConsoleSender
 from bot.chat.platforms import ChatPlatform, build_platforms, known_destinations, ops_channels
+from bot.core import ports
 from bot.core.commands import Commands, CommandSettings
 from bot.core.delivery import DeliverySettings, DeliveryWorker
 from bot.core.destinations import Destinations
@@ -273,7 +274,7 @@ class Runtime:
         self._closed = False
 
     @property
-    def reader(self) -> FeedReader:
+    def reader(self) -> ports.FeedReader:
         """The reader every poll and feed probe uses (the pipeline's)."""
         return self.pipeline.reader
 

@@ -40,8 +40,10 @@ class ChatPlatform(Protocol):
     to those it knows, so a platform handed to NewsBot needs no entry in PLATFORMS."""
 
     name: str
-    sender: Sender
     link: Link
+
+    @property  # read-only, so a platform's own sender class satisfies it
+    def sender(self) -> Sender: ...
 
     @property
     def destination_form(self) -> DestinationForm: ...

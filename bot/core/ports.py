@@ -93,6 +93,10 @@ class FeedReader(Protocol):
         """Raises FeedError when the body is not a feed."""
         ...
 
+    async def close(self) -> None:
+        """Release the connections (the bot calls it once, when it stops)."""
+        ...
+
 
 # --- storage --------------------------------------------------------------------------------------
 # The storage contract has its own module, bot.core.store; its names are importable from here too.

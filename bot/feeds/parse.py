@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import feedparser
 from feedparser.namespaces import mediarss
@@ -138,7 +138,7 @@ def _describe(problem: Any) -> str:
 def _when(entry: Mapping[str, Any]) -> datetime | None:
     for key in ("published_parsed", "updated_parsed", "created_parsed"):
         # dict.get: FeedParserDict.get maps missing date keys onto each other, with a warning.
-        value = dict.get(entry, key)
+        value = dict.get(cast("dict[str, Any]", entry), key)
         if isinstance(value, time.struct_time):
             try:
                 # feedparser normalises every date it understands to UTC.
