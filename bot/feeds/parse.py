@@ -75,10 +75,24 @@ def parse_document(
     # Imported here: fastparse makes its Stories with this module's to_story.
     from bot.feeds.fastparse import fast_parse
 
-    fast = fast_parse(body, feed_name=feed_name, url=url, headers=headers)
+    try:
+        fast = fast_parse(body, feed_name=feed_name, url=url, headers=headers)
+    except Exception as exc:
+        raise _unreadable(exc) from exc
     if fast is not None:
         return fast
     return _feedparser_document(body, feed_name=feed_name, url=url, headers=headers)
+
+
+def _unreadable(exc: Exception) -> FeedError:
+    """A parser's own failure on a strange document (feedparser raises KeyError on a textInput
+    inside an item, UnicodeEncodeError on a surrogate character reference): the feed fails with
+    the reason, like any unreadable document, and backs off; it must not look like a crash of
+    the bot on every poll. The exception's type and text are in the reason its health shows."""
+    return FeedError(
+        f"the document could not be read: the parser failed ({type(exc).__name__}: "
+        f"{_describe(exc)})"
+    )
 
 
 def response_headers(url: str, headers: Mapping[str, str] | None) -> dict[str, str]:
@@ -95,6 +109,17 @@ def _feedparser_document(
 ) -> ParsedFeed:
     """parse_document by feedparser alone: every document fastparse declines, and the
     reference its results are tested against."""
+    try:
+        return _read_with_feedparser(body, feed_name=feed_name, url=url, headers=headers)
+    except FeedError:
+        raise
+    except Exception as exc:
+        raise _unreadable(exc) from exc
+
+
+def _read_with_feedparser(
+    body: bytes, *, feed_name: str, url: str = "", headers: Mapping[str, str] | None = None
+) -> ParsedFeed:
     # A stream, never a str or bytes: given a str, feedparser would treat it as a URL and go
     # fetch it; given bytes, it first tries them as a file name (a body of b"/etc/passwd"
     # would be read from the local disk).

@@ -54,6 +54,15 @@ HOSTILE = {
     "410": ({"status": 410}, "HTTP 410"),
     "500": ({"status": 500}, "HTTP 500"),
     "429-retry-after": ({"status": 429, "headers": {"Retry-After": "600"}}, "HTTP 429"),
+    # feedparser itself raises (a KeyError) on a textInput inside an item.
+    "parser-crash": (
+        {
+            "body": b'<?xml version="1.0"?><rss version="2.0"><channel><title>x</title>'
+            b"<item><title>Korea</title><textInput><link>https://x.example/</link>"
+            b"</textInput></item></channel></rss>"
+        },
+        "could not be read",
+    ),
 }
 
 
