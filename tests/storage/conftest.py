@@ -1,7 +1,7 @@
 """The storage contract runs against every backend listed in BACKENDS.
 
 A new backend is one more entry there (a name and a coroutine that opens an empty, fully migrated
-store in `tmp_path`) plus, in INSPECTORS, a way to read what the interface deliberately does not
+store in `tmp_path`, or, for a server, in the session's database: see SERVERS) plus, in INSPECTORS, a way to read what the interface deliberately does not
 expose (the stored error of a failed delivery, the raw row count behind a uniqueness rule).
 
 Tests that are about one backend's own machinery (SQLite's file modes, WAL, a full disk,
@@ -16,21 +16,35 @@ from typing import Any
 import pytest
 
 from storage.memory import MemoryStorage
+from storage.postgres import PostgresStorage
 from storage.sqlite import SqliteStorage
+from tests.storage.postgres_server import open_clean, throwaway_database
 
 
 async def _memory(tmp_path: Path) -> MemoryStorage:
     return MemoryStorage()
 
 
-BACKENDS: dict[str, Callable[[Path], Awaitable[Any]]] = {
+BACKENDS: dict[str, Callable[[Any], Awaitable[Any]]] = {
     # What production runs: a file in WAL mode with a busy handler.
     "sqlite-file": lambda tmp_path: SqliteStorage.open(tmp_path / "state" / "newsbot.db"),
     # ":memory:" takes other paths inside SQLite (no WAL, no file) and must behave the same.
     "sqlite-memory": lambda tmp_path: SqliteStorage.open(":memory:"),
     # Plain dicts: what the core's unit tests run on.
     "memory": _memory,
+    # A database server (tests/storage/postgres_server.py): the throwaway database of the test
+    # session, emptied for each test.
+    "postgres": lambda where: open_clean(str(where)),
 }
+# Backends on a server: given the URL of the session's database (a fixture) instead of tmp_path.
+SERVERS = {"postgres": "postgres_url"}
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A migrated database of its own for this test session, dropped at its end; the tests that
+    need it are skipped (failed in CI) when no PostgreSQL server can be reached."""
+    yield from throwaway_database()
 
 
 class SqliteInspector:
@@ -77,15 +91,39 @@ class MemoryInspector:
         return self._store._deliveries[delivery_id].error
 
 
+class PostgresInspector:
+    """The same facts, read with SQL on the store's pool."""
+
+    def __init__(self, store: PostgresStorage) -> None:
+        self._pool = store._pool
+
+    async def delivery_rows(self, story_id: int, target: str) -> int:
+        count: int = await self._pool.fetchval(
+            "SELECT count(*) FROM deliveries WHERE story_id = $1 AND target = $2",
+            story_id,
+            target,
+        )
+        return count
+
+    async def delivery_error(self, delivery_id: int) -> str | None:
+        error: str | None = await self._pool.fetchval(
+            "SELECT error FROM deliveries WHERE id = $1", delivery_id
+        )
+        return error
+
+
 INSPECTORS: dict[type, Callable[[Any], Any]] = {
     SqliteStorage: SqliteInspector,
     MemoryStorage: MemoryInspector,
+    PostgresStorage: PostgresInspector,
 }
 
 
 @pytest.fixture(params=list(BACKENDS), ids=list(BACKENDS))
 async def storage(request: pytest.FixtureRequest, tmp_path: Path):
-    store = await BACKENDS[request.param](tmp_path)
+    fixture = SERVERS.get(request.param)
+    where = tmp_path if fixture is None else request.getfixturevalue(fixture)
+    store = await BACKENDS[request.param](where)
     try:
         yield store
     finally:

@@ -1,0 +1,223 @@
+"""What every part of the PostgreSQL backend shares: the connection pool, transactions, rows
+read by column name into the core's values, and names compared the way SQLite's NOCASE does.
+
+Unlike SQLite's one connection under one lock, statements run on a pool of connections: each
+method is one statement or one transaction, and the database keeps them apart. Times are
+timestamptz and come back as aware UTC datetimes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from bot.core.models import Delivery, DeliveryStatus, FeedState, Origin, StoredStory, Story
+from bot.core.store import PollOutcome
+
+_FOLD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def fold(name: str) -> str:
+    """A name as the database's ascii_lower() folds it (SQLite's NOCASE: ASCII letters only)."""
+    return name.translate(_FOLD)
+
+
+# --- rows by column name --------------------------------------------------------------------------
+
+STORY_COLUMNS = (
+    "id",
+    "feed_id",
+    "feed_name",
+    "guid",
+    "url",
+    "title",
+    "summary",
+    "content",
+    "published_at",
+    "first_seen_at",
+    "author",
+    "categories",
+    "image",
+    "revision",
+    "alertable",
+)
+DELIVERY_COLUMNS = (
+    "id",
+    "story_id",
+    "target",
+    "watchlists",
+    "subscriber",
+    "matched",
+    "status",
+    "attempts",
+    "message_id",
+    "update_pending",
+    "update_count",
+    "created_at",
+    "digest_group",
+)
+FEED_COLUMNS = (
+    "id",
+    "name",
+    "url",
+    "interval_s",
+    "origin",
+    "etag",
+    "last_modified",
+    "body_hash",
+    "baseline_done",
+    "last_poll_at",
+    "last_success_at",
+    "last_error",
+    "last_error_at",
+    "failures",
+    "retry_at",
+    "created_by",
+)
+WATCHLIST_COLUMNS = ("id", "name", "query", "channels", "origin", "created_by")
+
+_EPOCH = datetime.fromtimestamp(0, UTC)
+
+
+def columns(table: str, names: Sequence[str], prefix: str = "") -> str:
+    """A select list: `s.id AS s_id, ...` (a prefix keeps a join's two `id`s apart)."""
+    return ", ".join(f"{table}.{name} AS {prefix}{name}" for name in names)
+
+
+def utc(value: datetime | None) -> datetime | None:
+    return None if value is None else value.astimezone(UTC)
+
+
+def story_of(row: asyncpg.Record, prefix: str = "") -> StoredStory:
+    def col(name: str) -> Any:
+        return row[prefix + name]
+
+    return StoredStory(
+        id=col("id"),
+        feed_id=col("feed_id"),
+        story=Story(
+            feed=col("feed_name"),
+            guid=col("guid"),
+            link=col("url"),
+            title=col("title"),
+            summary=col("summary"),
+            content=col("content"),
+            published=utc(col("published_at")),
+            author=col("author"),
+            categories=tuple(json.loads(col("categories"))),
+            image=col("image"),
+        ),
+        first_seen=utc(col("first_seen_at")) or _EPOCH,
+        revision=col("revision"),
+        alertable=col("alertable"),
+    )
+
+
+def delivery_of(row: asyncpg.Record) -> Delivery:
+    return Delivery(
+        id=row["id"],
+        story_id=row["story_id"],
+        target=row["target"],
+        watchlists=tuple(json.loads(row["watchlists"])),
+        subscriber=row["subscriber"],
+        matched=tuple(json.loads(row["matched"])),
+        status=DeliveryStatus(row["status"]),
+        attempts=row["attempts"],
+        message_id=row["message_id"],
+        update_pending=row["update_pending"],
+        update_count=row["update_count"],
+        created_at=utc(row["created_at"]),
+        digest_group=row["digest_group"],
+    )
+
+
+def feed_of(row: asyncpg.Record) -> FeedState:
+    return FeedState(
+        id=row["id"],
+        name=row["name"],
+        url=row["url"],
+        interval=timedelta(seconds=row["interval_s"]),
+        origin=Origin(row["origin"]),
+        etag=row["etag"],
+        last_modified=row["last_modified"],
+        body_hash=row["body_hash"],
+        baseline_done=row["baseline_done"],
+        last_poll_at=utc(row["last_poll_at"]),
+        last_success_at=utc(row["last_success_at"]),
+        last_error=row["last_error"],
+        last_error_at=utc(row["last_error_at"]),
+        failures=row["failures"],
+        retry_at=utc(row["retry_at"]),
+        created_by=row["created_by"],
+    )
+
+
+class PostgresBase:
+    """The pool and its plumbing; the tables' methods are in the mixins beside it."""
+
+    def __init__(self, pool: asyncpg.Pool, where: str) -> None:
+        self._pool = pool
+        # The server and database, never the password (see storage.postgres.redact).
+        self.where = where
+        # Bumped by every change to watchlists or subscriptions this process makes: the pipeline
+        # rebuilds its matcher when it moves. (Changes by other processes: issue 16, NOTIFY.)
+        self.queries_version = 0
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            yield conn
+
+    async def _scalar(self, sql: str, *params: Any) -> Any:
+        return await self._pool.fetchval(sql, *params)
+
+    async def _read(self, sql: str, *params: Any) -> list[asyncpg.Record]:
+        return list(await self._pool.fetch(sql, *params))
+
+    async def _write(self, sql: str, *params: Any) -> int:
+        """The number of rows the statement touched."""
+        return rowcount(await self._pool.execute(sql, *params))
+
+    async def _record_poll(
+        self,
+        conn: asyncpg.Connection | asyncpg.Pool,
+        feed_id: int,
+        outcome: PollOutcome,
+        now: datetime,
+        *,
+        baseline_done: bool | None,
+    ) -> None:
+        """The feed's state after a poll (a poll that wrote stories also ends its baseline)."""
+        if outcome.ok:
+            await conn.execute(
+                """UPDATE feeds SET etag = $1, last_modified = $2, body_hash = $3,
+                     last_poll_at = $4, last_success_at = $4, failures = 0, retry_at = NULL,
+                     baseline_done = coalesce($5, baseline_done)
+                   WHERE id = $6""",
+                outcome.etag,
+                outcome.last_modified,
+                outcome.body_hash,
+                now,
+                baseline_done,
+                feed_id,
+            )
+        else:
+            await conn.execute(
+                """UPDATE feeds SET last_poll_at = $1, last_error = $2, last_error_at = $1,
+                     failures = $3, retry_at = $4 WHERE id = $5""",
+                now,
+                outcome.error,
+                outcome.failures,
+                outcome.retry_at,
+                feed_id,
+            )
+
+
+def rowcount(status: str) -> int:
+    """Rows touched, from a command status such as "UPDATE 3" or "INSERT 0 1"."""
+    last = status.rsplit(" ", 1)[-1]
+    return int(last) if last.isdigit() else 0

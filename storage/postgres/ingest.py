@@ -1,0 +1,227 @@
+"""What a poll reads (identity keys, stored stories, who has a card) and its one write."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import asyncpg
+
+from bot.core.identity import KeyKind
+from bot.core.models import FeedState, StoredStory
+from bot.core.store import (
+    WINDOW_HITS_PER_KEY,
+    IngestBatch,
+    KeyHit,
+    PollOutcome,
+    StorageError,
+    StoryRef,
+    SupportsIngestBatch,
+)
+from storage.postgres.base import STORY_COLUMNS, PostgresBase, columns, story_of
+
+_STORY = columns("s", STORY_COLUMNS)
+_KINDS = {int(kind): kind for kind in KeyKind}
+
+# Each key is one bounded index range (newest story ids first) through a LATERAL join: the
+# database reads at most WINDOW_HITS_PER_KEY holders of a key however many it has.
+_WINDOWED = """
+    SELECT h.key, h.kind, h.story_id, h.seen_at
+    FROM unnest($1::bigint[]) AS k (key)
+    CROSS JOIN LATERAL (
+        SELECT sk.key, sk.kind, sk.story_id, sk.seen_at FROM story_keys sk
+        WHERE sk.key = k.key AND sk.seen_at >= $2
+        ORDER BY sk.story_id DESC LIMIT $3
+    ) h"""
+
+# ... and those of reaching it at all, for recording the failure on the feed.
+_UNREACHABLE = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
+
+def refusal(exc: asyncpg.PostgresError) -> StorageError:
+    """The database's refusal in the words SQLite uses for it, so the feed's last error reads
+    the same on either engine (`cannot save the poll: FOREIGN KEY constraint failed ...`)."""
+    if isinstance(exc, asyncpg.ForeignKeyViolationError):
+        return StorageError(f"FOREIGN KEY constraint failed ({exc})")
+    if isinstance(exc, asyncpg.UniqueViolationError):
+        return StorageError(f"UNIQUE constraint failed ({exc})")
+    return StorageError(str(exc))
+
+
+class IngestTables(PostgresBase):
+    async def find_keys(
+        self, keys: Sequence[int], *, since: datetime | None = None
+    ) -> list[KeyHit]:
+        """The stories holding these keys. With `since` (the near-duplicate window): only keys
+        seen since then, and per key only the WINDOW_HITS_PER_KEY newest stories."""
+        if not keys:
+            return []
+        unique = sorted(set(keys))
+        if since is None:
+            rows = await self._read(
+                "SELECT key, kind, story_id, seen_at FROM story_keys WHERE key = ANY($1::bigint[])",
+                unique,
+            )
+        else:
+            rows = await self._read(_WINDOWED, unique, since, WINDOW_HITS_PER_KEY)
+        # The keys of one story, and the stories of one poll, share one timestamp: converted
+        # once each (a first poll of formulaic feeds reads millions of hits).
+        moments: dict[datetime, datetime] = {}
+        hits = []
+        for key, kind, story_id, seen_at in rows:
+            moment = moments.get(seen_at)
+            if moment is None:
+                moment = moments[seen_at] = seen_at.astimezone(UTC)
+            hits.append(KeyHit(key, _KINDS[kind], story_id, moment))
+        return hits
+
+    async def load_stories(self, ids: Sequence[int]) -> dict[int, StoredStory]:
+        if not ids:
+            return {}
+        rows = await self._read(
+            f"SELECT {_STORY} FROM stories s WHERE s.id = ANY($1::bigint[])",  # noqa: S608
+            list(ids),
+        )
+        return {row["id"]: story_of(row) for row in rows}
+
+    async def delivery_targets(self, story_ids: Sequence[int]) -> dict[int, set[str]]:
+        found: dict[int, set[str]] = {}
+        if not story_ids:
+            return found
+        rows = await self._read(
+            "SELECT story_id, target FROM deliveries WHERE story_id = ANY($1::bigint[])",
+            list(story_ids),
+        )
+        for story_id, target in rows:
+            found.setdefault(story_id, set()).add(target)
+        return found
+
+    async def apply_ingest(
+        self, feed: FeedState, plan: SupportsIngestBatch, outcome: PollOutcome, now: datetime
+    ) -> dict[int, int]:
+        batch = plan.ingest_batch()
+        try:
+            return await self._apply_ingest(feed, batch, outcome, now)
+        except asyncpg.PostgresError as exc:
+            # Nothing of the poll was saved (its fetch state neither, so the next poll fetches
+            # the same stories again). The feed must not look healthy meanwhile: /status and
+            # the feed list show the database's reason.
+            refused = refusal(exc)
+            await self._record_unsaved_poll(feed, refused, now)
+            raise refused from exc
+
+    async def _record_unsaved_poll(self, feed: FeedState, exc: Exception, now: datetime) -> None:
+        failed = PollOutcome(
+            ok=False, error=f"cannot save the poll: {exc}", failures=feed.failures + 1
+        )
+        try:
+            await self._record_poll(self._pool, feed.id, failed, now, baseline_done=None)
+        except _UNREACHABLE as again:  # the same outage can refuse this one too
+            exc.add_note(f"(recording the failure on the feed failed too: {again})")
+
+    async def _apply_ingest(
+        self, feed: FeedState, batch: IngestBatch, outcome: PollOutcome, now: datetime
+    ) -> dict[int, int]:
+        async with self._transaction() as conn:
+            ids: dict[int, int] = {}
+            if batch.new_stories:
+                # Ids from the sequence, in the batch's order: they grow from poll to poll and
+                # are never given twice (the sequence never goes back, whatever is pruned).
+                taken = await conn.fetch(
+                    "SELECT nextval('story_ids') FROM generate_series(1, $1)",
+                    len(batch.new_stories),
+                )
+                numbers = sorted(row[0] for row in taken)
+                ids = {row.label: numbers[i] for i, row in enumerate(batch.new_stories)}
+                await conn.executemany(
+                    """INSERT INTO stories (id, feed_id, feed_name, guid, url, title, summary,
+                         content, published_at, first_seen_at, author, categories, image,
+                         alertable)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)""",
+                    [
+                        (
+                            ids[row.label],
+                            feed.id,
+                            row.story.feed,
+                            row.story.guid,
+                            row.story.link,
+                            row.story.title,
+                            row.story.summary,
+                            row.story.content,
+                            row.story.published,
+                            now,
+                            row.story.author,
+                            json.dumps(row.story.categories, ensure_ascii=False),
+                            row.story.image,
+                            row.alertable,
+                        )
+                        for row in batch.new_stories
+                    ],
+                )
+
+            def story_id(ref: StoryRef) -> int:
+                return ids[ref.value] if ref.is_new else ref.value
+
+            if batch.revisions:
+                await conn.executemany(
+                    """UPDATE stories SET title = $1, summary = $2, content = $3, url = $4,
+                         guid = $5, author = $6, categories = $7, image = $8, updated_at = $9,
+                         revision = revision + $10, alertable = alertable OR $11
+                       WHERE id = $12""",
+                    [
+                        (
+                            r.story.title,
+                            r.story.summary,
+                            r.story.content,
+                            r.story.link,
+                            r.story.guid,
+                            r.story.author,
+                            json.dumps(r.story.categories, ensure_ascii=False),
+                            r.story.image,
+                            now,
+                            int(r.notify),
+                            r.alertable,
+                            r.story_id,
+                        )
+                        for r in batch.revisions
+                    ],
+                )
+                notified = [
+                    (now, r.story_id, batch.max_updates) for r in batch.revisions if r.notify
+                ]
+                if notified:
+                    await conn.executemany(
+                        """UPDATE deliveries SET update_pending = true, next_attempt_at = $1
+                           WHERE story_id = $2 AND status = 'sent' AND NOT digest
+                             AND update_count < $3""",
+                        notified,
+                    )
+            if batch.keys:
+                await conn.executemany(
+                    "INSERT INTO story_keys (key, story_id, kind, seen_at) "
+                    "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                    [(k.key.value, story_id(k.story), int(k.key.kind), now) for k in batch.keys],
+                )
+            if batch.deliveries:
+                # One row after another, in order: the cards' ids follow the batch.
+                await conn.executemany(
+                    """INSERT INTO deliveries (story_id, target, watchlists, subscriber, matched,
+                         next_attempt_at, created_at)
+                       VALUES ($1, $2, $3, $4, $5, $6, $6)
+                       ON CONFLICT (story_id, target) DO UPDATE SET
+                         matched = excluded.matched, watchlists = excluded.watchlists""",
+                    [
+                        (
+                            story_id(d.story),
+                            d.route.target,
+                            json.dumps(d.route.watchlists, ensure_ascii=False),
+                            d.route.subscriber,
+                            json.dumps(d.route.matched, ensure_ascii=False),
+                            now,
+                        )
+                        for d in batch.deliveries
+                    ],
+                )
+            await self._record_poll(conn, feed.id, outcome, now, baseline_done=True)
+        return ids
