@@ -85,10 +85,32 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+DATABASE_URL_SCHEMES = ("postgresql://", "postgres://")
+
+
+def check_database_url(value: str) -> str:
+    """A PostgreSQL URL, `postgresql://user@host:port/db` (the error never repeats the value:
+    it may hold a password)."""
+    if not value.startswith(DATABASE_URL_SCHEMES):
+        scheme = value.split("://", 1)[0] + "://" if "://" in value else "no scheme"
+        raise ValueError(
+            f"must be a PostgreSQL URL such as postgresql://user@host:5432/newsbot "
+            f"(got {scheme}); for SQLite set [storage] path instead"
+        )
+    return value
+
+
 class StorageSettings(_Section):
     path: str = "data/newsbot.db"
+    # PostgreSQL instead of SQLite (NEWSBOT_DATABASE_URL in the environment wins over it).
+    url: str | None = None
     retention: Duration = timedelta(days=30)  # stored stories
     key_retention: Duration = timedelta(days=365)  # identity keys that prevent re-alerts
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return None if not value else check_database_url(value)
 
 
 class ConsoleSettings(_Section):
