@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
+import storage
 from bot.core.matcher import Matcher
 from bot.core.models import FeedState, Origin
 from bot.core.ports import FeedError, FetchStatus
@@ -192,9 +193,7 @@ def _run(args: argparse.Namespace) -> int:
         "newsbot %s: config %s, database %s",
         _version(),
         Path(settings.source).resolve() if settings.source != "<config>" else settings.source,
-        Path(settings.storage.path).resolve()
-        if settings.storage.path != ":memory:"
-        else ":memory:",
+        _database(settings),
     )
     if Path(settings.source) == PACKAGED_CONFIG:
         log.warning(
@@ -209,6 +208,14 @@ def _run(args: argparse.Namespace) -> int:
     except (StartupError, ConfigError) as exc:
         print(f"newsbot: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+
+
+def _database(settings: Settings) -> str:
+    """Where the data goes, as the log line names it: a SQLite file's full path, a server's
+    URL without its password, or the in-memory store."""
+    if storage.keeps_files(settings):
+        return str(Path(settings.storage.path).resolve())
+    return storage.describe(settings)
 
 
 def _check(args: argparse.Namespace) -> int:

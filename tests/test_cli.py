@@ -346,3 +346,17 @@ def test_preview_json_works_on_every_corpus_file(capsys):
 async def test_wrong_arguments_exit_2_with_usage(argv):
     code, _, err = await newsbot(*argv)
     assert code == 2 and "usage:" in err
+
+
+def test_the_start_line_names_a_database_server_without_its_password(tmp_path, monkeypatch):
+    from bot.cli import _database
+    from config.settings import settings_from_dict
+
+    monkeypatch.delenv("NEWSBOT_DATABASE_URL", raising=False)
+    url = "postgresql://newsbot:s3cret@db.example:5432/desk"
+    on_server = settings_from_dict({"storage": {"url": url}}, {})
+    on_file = settings_from_dict({"storage": {"path": str(tmp_path / "bot.db")}}, {})
+
+    assert "s3cret" not in _database(on_server)
+    assert "db.example:5432/desk" in _database(on_server)
+    assert _database(on_file) == str(tmp_path / "bot.db")
