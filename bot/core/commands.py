@@ -242,7 +242,11 @@ class Commands(AdminCommands):
 
     async def unsubscribe(self, actor: Actor, query: str) -> Reply:
         text = (query or "").strip()
-        if not await self.store.remove_subscription(actor.key, text):
+        # As typed too: a subscription stored with its spaces by an earlier version.
+        removed = await self.store.remove_subscription(actor.key, text) or (
+            bool(query) and query != text and await self.store.remove_subscription(actor.key, query)
+        )
+        if not removed:
             mine = [s.query for s in await self.store.list_subscriptions(actor.key)]
             hint = f" Yours: {'; '.join(mine)}" if mine else " You have none."
             return refused(f"You have no subscription {text!r}.{hint}")

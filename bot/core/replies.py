@@ -60,9 +60,10 @@ def refused(text: str) -> Reply:
 
 
 def query_or_refusal(text: str | None) -> tuple[Any, Reply | None]:
-    """The parsed query, or the refusal that shows where it does not parse."""
+    """The parsed query, or the refusal that shows where it does not parse. Surrounding spaces
+    are not part of it: a query is stored, listed and removed as the same text."""
     try:
-        return parse_query(text or ""), None
+        return parse_query((text or "").strip()), None
     except QueryError as exc:
         return None, Reply("That query does not parse:", code=str(exc), ok=False)
 
