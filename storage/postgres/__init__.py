@@ -13,7 +13,7 @@ semantics as storage.sqlite."""
 from __future__ import annotations
 
 import logging
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
@@ -33,6 +33,10 @@ SCHEMES = ("postgresql", "postgres")
 # pg_advisory_lock(MIGRATION_LOCK): two processes starting at once migrate one after the other
 # (the two-number form keeps it apart from the one-number locks taken elsewhere).
 MIGRATION_LOCK = (0x6E657773, 1)  # "news", 1
+# Held for as long as a bot runs on the database: until feed polls and outbox cards are leased
+# (issue 16), a second bot on the same database would poll the same feeds and post every alert
+# twice, so it is refused, as a second bot on one SQLite file is.
+WRITER_LOCK = (0x6E657773, 2)
 # Connections per process: a poll's transaction, the delivery worker and chat commands at once.
 POOL_SIZE = 10
 CONNECT_TIMEOUT_S = 10.0
@@ -42,11 +46,21 @@ def latest_version() -> int:
     return len(load_migrations("postgres"))
 
 
+_SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
+
+
 def redact(url: str) -> str:
-    """The URL as it may be shown or logged: the password, if any, replaced with ***."""
+    """The URL as it may be shown or logged: the password, if any, replaced with ***, whether
+    written before the host or as a ?password= parameter (asyncpg accepts both)."""
     parts = urlsplit(url)
+    if parts.query:
+        query = [
+            (name, "***" if name.lower() in _SECRET_PARAMETERS else value)
+            for name, value in parse_qsl(parts.query, keep_blank_values=True)
+        ]
+        parts = parts._replace(query=urlencode(query, safe="*"))
     if parts.password is None:
-        return url
+        return urlunsplit(parts)
     host = parts.hostname or ""
     if ":" in host:
         host = f"[{host}]"
@@ -58,9 +72,13 @@ def redact(url: str) -> str:
 
 class PostgresStorage(IngestTables, OutboxTables, FeedTables, StoryTables, QueryTables):
     @classmethod
-    async def open(cls, url: str, *, pool_size: int = POOL_SIZE) -> PostgresStorage:
-        """Connect (a pool), and migrate. Raises DatabaseUnavailable, with a one-line reason
-        that never shows the password, when the server cannot be reached or refuses us."""
+    async def open(
+        cls, url: str, *, pool_size: int = POOL_SIZE, exclusive: bool = True
+    ) -> PostgresStorage:
+        """Connect (a pool), migrate, and (`exclusive`) hold the writer lock: one bot per
+        database until several can share one. Raises DatabaseUnavailable, with a one-line
+        reason that never shows the password, when the server cannot be reached or refuses
+        us, or another bot holds the database."""
         shown = redact(url)
         try:
             pool = await asyncpg.create_pool(
@@ -73,12 +91,34 @@ class PostgresStorage(IngestTables, OutboxTables, FeedTables, StoryTables, Query
         storage = cls(pool, shown)
         try:
             await storage.migrate()
+            if exclusive:
+                await storage._hold_writer_lock(url)
         except BaseException:
             await pool.close()
             raise
         return storage
 
+    async def _hold_writer_lock(self, url: str) -> None:
+        # A connection of its own, outside the pool, for the bot's lifetime: a session lock is
+        # released when its connection closes, so a crashed bot frees the database at once.
+        conn = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT_S)
+        try:
+            held = await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", *WRITER_LOCK)
+        except BaseException:
+            await conn.close()
+            raise
+        if not held:
+            await conn.close()
+            raise DatabaseUnavailable(
+                f"cannot open the database {self.where}: another newsbot is running on it "
+                "(one bot per database until several workers can share one); stop it first"
+            )
+        self._writer = conn
+
     async def close(self) -> None:
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            await writer.close()  # the lock goes with the session
         await self._pool.close()
 
     async def migrate(self) -> int:

@@ -161,6 +161,7 @@ class PostgresBase:
 
     def __init__(self, pool: asyncpg.Pool, where: str) -> None:
         self._pool = pool
+        self._writer: asyncpg.Connection[Any] | None = None  # see WRITER_LOCK
         # The server and database, never the password (see storage.postgres.redact).
         self.where = where
         # Bumped by every change to watchlists or subscriptions this process makes: the pipeline

@@ -22,8 +22,11 @@ _STORY = columns("s", STORY_COLUMNS)
 _PREFIX = "s_"
 _DELIVERY_AND_STORY = f"{_DELIVERY}, {columns('s', STORY_COLUMNS, _PREFIX)}"
 # "Behind its story": the card showed `revision` (None: unknown, never behind).
+# FOR SHARE: a poll revising the story at this moment holds its row until it commits; reading
+# the revision under a share lock waits for that commit, so a revision landing while its card
+# is being sent is noticed here (read committed would see the old one and lose the update).
 _BEHIND = """coalesce($REV::integer, 2147483647) <
-             (SELECT revision FROM stories s WHERE s.id = deliveries.story_id)"""
+             (SELECT revision FROM stories s WHERE s.id = deliveries.story_id FOR SHARE)"""
 
 
 class OutboxTables(PostgresBase):

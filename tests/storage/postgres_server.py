@@ -136,6 +136,6 @@ def throwaway_database() -> Iterator[str]:
 
 async def open_clean(url: str) -> PostgresStorage:
     """A store on the session's database, emptied (ids start again at 1)."""
-    store = await PostgresStorage.open(url, pool_size=4)
+    store = await PostgresStorage.open(url, pool_size=4, exclusive=False)
     await store._pool.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
     return store

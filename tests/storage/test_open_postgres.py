@@ -44,7 +44,7 @@ async def test_a_storage_url_opens_a_migrated_postgres_database(postgres_url, tm
     finally:
         await store.close()
 
-    # A server is shared by several processes: no file, and so no instance lock, on this side.
+    # On a server the one-bot rule is the server's advisory lock: no file, no lock file here.
     assert not keeps_files(settings, env={})
     assert list(tmp_path.iterdir()) == []
 
@@ -117,7 +117,9 @@ async def test_processes_starting_at_once_migrate_one_after_the_other(postgres_u
         await admin.execute(f'CREATE DATABASE "{name}"')
         url = with_database(server, name)
 
-        stores = await asyncio.gather(*(PostgresStorage.open(url, pool_size=2) for _ in range(4)))
+        stores = await asyncio.gather(
+            *(PostgresStorage.open(url, pool_size=2, exclusive=False) for _ in range(4))
+        )
         try:
             assert [await s.schema_version() for s in stores] == [latest_version()] * 4
             applied = await stores[0]._pool.fetchval("SELECT count(*) FROM schema_version")
@@ -128,3 +130,48 @@ async def test_processes_starting_at_once_migrate_one_after_the_other(postgres_u
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+def test_redact_hides_a_password_given_as_a_parameter():
+    shown = redact("postgresql://bot@db:5432/news?sslmode=require&password=S3CRET&sslpassword=K3Y")
+    assert "S3CRET" not in shown and "K3Y" not in shown
+    assert shown.startswith("postgresql://bot@db:5432/news?sslmode=require&password=***")
+
+
+async def test_a_second_bot_on_the_same_database_is_refused_until_the_first_stops(postgres_url):
+    """Until feeds and cards are leased (issue 16), two bots on one database would poll the
+    same feeds and post every alert twice: the second is refused, as on one SQLite file."""
+    first = await PostgresStorage.open(postgres_url, pool_size=1)
+    try:
+        with pytest.raises(DatabaseUnavailable, match="another newsbot is running on it"):
+            await PostgresStorage.open(postgres_url, pool_size=1)
+    finally:
+        await first.close()
+    again = await PostgresStorage.open(postgres_url, pool_size=1)
+    await again.close()
+
+
+async def test_a_revision_committed_while_its_card_is_recorded_as_sent_is_not_lost(postgres_url):
+    """A poll revises a story while the worker records its card as sent (showing the old
+    revision): the card must be left owing an update, whichever commits first."""
+    from tests.storage.test_storage_contract import REUTERS, config_feeds, ecb_story, ingest
+    from tests.storage.test_storage_contract import markets_route as route
+
+    store = await open_clean(postgres_url)
+    poll = await asyncpg.connect(postgres_url)
+    try:
+        (feed,) = await config_feeds(store, REUTERS)
+        (story_id,) = await ingest(store, feed, [(ecb_story(), [route()])])
+        (card,) = await store.deliveries_for_story(story_id)
+        async with poll.transaction():
+            # The poll's revision, not yet committed, while the worker records the send.
+            await poll.execute("UPDATE stories SET revision = revision + 1 WHERE id = $1", story_id)
+            sending = asyncio.create_task(store.mark_sent(card.id, "m-1", NOW, revision=0))
+            await asyncio.sleep(0.3)
+        await asyncio.wait_for(sending, 10)
+        (after,) = await store.deliveries_for_story(story_id)
+        assert after.status == "sent"
+        assert after.update_pending
+    finally:
+        await poll.close()
+        await store.close()
