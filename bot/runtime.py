@@ -411,6 +411,15 @@ async def build(
         senders: dict[str, Sender] = {"console": ConsoleSender(settings.console.format, stdout)}
         senders.update((platform.name, platform.sender) for platform in chat)
         await warn_unroutable(storage, settings, chat, senders)
+        return Runtime(
+            settings,
+            storage,
+            lock=lock,
+            reader=reader or make_reader(settings),
+            platforms=chat,
+            senders=senders,
+            clock=clock,
+        )
     except BaseException as exc:
         if storage is not None:
             with contextlib.suppress(Exception):
@@ -420,15 +429,6 @@ async def build(
         if reason is not None:
             raise StartupError(reason) from exc
         raise
-    return Runtime(
-        settings,
-        storage,
-        lock=lock,
-        reader=reader or make_reader(settings),
-        platforms=chat,
-        senders=senders,
-        clock=clock,
-    )
 
 
 async def sync_config(storage: Storage, settings: Settings, now: datetime) -> None:

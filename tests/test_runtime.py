@@ -8,6 +8,7 @@ import json
 import pytest
 
 from bot.core.commands import Actor
+from bot.core.destinations import PrefixedForm
 from bot.runtime import CommandServices, InstanceLock, StartupError, build
 from config.settings import settings_from_dict
 from tests.feedgen import Item, minutes_ago, rss
@@ -75,3 +76,25 @@ async def test_closing_twice_is_harmless(tmp_path) -> None:
     await runtime.close()
     async with await build(settings(str(tmp_path / "bot.db"))):
         pass  # the database and its lock are free again
+
+
+class _Clashing:
+    """A platform handed in whose destinations clash with a listed platform's: the runtime
+    cannot be wired, and build() must say so without keeping the database or its lock."""
+
+    name = "discord"
+    destination_form = PrefixedForm("discord", r"[a-z]+", r"[a-z]+")
+    sender = None  # never used: wiring fails first
+
+
+async def test_a_runtime_that_cannot_be_wired_leaves_nothing_held(tmp_path) -> None:
+    path = str(tmp_path / "bot.db")
+
+    with pytest.raises(ValueError, match="two destination forms claim the platform") as failed:
+        await build(settings(path), platforms=[_Clashing()])
+
+    # The lock was given back and the store closed: the same process can start again, even
+    # while the error (and so everything its frames held) is still kept, as a log would.
+    async with await build(settings(path)):
+        pass
+    assert failed.value is not None
