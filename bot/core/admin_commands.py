@@ -90,7 +90,7 @@ class AdminCommands:
 
     async def watchlist_edit(self, actor: Actor, name: str, query: str) -> Reply:
         existing = self._editable(
-            "watchlist", await self.store.get_watchlist((name or "").strip()), name
+            "watchlist", await self.store.get_watchlist(" ".join((name or "").split())), name
         )
         if isinstance(existing, Reply):
             return existing
@@ -105,7 +105,7 @@ class AdminCommands:
 
     async def watchlist_remove(self, actor: Actor, name: str) -> Reply:
         existing = self._editable(
-            "watchlist", await self.store.get_watchlist((name or "").strip()), name
+            "watchlist", await self.store.get_watchlist(" ".join((name or "").split())), name
         )
         if isinstance(existing, Reply):
             return existing
@@ -200,7 +200,9 @@ class AdminCommands:
         )
 
     async def feed_remove(self, actor: Actor, name: str) -> Reply:
-        feed = self._editable("feed", await self.store.get_feed((name or "").strip()), name)
+        feed = self._editable(
+            "feed", await self.store.get_feed(" ".join((name or "").split())), name
+        )
         if isinstance(feed, Reply):
             return feed
         await self.store.remove_feed(feed.name)

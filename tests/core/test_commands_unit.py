@@ -359,6 +359,20 @@ async def test_watchlist_edit_and_remove_change_the_store(desk: Desk) -> None:
     assert await desk.store.get_watchlist("Rivers desk") is None
 
 
+async def test_a_name_is_found_however_its_spaces_were_typed(desk: Desk) -> None:
+    """add tidies a name's spaces; edit and remove find it typed the same untidy way."""
+    added = await desk.run(
+        "watchlist add", ADMIN, name="Fires  desk", query="wildfire", channel="toy:fire"
+    )
+    assert added.ok, added.text
+    edited = await desk.run("watchlist edit", ADMIN, name=" Fires  desk ", query="bushfire")
+    assert edited.ok, edited.text
+    assert (await desk.store.get_watchlist("Fires desk")).query == "bushfire"
+    removed = await desk.run("watchlist remove", ADMIN, name="Fires   desk")
+    assert removed.ok, removed.text
+    assert await desk.store.get_watchlist("Fires desk") is None
+
+
 async def test_a_valid_query_that_probably_means_something_else_gets_a_note(desk: Desk) -> None:
     reply = await desk.run("subscribe", MEMBER, query="putin or kremlin")
     assert reply.ok and reply.text.splitlines()[0].startswith("Subscribed.")
