@@ -360,3 +360,14 @@ def test_the_start_line_names_a_database_server_without_its_password(tmp_path, m
     assert "s3cret" not in _database(on_server)
     assert "db.example:5432/desk" in _database(on_server)
     assert _database(on_file) == str(tmp_path / "bot.db")
+
+
+def test_a_database_password_is_among_the_secrets_the_log_never_shows(monkeypatch):
+    from bot.cli import _secrets_of
+    from config.settings import settings_from_dict
+
+    monkeypatch.setenv("NEWSBOT_DATABASE_URL", "postgresql://bot:p%40ss@db.example/desk")
+    settings = settings_from_dict({"storage": {"url": "postgresql://x@y/z?password=Q1"}}, {})
+    assert {"p%40ss", "p@ss"} <= set(_secrets_of(settings))  # the environment wins
+    monkeypatch.delenv("NEWSBOT_DATABASE_URL")
+    assert "Q1" in _secrets_of(settings)
