@@ -7,16 +7,16 @@ timestamptz and come back as aware UTC datetimes."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
-from bot.core.models import Delivery, DeliveryStatus, FeedState, Origin, StoredStory, Story
+from bot.core.models import Delivery, FeedState, StoredStory
 from bot.core.store import PollOutcome
+from storage import rows
 
 _FOLD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
@@ -26,66 +26,7 @@ def fold(name: str) -> str:
     return name.translate(_FOLD)
 
 
-# --- rows by column name --------------------------------------------------------------------------
-
-STORY_COLUMNS = (
-    "id",
-    "feed_id",
-    "feed_name",
-    "guid",
-    "url",
-    "title",
-    "summary",
-    "content",
-    "published_at",
-    "first_seen_at",
-    "author",
-    "categories",
-    "image",
-    "revision",
-    "alertable",
-)
-DELIVERY_COLUMNS = (
-    "id",
-    "story_id",
-    "target",
-    "watchlists",
-    "subscriber",
-    "matched",
-    "status",
-    "attempts",
-    "message_id",
-    "update_pending",
-    "update_count",
-    "created_at",
-    "digest_group",
-)
-FEED_COLUMNS = (
-    "id",
-    "name",
-    "url",
-    "interval_s",
-    "origin",
-    "etag",
-    "last_modified",
-    "body_hash",
-    "baseline_done",
-    "last_poll_at",
-    "last_success_at",
-    "last_error",
-    "last_error_at",
-    "failures",
-    "retry_at",
-    "created_by",
-)
-WATCHLIST_COLUMNS = ("id", "name", "query", "channels", "origin", "created_by")
-
-_EPOCH = datetime.fromtimestamp(0, UTC)
-
-
-def columns(table: str, names: Sequence[str], prefix: str = "") -> str:
-    """A select list: `s.id AS s_id, ...` (a prefix keeps a join's two `id`s apart)."""
-    return ", ".join(f"{table}.{name} AS {prefix}{name}" for name in names)
+# --- rows by column name: storage.rows, with this backend's timestamps ----------------------------
 
 
 def utc(value: datetime | None) -> datetime | None:
@@ -93,67 +34,15 @@ def utc(value: datetime | None) -> datetime | None:
 
 
 def story_of(row: asyncpg.Record, prefix: str = "") -> StoredStory:
-    def col(name: str) -> Any:
-        return row[prefix + name]
-
-    return StoredStory(
-        id=col("id"),
-        feed_id=col("feed_id"),
-        story=Story(
-            feed=col("feed_name"),
-            guid=col("guid"),
-            link=col("url"),
-            title=col("title"),
-            summary=col("summary"),
-            content=col("content"),
-            published=utc(col("published_at")),
-            author=col("author"),
-            categories=tuple(json.loads(col("categories"))),
-            image=col("image"),
-        ),
-        first_seen=utc(col("first_seen_at")) or _EPOCH,
-        revision=col("revision"),
-        alertable=col("alertable"),
-    )
+    return rows.story_of(row, utc, prefix)
 
 
 def delivery_of(row: asyncpg.Record) -> Delivery:
-    return Delivery(
-        id=row["id"],
-        story_id=row["story_id"],
-        target=row["target"],
-        watchlists=tuple(json.loads(row["watchlists"])),
-        subscriber=row["subscriber"],
-        matched=tuple(json.loads(row["matched"])),
-        status=DeliveryStatus(row["status"]),
-        attempts=row["attempts"],
-        message_id=row["message_id"],
-        update_pending=row["update_pending"],
-        update_count=row["update_count"],
-        created_at=utc(row["created_at"]),
-        digest_group=row["digest_group"],
-    )
+    return rows.delivery_of(row, utc)
 
 
 def feed_of(row: asyncpg.Record) -> FeedState:
-    return FeedState(
-        id=row["id"],
-        name=row["name"],
-        url=row["url"],
-        interval=timedelta(seconds=row["interval_s"]),
-        origin=Origin(row["origin"]),
-        etag=row["etag"],
-        last_modified=row["last_modified"],
-        body_hash=row["body_hash"],
-        baseline_done=row["baseline_done"],
-        last_poll_at=utc(row["last_poll_at"]),
-        last_success_at=utc(row["last_success_at"]),
-        last_error=row["last_error"],
-        last_error_at=utc(row["last_error_at"]),
-        failures=row["failures"],
-        retry_at=utc(row["retry_at"]),
-        created_by=row["created_by"],
-    )
+    return rows.feed_of(row, utc)
 
 
 class PostgresBase:

@@ -11,7 +11,8 @@ import asyncpg
 from bot.core.models import FeedSpec, FeedState, Origin
 from bot.core.store import PollOutcome
 from storage.errors import DuplicateName
-from storage.postgres.base import FEED_COLUMNS, PostgresBase, feed_of, fold
+from storage.postgres.base import PostgresBase, feed_of, fold
+from storage.rows import FEED_COLUMNS
 
 log = logging.getLogger(__name__)
 

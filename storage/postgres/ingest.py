@@ -19,7 +19,8 @@ from bot.core.store import (
     StoryRef,
     SupportsIngestBatch,
 )
-from storage.postgres.base import STORY_COLUMNS, PostgresBase, columns, story_of
+from storage.postgres.base import PostgresBase, story_of
+from storage.rows import STORY_COLUMNS, columns
 
 _STORY = columns("s", STORY_COLUMNS)
 _KINDS = {int(kind): kind for kind in KeyKind}

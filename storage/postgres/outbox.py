@@ -7,14 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from bot.core.models import Delivery, DeliveryStatus, StoredStory
-from storage.postgres.base import (
-    DELIVERY_COLUMNS,
-    STORY_COLUMNS,
-    PostgresBase,
-    columns,
-    delivery_of,
-    story_of,
-)
+from storage.postgres.base import PostgresBase, delivery_of, story_of
+from storage.rows import DELIVERY_COLUMNS, STORY_COLUMNS, columns
 
 _DELIVERY = columns("d", DELIVERY_COLUMNS)
 _STORY = columns("s", STORY_COLUMNS)

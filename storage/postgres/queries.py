@@ -12,7 +12,8 @@ import asyncpg
 from bot.core.models import Origin, Subscription, Watchlist
 from bot.core.store import AuditEntry
 from storage.errors import DuplicateName
-from storage.postgres.base import WATCHLIST_COLUMNS, PostgresBase, fold, rowcount, utc
+from storage.postgres.base import PostgresBase, fold, rowcount, utc
+from storage.rows import WATCHLIST_COLUMNS
 
 _WATCHLIST = ", ".join(WATCHLIST_COLUMNS)
 

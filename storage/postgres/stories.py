@@ -7,7 +7,8 @@ from typing import Any
 
 from bot.core.identity import KeyKind
 from bot.core.models import StoredStory
-from storage.postgres.base import STORY_COLUMNS, PostgresBase, columns, fold, rowcount, story_of
+from storage.postgres.base import PostgresBase, fold, rowcount, story_of
+from storage.rows import STORY_COLUMNS, columns
 
 _STORY = columns("s", STORY_COLUMNS)
 _PERMANENT = [int(KeyKind.GUID), int(KeyKind.URL), int(KeyKind.TITLE_DATE)]

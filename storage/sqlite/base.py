@@ -9,17 +9,17 @@ Times are stored as Unix seconds (UTC) and come back as aware UTC datetimes."""
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import aiosqlite
 
-from bot.core.models import Delivery, DeliveryStatus, FeedState, Origin, StoredStory, Story
+from bot.core.models import Delivery, FeedState, StoredStory
 from bot.core.store import PollOutcome
+from storage import rows
 
 _SQL_VARIABLES = 900  # stay under SQLite's host-parameter limit on old builds
 
@@ -44,128 +44,19 @@ def marks(count: int) -> str:
     return ",".join("?" * count)
 
 
-# --- rows by column name --------------------------------------------------------------------------
-
-STORY_COLUMNS = (
-    "id",
-    "feed_id",
-    "feed_name",
-    "guid",
-    "url",
-    "title",
-    "summary",
-    "content",
-    "published_at",
-    "first_seen_at",
-    "author",
-    "categories",
-    "image",
-    "revision",
-    "alertable",
-)
-DELIVERY_COLUMNS = (
-    "id",
-    "story_id",
-    "target",
-    "watchlists",
-    "subscriber",
-    "matched",
-    "status",
-    "attempts",
-    "message_id",
-    "update_pending",
-    "update_count",
-    "created_at",
-    "digest_group",
-)
-FEED_COLUMNS = (
-    "id",
-    "name",
-    "url",
-    "interval_s",
-    "origin",
-    "etag",
-    "last_modified",
-    "body_hash",
-    "baseline_done",
-    "last_poll_at",
-    "last_success_at",
-    "last_error",
-    "last_error_at",
-    "failures",
-    "retry_at",
-    "created_by",
-)
-WATCHLIST_COLUMNS = ("id", "name", "query", "channels", "origin", "created_by")
-
-
-def columns(table: str, names: Sequence[str], prefix: str = "") -> str:
-    """A select list: `s.id AS s_id, ...` (a prefix keeps a join's two `id`s apart)."""
-    return ", ".join(f"{table}.{name} AS {prefix}{name}" for name in names)
+# --- rows by column name: storage.rows, with this backend's timestamps ----------------------------
 
 
 def story_of(row: sqlite3.Row, prefix: str = "") -> StoredStory:
-    def col(name: str) -> Any:
-        return row[prefix + name]
-
-    return StoredStory(
-        id=col("id"),
-        feed_id=col("feed_id"),
-        story=Story(
-            feed=col("feed_name"),
-            guid=col("guid"),
-            link=col("url"),
-            title=col("title"),
-            summary=col("summary"),
-            content=col("content"),
-            published=dt(col("published_at")),
-            author=col("author"),
-            categories=tuple(json.loads(col("categories"))),
-            image=col("image"),
-        ),
-        first_seen=dt(col("first_seen_at")) or datetime.fromtimestamp(0, UTC),
-        revision=col("revision"),
-        alertable=bool(col("alertable")),
-    )
+    return rows.story_of(row, dt, prefix)
 
 
 def delivery_of(row: sqlite3.Row) -> Delivery:
-    return Delivery(
-        id=row["id"],
-        story_id=row["story_id"],
-        target=row["target"],
-        watchlists=tuple(json.loads(row["watchlists"])),
-        subscriber=row["subscriber"],
-        matched=tuple(json.loads(row["matched"])),
-        status=DeliveryStatus(row["status"]),
-        attempts=row["attempts"],
-        message_id=row["message_id"],
-        update_pending=bool(row["update_pending"]),
-        update_count=row["update_count"],
-        created_at=dt(row["created_at"]),
-        digest_group=row["digest_group"],
-    )
+    return rows.delivery_of(row, dt)
 
 
 def feed_of(row: sqlite3.Row) -> FeedState:
-    return FeedState(
-        id=row["id"],
-        name=row["name"],
-        url=row["url"],
-        interval=timedelta(seconds=row["interval_s"]),
-        origin=Origin(row["origin"]),
-        etag=row["etag"],
-        last_modified=row["last_modified"],
-        body_hash=row["body_hash"],
-        baseline_done=bool(row["baseline_done"]),
-        last_poll_at=dt(row["last_poll_at"]),
-        last_success_at=dt(row["last_success_at"]),
-        last_error=row["last_error"],
-        last_error_at=dt(row["last_error_at"]),
-        failures=row["failures"],
-        retry_at=dt(row["retry_at"]),
-        created_by=row["created_by"],
-    )
+    return rows.feed_of(row, dt)
 
 
 class SqliteBase:

@@ -10,7 +10,8 @@ from datetime import datetime
 from bot.core.models import FeedSpec, FeedState, Origin
 from bot.core.store import PollOutcome
 from storage.errors import DuplicateName
-from storage.sqlite.base import FEED_COLUMNS, SqliteBase, feed_of, marks
+from storage.rows import FEED_COLUMNS
+from storage.sqlite.base import SqliteBase, feed_of, marks
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,8 @@ from bot.core.store import (
     StoryRef,
     SupportsIngestBatch,
 )
-from storage.sqlite.base import STORY_COLUMNS, SqliteBase, chunks, columns, marks, story_of, ts
+from storage.rows import STORY_COLUMNS, columns
+from storage.sqlite.base import SqliteBase, chunks, marks, story_of, ts
 
 # Keys per compound SELECT of a windowed lookup (SQLite allows 500 terms; 3 parameters per term
 # stay under its 999-variable floor), and the few statement sizes used.

@@ -7,14 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from bot.core.models import Delivery, DeliveryStatus, StoredStory
-from storage.sqlite.base import (
-    DELIVERY_COLUMNS,
-    STORY_COLUMNS,
-    SqliteBase,
-    columns,
-    delivery_of,
-    story_of,
-)
+from storage.rows import DELIVERY_COLUMNS, STORY_COLUMNS, columns
+from storage.sqlite.base import SqliteBase, delivery_of, story_of
 
 _DELIVERY = columns("d", DELIVERY_COLUMNS)
 _STORY = columns("s", STORY_COLUMNS)

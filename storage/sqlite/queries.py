@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from bot.core.models import Origin, Subscription, Watchlist
 from bot.core.store import AuditEntry
 from storage.errors import DuplicateName
-from storage.sqlite.base import WATCHLIST_COLUMNS, SqliteBase, marks
+from storage.rows import WATCHLIST_COLUMNS
+from storage.sqlite.base import SqliteBase, marks
 
 _WATCHLIST = ", ".join(WATCHLIST_COLUMNS)
 

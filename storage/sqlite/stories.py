@@ -7,7 +7,8 @@ from typing import Any
 
 from bot.core.identity import KeyKind
 from bot.core.models import StoredStory
-from storage.sqlite.base import STORY_COLUMNS, SqliteBase, columns, story_of
+from storage.rows import STORY_COLUMNS, columns
+from storage.sqlite.base import SqliteBase, story_of
 
 _STORY = columns("s", STORY_COLUMNS)
 

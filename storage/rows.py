@@ -1,0 +1,143 @@
+"""Rows by column name, shared by the SQL backends: the columns both schemas give the core's
+values, and how a row becomes one. A backend hands over its row (anything indexed by column
+name: sqlite3.Row, asyncpg.Record) and how its timestamps read back (`When`: Unix seconds in
+SQLite, timestamptz in PostgreSQL); everything else about a row is the same in both."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from bot.core.models import Delivery, DeliveryStatus, FeedState, Origin, StoredStory, Story
+
+
+class Row(Protocol):
+    def __getitem__(self, name: str, /) -> Any: ...
+
+
+When = Callable[[Any], datetime | None]  # a stored timestamp, as an aware UTC datetime
+
+STORY_COLUMNS = (
+    "id",
+    "feed_id",
+    "feed_name",
+    "guid",
+    "url",
+    "title",
+    "summary",
+    "content",
+    "published_at",
+    "first_seen_at",
+    "author",
+    "categories",
+    "image",
+    "revision",
+    "alertable",
+)
+DELIVERY_COLUMNS = (
+    "id",
+    "story_id",
+    "target",
+    "watchlists",
+    "subscriber",
+    "matched",
+    "status",
+    "attempts",
+    "message_id",
+    "update_pending",
+    "update_count",
+    "created_at",
+    "digest_group",
+)
+FEED_COLUMNS = (
+    "id",
+    "name",
+    "url",
+    "interval_s",
+    "origin",
+    "etag",
+    "last_modified",
+    "body_hash",
+    "baseline_done",
+    "last_poll_at",
+    "last_success_at",
+    "last_error",
+    "last_error_at",
+    "failures",
+    "retry_at",
+    "created_by",
+)
+WATCHLIST_COLUMNS = ("id", "name", "query", "channels", "origin", "created_by")
+
+_EPOCH = datetime.fromtimestamp(0, UTC)
+
+
+def columns(table: str, names: Sequence[str], prefix: str = "") -> str:
+    """A select list: `s.id AS s_id, ...` (a prefix keeps a join's two `id`s apart)."""
+    return ", ".join(f"{table}.{name} AS {prefix}{name}" for name in names)
+
+
+def story_of(row: Row, when: When, prefix: str = "") -> StoredStory:
+    def col(name: str) -> Any:
+        return row[prefix + name]
+
+    return StoredStory(
+        id=col("id"),
+        feed_id=col("feed_id"),
+        story=Story(
+            feed=col("feed_name"),
+            guid=col("guid"),
+            link=col("url"),
+            title=col("title"),
+            summary=col("summary"),
+            content=col("content"),
+            published=when(col("published_at")),
+            author=col("author"),
+            categories=tuple(json.loads(col("categories"))),
+            image=col("image"),
+        ),
+        first_seen=when(col("first_seen_at")) or _EPOCH,
+        revision=col("revision"),
+        alertable=bool(col("alertable")),
+    )
+
+
+def delivery_of(row: Row, when: When) -> Delivery:
+    return Delivery(
+        id=row["id"],
+        story_id=row["story_id"],
+        target=row["target"],
+        watchlists=tuple(json.loads(row["watchlists"])),
+        subscriber=row["subscriber"],
+        matched=tuple(json.loads(row["matched"])),
+        status=DeliveryStatus(row["status"]),
+        attempts=row["attempts"],
+        message_id=row["message_id"],
+        update_pending=bool(row["update_pending"]),
+        update_count=row["update_count"],
+        created_at=when(row["created_at"]),
+        digest_group=row["digest_group"],
+    )
+
+
+def feed_of(row: Row, when: When) -> FeedState:
+    return FeedState(
+        id=row["id"],
+        name=row["name"],
+        url=row["url"],
+        interval=timedelta(seconds=row["interval_s"]),
+        origin=Origin(row["origin"]),
+        etag=row["etag"],
+        last_modified=row["last_modified"],
+        body_hash=row["body_hash"],
+        baseline_done=bool(row["baseline_done"]),
+        last_poll_at=when(row["last_poll_at"]),
+        last_success_at=when(row["last_success_at"]),
+        last_error=row["last_error"],
+        last_error_at=when(row["last_error_at"]),
+        failures=row["failures"],
+        retry_at=when(row["retry_at"]),
+        created_by=row["created_by"],
+    )
