@@ -10,7 +10,15 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from bot.core.models import Delivery, DeliveryStatus, FeedState, Origin, StoredStory, Story
+from bot.core.models import (
+    Delivery,
+    DeliveryStatus,
+    FeedState,
+    Origin,
+    StoredStory,
+    Story,
+    Watchlist,
+)
 
 
 class Row(Protocol):
@@ -139,5 +147,16 @@ def feed_of(row: Row, when: When) -> FeedState:
         last_error_at=when(row["last_error_at"]),
         failures=row["failures"],
         retry_at=when(row["retry_at"]),
+        created_by=row["created_by"],
+    )
+
+
+def watchlist_of(row: Row) -> Watchlist:
+    return Watchlist(
+        id=row["id"],
+        name=row["name"],
+        query=row["query"],
+        channels=tuple(json.loads(row["channels"])),
+        origin=Origin(row["origin"]),
         created_by=row["created_by"],
     )

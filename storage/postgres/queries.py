@@ -9,24 +9,13 @@ from datetime import datetime
 
 import asyncpg
 
-from bot.core.models import Origin, Subscription, Watchlist
+from bot.core.models import Subscription, Watchlist
 from bot.core.store import AuditEntry
 from storage.errors import DuplicateName
 from storage.postgres.base import PostgresBase, fold, rowcount, utc
-from storage.rows import WATCHLIST_COLUMNS
+from storage.rows import WATCHLIST_COLUMNS, watchlist_of
 
 _WATCHLIST = ", ".join(WATCHLIST_COLUMNS)
-
-
-def _watchlist(row: asyncpg.Record) -> Watchlist:
-    return Watchlist(
-        id=row["id"],
-        name=row["name"],
-        query=row["query"],
-        channels=tuple(json.loads(row["channels"])),
-        origin=Origin(row["origin"]),
-        created_by=row["created_by"],
-    )
 
 
 class QueryTables(PostgresBase):
@@ -57,14 +46,14 @@ class QueryTables(PostgresBase):
         rows = await self._read(
             f'SELECT {_WATCHLIST} FROM watchlists ORDER BY ascii_lower(name) COLLATE "C"'  # noqa: S608
         )
-        return [_watchlist(r) for r in rows]
+        return [watchlist_of(r) for r in rows]
 
     async def get_watchlist(self, name: str) -> Watchlist | None:
         rows = await self._read(
             f"SELECT {_WATCHLIST} FROM watchlists WHERE ascii_lower(name) = $1",  # noqa: S608
             fold(name),
         )
-        return _watchlist(rows[0]) if rows else None
+        return watchlist_of(rows[0]) if rows else None
 
     async def add_watchlist(
         self, name: str, query: str, channels: Sequence[str], created_by: str, now: datetime

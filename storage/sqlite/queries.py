@@ -8,24 +8,13 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
-from bot.core.models import Origin, Subscription, Watchlist
+from bot.core.models import Subscription, Watchlist
 from bot.core.store import AuditEntry
 from storage.errors import DuplicateName
-from storage.rows import WATCHLIST_COLUMNS
+from storage.rows import WATCHLIST_COLUMNS, watchlist_of
 from storage.sqlite.base import SqliteBase, marks
 
 _WATCHLIST = ", ".join(WATCHLIST_COLUMNS)
-
-
-def _watchlist(row: sqlite3.Row) -> Watchlist:
-    return Watchlist(
-        id=row["id"],
-        name=row["name"],
-        query=row["query"],
-        channels=tuple(json.loads(row["channels"])),
-        origin=Origin(row["origin"]),
-        created_by=row["created_by"],
-    )
 
 
 class QueryTables(SqliteBase):
@@ -56,14 +45,14 @@ class QueryTables(SqliteBase):
 
     async def list_watchlists(self) -> list[Watchlist]:
         rows = await self._read(f"SELECT {_WATCHLIST} FROM watchlists ORDER BY name")  # noqa: S608
-        return [_watchlist(r) for r in rows]
+        return [watchlist_of(r) for r in rows]
 
     async def get_watchlist(self, name: str) -> Watchlist | None:
         rows = await self._read(
             f"SELECT {_WATCHLIST} FROM watchlists WHERE name = ?",  # noqa: S608
             (name,),
         )
-        return _watchlist(rows[0]) if rows else None
+        return watchlist_of(rows[0]) if rows else None
 
     async def add_watchlist(
         self, name: str, query: str, channels: Sequence[str], created_by: str, now: datetime
