@@ -343,14 +343,9 @@ def primary_identity(story: Story, *, guid_unique: bool) -> str:
     return f"title:{' '.join(words(story.title))}|{date}"
 
 
-def unique_in_document(stories: Iterable[Story]) -> list[tuple[Story, bool]]:
-    """Each story of a document once (first occurrence wins), paired with whether its GUID was
-    unique in the document and can therefore be trusted as an identity."""
-    items = list(stories)
-    return [(items[index], guid_unique) for index, guid_unique in _unique_indices(items)]
-
-
 def _unique_indices(items: Sequence[Story]) -> list[tuple[int, bool]]:
+    """Each story of a document once (first occurrence wins), by its index, paired with whether
+    its GUID was unique in the document and can therefore be trusted as an identity."""
     guid_counts = Counter(s.guid for s in items if s.guid)
     seen: set[str] = set()
     unique: list[tuple[int, bool]] = []
