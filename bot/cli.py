@@ -17,7 +17,6 @@ import sys
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 import storage
 from bot.core.matcher import Matcher
@@ -75,19 +74,9 @@ def _secrets_of(settings: Settings) -> list[str]:
         settings.secrets.slack_bot_token,
         settings.secrets.slack_app_token,
     ]
-    secrets = [v.get_secret_value() for v in values if v is not None]
     # The database server's password too: storage shows URLs redacted, and this is the second
     # guard for a driver or library message that quotes one whole.
-    try:
-        url = storage.database_url(settings)
-    except storage.DatabaseUnavailable:
-        url = None
-    if url is not None:
-        parts = urlsplit(url)
-        if parts.password:  # as written, and as it is once %-decoded
-            secrets += {parts.password, unquote(parts.password)}
-        secrets += [v for k, v in parse_qsl(parts.query) if "password" in k.lower() and v]
-    return secrets
+    return [v.get_secret_value() for v in values if v is not None] + storage.secrets(settings)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,7 +13,7 @@ from bot.core.store import Storage
 from config.schema import check_database_url
 from storage.errors import DatabaseUnavailable, DuplicateName, StorageError
 from storage.memory import MemoryStorage
-from storage.postgres import PostgresStorage, redact
+from storage.postgres import PostgresStorage, redact, secrets_in
 from storage.sqlite import SqliteStorage
 from storage.sqlite.files import describe_failure as _describe_sqlite_failure
 from storage.sqlite.files import ensure_private_folder
@@ -33,6 +33,7 @@ __all__ = [
     "ensure_private_folder",
     "keeps_files",
     "open_storage",
+    "secrets",
 ]
 
 # [storage] path = ":memory:": nothing is kept, nothing is written to disk.
@@ -87,6 +88,16 @@ def describe(settings: Settings, env: Mapping[str, str] | None = None) -> str:
     except DatabaseUnavailable:
         return f"${DATABASE_URL_ENV} (invalid)"
     return redact(url) if url is not None else settings.storage.path
+
+
+def secrets(settings: Settings, env: Mapping[str, str] | None = None) -> list[str]:
+    """What the log must never show of the database: a server URL's passwords (the second
+    guard; `describe` already shows URLs redacted)."""
+    try:
+        url = database_url(settings, env)
+    except DatabaseUnavailable:
+        return []
+    return secrets_in(url) if url is not None else []
 
 
 def describe_failure(settings: Settings, exc: BaseException) -> str | None:

@@ -13,7 +13,7 @@ semantics as storage.sqlite."""
 from __future__ import annotations
 
 import logging
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
@@ -25,7 +25,14 @@ from storage.postgres.outbox import OutboxTables
 from storage.postgres.queries import QueryTables
 from storage.postgres.stories import StoryTables
 
-__all__ = ["MIGRATION_LOCK", "SCHEMES", "PostgresStorage", "latest_version", "redact"]
+__all__ = [
+    "MIGRATION_LOCK",
+    "SCHEMES",
+    "PostgresStorage",
+    "latest_version",
+    "redact",
+    "secrets_in",
+]
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +53,8 @@ def latest_version() -> int:
     return len(load_migrations("postgres"))
 
 
-_SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
+def _is_secret(parameter: str) -> bool:
+    return "password" in parameter.lower()  # password, sslpassword, ...
 
 
 def redact(url: str) -> str:
@@ -55,7 +63,7 @@ def redact(url: str) -> str:
     parts = urlsplit(url)
     if parts.query:
         query = [
-            (name, "***" if name.lower() in _SECRET_PARAMETERS else value)
+            (name, "***" if _is_secret(name) else value)
             for name, value in parse_qsl(parts.query, keep_blank_values=True)
         ]
         parts = parts._replace(query=urlencode(query, safe="*"))
@@ -68,6 +76,17 @@ def redact(url: str) -> str:
     if parts.port is not None:
         netloc += f":{parts.port}"
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def secrets_in(url: str) -> list[str]:
+    """The passwords a URL carries, as `redact` hides them: before the host (as written and
+    once %-decoded) and as ?password= / ?sslpassword= parameters."""
+    parts = urlsplit(url)
+    found = {parts.password, unquote(parts.password)} if parts.password else set()
+    found.update(
+        value for name, value in parse_qsl(parts.query, keep_blank_values=True) if _is_secret(name)
+    )
+    return sorted(value for value in found if value)
 
 
 class PostgresStorage(IngestTables, OutboxTables, FeedTables, StoryTables, QueryTables):
