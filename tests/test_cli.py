@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import sys
@@ -318,7 +319,18 @@ async def test_preview_refuses_a_bad_query_with_its_position():
     assert "^" in err and "Traceback" not in err
 
 
-def test_preview_json_works_on_every_corpus_file(capsys):
+@pytest.fixture
+def root_logging():
+    """`main` configures the root logger (level, handlers) as the console script must: give
+    the tests that follow theirs back."""
+    root = logging.getLogger()
+    level, handlers = root.level, root.handlers[:]
+    yield
+    root.setLevel(level)
+    root.handlers[:] = handlers
+
+
+def test_preview_json_works_on_every_corpus_file(capsys, root_logging):
     """In-process for speed: the same `main` the console script calls."""
     from bot.cli import main
 
