@@ -1,6 +1,7 @@
 """Persistence behind one contract (bot.core.store.Storage), with a backend per engine:
-storage.sqlite (the default), storage.postgres (a database server; one bot per database for
-now, held by an advisory lock, until feeds and cards are leased: issue 16) and storage.memory. The composition root opens whichever the settings choose with `open_storage`
+storage.sqlite (the default; one bot per file), storage.postgres (a database server, which
+several bots may share: feed polls and outbox cards are leased, see bot.core.cluster) and
+storage.memory. The composition root opens whichever the settings choose with `open_storage`
 and names no backend itself."""
 
 from __future__ import annotations
@@ -72,8 +73,8 @@ async def open_storage(settings: Settings, env: Mapping[str, str] | None = None)
 
 def keeps_files(settings: Settings, env: Mapping[str, str] | None = None) -> bool:
     """Whether the store lives in files (the database, and the instance lock beside it): not
-    in memory, and not on a PostgreSQL server (where the one-bot rule is the server's advisory
-    lock, taken by storage.postgres)."""
+    in memory, and not on a PostgreSQL server (which several bots share, each a worker of its
+    own)."""
     try:
         on_server = database_url(settings, env) is not None
     except DatabaseUnavailable:

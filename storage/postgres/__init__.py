@@ -8,21 +8,26 @@ connection pool of its own; our one event loop needs nothing more.
 The tables' methods live in one module per part (feeds, ingest, stories, outbox, queries), each
 a mixin over the shared pool in base.py; this module opens the pool, migrates, and puts the
 parts together as PostgresStorage, which implements bot.core.store.Storage with the same
-semantics as storage.sqlite."""
+semantics as storage.sqlite, and bot.core.cluster.Coordinator (cluster.py, signals.py): several
+bots may run on one database and share its work."""
 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
+from bot.core.cluster import DESTINATION_CLAIM, FALLBACK_POLL, FEED_LEASE
 from storage.errors import DatabaseUnavailable
 from storage.migrations import load_migrations
+from storage.postgres.cluster import ClusterTables, new_worker_id
 from storage.postgres.feeds import FeedTables
 from storage.postgres.ingest import IngestTables
 from storage.postgres.outbox import OutboxTables
 from storage.postgres.queries import QueryTables
+from storage.postgres.signals import SignalTables
 from storage.postgres.stories import StoryTables
 
 __all__ = [
@@ -40,10 +45,6 @@ SCHEMES = ("postgresql", "postgres")
 # pg_advisory_lock(MIGRATION_LOCK): two processes starting at once migrate one after the other
 # (the two-number form keeps it apart from the one-number locks taken elsewhere).
 MIGRATION_LOCK = (0x6E657773, 1)  # "news", 1
-# Held for as long as a bot runs on the database: until feed polls and outbox cards are leased
-# (issue 16), a second bot on the same database would poll the same feeds and post every alert
-# twice, so it is refused, as a second bot on one SQLite file is.
-WRITER_LOCK = (0x6E657773, 2)
 # Connections per process: a poll's transaction, the delivery worker and chat commands at once.
 POOL_SIZE = 10
 CONNECT_TIMEOUT_S = 10.0
@@ -89,55 +90,82 @@ def secrets_in(url: str) -> list[str]:
     return sorted(value for value in found if value)
 
 
-class PostgresStorage(IngestTables, OutboxTables, FeedTables, StoryTables, QueryTables):
+class PostgresStorage(
+    IngestTables,
+    OutboxTables,
+    FeedTables,
+    StoryTables,
+    QueryTables,
+    ClusterTables,
+    SignalTables,
+):
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        where: str,
+        url: str,
+        *,
+        worker: str,
+        feed_lease: timedelta = FEED_LEASE,
+        destination_claim: timedelta = DESTINATION_CLAIM,
+        fallback_poll: timedelta = FALLBACK_POLL,
+    ) -> None:
+        super().__init__(pool, where, worker)
+        self._init_cluster(url, feed_lease=feed_lease, destination_claim=destination_claim)
+        self._init_signals(url, fallback_poll=fallback_poll)
+
     @classmethod
     async def open(
-        cls, url: str, *, pool_size: int = POOL_SIZE, exclusive: bool = True
+        cls,
+        url: str,
+        *,
+        pool_size: int = POOL_SIZE,
+        feed_lease: timedelta = FEED_LEASE,
+        destination_claim: timedelta = DESTINATION_CLAIM,
+        fallback_poll: timedelta = FALLBACK_POLL,
     ) -> PostgresStorage:
-        """Connect (a pool), migrate, and (`exclusive`) hold the writer lock: one bot per
-        database until several can share one. Raises DatabaseUnavailable, with a one-line
-        reason that never shows the password, when the server cannot be reached or refuses
-        us, or another bot holds the database."""
+        """Connect (a pool), migrate, join the workers on this database and listen for their
+        changes. The lease times are parameters for the tests (short leases lapse quickly).
+        Raises DatabaseUnavailable, with a one-line reason that never shows the password, when
+        the server cannot be reached or refuses us."""
         shown = redact(url)
+        worker = new_worker_id()
         try:
             pool = await asyncpg.create_pool(
-                url, min_size=1, max_size=pool_size, timeout=CONNECT_TIMEOUT_S
+                url,
+                min_size=1,
+                max_size=pool_size,
+                timeout=CONNECT_TIMEOUT_S,
+                # Read by the tables' triggers: a worker's notifications name it.
+                server_settings={"newsbot.worker": worker},
             )
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise DatabaseUnavailable(
                 f"cannot open the database {shown}: {type(exc).__name__}: {exc}"
             ) from None
-        storage = cls(pool, shown)
+        storage = cls(
+            pool,
+            shown,
+            url,
+            worker=worker,
+            feed_lease=feed_lease,
+            destination_claim=destination_claim,
+            fallback_poll=fallback_poll,
+        )
         try:
             await storage.migrate()
-            if exclusive:
-                await storage._hold_writer_lock(url)
+            await storage._join()
+            await storage._start_signals()
         except BaseException:
+            await storage._stop_signals()
             await pool.close()
             raise
         return storage
 
-    async def _hold_writer_lock(self, url: str) -> None:
-        # A connection of its own, outside the pool, for the bot's lifetime: a session lock is
-        # released when its connection closes, so a crashed bot frees the database at once.
-        conn = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT_S)
-        try:
-            held = await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", *WRITER_LOCK)
-        except BaseException:
-            await conn.close()
-            raise
-        if not held:
-            await conn.close()
-            raise DatabaseUnavailable(
-                f"cannot open the database {self.where}: another newsbot is running on it "
-                "(one bot per database until several workers can share one); stop it first"
-            )
-        self._writer = conn
-
     async def close(self) -> None:
-        if self._writer is not None:
-            writer, self._writer = self._writer, None
-            await writer.close()  # the lock goes with the session
+        await self._stop_signals()
+        await self._leave()
+        await self._close_hold_connection()
         await self._pool.close()
 
     async def migrate(self) -> int:

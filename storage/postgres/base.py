@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 
+from bot.core.cluster import LeaseLost
 from bot.core.models import Delivery, FeedState, StoredStory
 from bot.core.store import PollOutcome
 from storage import rows
@@ -48,14 +49,19 @@ def feed_of(row: asyncpg.Record) -> FeedState:
 class PostgresBase:
     """The pool and its plumbing; the tables' methods are in the mixins beside it."""
 
-    def __init__(self, pool: asyncpg.Pool, where: str) -> None:
+    def __init__(self, pool: asyncpg.Pool, where: str, worker: str) -> None:
         self._pool = pool
-        self._writer: asyncpg.Connection[Any] | None = None  # see WRITER_LOCK
         # The server and database, never the password (see storage.postgres.redact).
         self.where = where
-        # Bumped by every change to watchlists or subscriptions this process makes: the pipeline
-        # rebuilds its matcher when it moves. (Changes by other processes: issue 16, NOTIFY.)
+        # This process among the workers sharing the database (storage.postgres.cluster).
+        self.worker = worker
+        # Bumped by every change to watchlists or subscriptions, this worker's or (told by
+        # NOTIFY) another's: the pipeline rebuilds its matcher when it moves.
         self.queries_version = 0
+        # The fencing tokens this worker was given: feed id -> lease, destination -> claim.
+        # Writes on a feed or destination held here are refused once the token has moved on.
+        self._feed_tokens: dict[int, int] = {}
+        self._claims: dict[str, int] = {}
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[asyncpg.Connection]:
@@ -72,6 +78,46 @@ class PostgresBase:
         """The number of rows the statement touched."""
         return rowcount(await self._pool.execute(sql, *params))
 
+    async def _check_feed_lease(self, conn: asyncpg.Connection, feed_id: int) -> None:
+        """Inside the caller's transaction, before a poll's writes: raise LeaseLost when this
+        worker holds a lease on the feed and it has since been taken over. The row stays locked
+        to the commit, so no claim can take the feed between this check and the writes. A feed
+        this worker holds no lease on (one process alone, `run --once`) is not checked."""
+        token = self._feed_tokens.get(feed_id)
+        if token is None:
+            return
+        found = await conn.fetchval(
+            "SELECT lease_token FROM feeds WHERE id = $1 FOR UPDATE", feed_id
+        )
+        if found != token:
+            raise LeaseLost(f"feed {feed_id}: another worker took over its poll")
+
+    async def _check_claims(self, conn: asyncpg.Connection, delivery_ids: list[int]) -> None:
+        """Inside the caller's transaction, before a card's state changes: raise LeaseLost
+        unless this worker may write for the cards' destinations: it holds the claim it was
+        given, or (holding none) no other worker holds a live one. The claims stay share-locked
+        to the commit, so none moves meanwhile."""
+        found = await conn.fetch(
+            """SELECT destination, worker, token, expires_at > now() AS live
+               FROM destination_claims WHERE destination IN (
+                   SELECT target FROM deliveries WHERE id = ANY($1::bigint[]))
+               ORDER BY destination FOR SHARE""",
+            delivery_ids,
+        )
+        claims = {row["destination"]: row for row in found}
+        targets = await conn.fetch(
+            "SELECT DISTINCT target FROM deliveries WHERE id = ANY($1::bigint[])", delivery_ids
+        )
+        for (target,) in targets:
+            claim, held = claims.get(target), self._claims.get(target)
+            if held is not None:
+                lost = claim is None or claim["token"] != held
+            else:
+                lost = claim is not None and claim["live"] and claim["worker"] != self.worker
+            if lost:
+                self._claims.pop(target, None)
+                raise LeaseLost(f"{target}: another worker now sends this destination's cards")
+
     async def _record_poll(
         self,
         conn: asyncpg.Connection | asyncpg.Pool,
@@ -81,30 +127,38 @@ class PostgresBase:
         *,
         baseline_done: bool | None,
     ) -> None:
-        """The feed's state after a poll (a poll that wrote stories also ends its baseline)."""
+        """The feed's state after a poll (a poll that wrote stories also ends its baseline).
+        Fenced: raises LeaseLost, writing nothing, when this worker's lease on the feed was
+        taken over (one statement, so this holds outside a transaction too)."""
+        token = self._feed_tokens.get(feed_id)
         if outcome.ok:
-            await conn.execute(
+            status = await conn.execute(
                 """UPDATE feeds SET etag = $1, last_modified = $2, body_hash = $3,
                      last_poll_at = $4, last_success_at = $4, failures = 0, retry_at = NULL,
                      baseline_done = coalesce($5, baseline_done)
-                   WHERE id = $6""",
+                   WHERE id = $6 AND ($7::bigint IS NULL OR lease_token = $7)""",
                 outcome.etag,
                 outcome.last_modified,
                 outcome.body_hash,
                 now,
                 baseline_done,
                 feed_id,
+                token,
             )
         else:
-            await conn.execute(
+            status = await conn.execute(
                 """UPDATE feeds SET last_poll_at = $1, last_error = $2, last_error_at = $1,
-                     failures = $3, retry_at = $4 WHERE id = $5""",
+                     failures = $3, retry_at = $4
+                   WHERE id = $5 AND ($6::bigint IS NULL OR lease_token = $6)""",
                 now,
                 outcome.error,
                 outcome.failures,
                 outcome.retry_at,
                 feed_id,
+                token,
             )
+        if token is not None and rowcount(status) == 0:
+            raise LeaseLost(f"feed {feed_id}: another worker took over its poll")
 
 
 def rowcount(status: str) -> int:

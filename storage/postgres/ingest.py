@@ -125,6 +125,7 @@ class IngestTables(PostgresBase):
         self, feed: FeedState, batch: IngestBatch, outcome: PollOutcome, now: datetime
     ) -> dict[int, int]:
         async with self._transaction() as conn:
+            await self._check_feed_lease(conn, feed.id)  # LeaseLost once another worker took it
             ids: dict[int, int] = {}
             if batch.new_stories:
                 # Ids from the sequence, in the batch's order: they grow from poll to poll and

@@ -4,7 +4,7 @@ the edits a sent card is owed when its story is revised."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from bot.core.models import Delivery, DeliveryStatus, StoredStory
 from storage.postgres.base import PostgresBase, delivery_of, story_of
@@ -23,11 +23,27 @@ _BEHIND = """coalesce($REV::integer, 2147483647) <
              (SELECT revision FROM stories s WHERE s.id = deliveries.story_id FOR SHARE)"""
 
 
+# The destinations with a card due (a pending card, or a sent one owing an edit).
+_DUE_TARGETS = """SELECT target FROM deliveries WHERE status = 'pending' AND next_attempt_at <= $1
+                  UNION
+                  SELECT target FROM deliveries WHERE update_pending AND status = 'sent'
+                    AND next_attempt_at <= $1"""
+
+
 class OutboxTables(PostgresBase):
+    # Set by storage.postgres.cluster (a parameter of open()).
+    _destination_claim: timedelta
+    _takeovers: int
+
     async def due_deliveries(self, now: datetime, limit: int) -> list[tuple[Delivery, StoredStory]]:
+        """Only the cards of destinations this worker holds a claim on (claimed here first)."""
+        held = await self._claim_destinations(now)
+        if not held:
+            return []
         rows = await self._read(
             f"""SELECT {_DELIVERY_AND_STORY} FROM (
                     SELECT id FROM deliveries p WHERE status = 'pending' AND next_attempt_at <= $1
+                      AND target = ANY($3::text[])
                       -- A destination reads its cards in order: while an earlier card waits
                       -- out a retry, the later ones wait behind it.
                       AND NOT EXISTS (
@@ -36,15 +52,62 @@ class OutboxTables(PostgresBase):
                             AND e.next_attempt_at > $1)
                     UNION ALL
                     SELECT id FROM deliveries WHERE update_pending AND status = 'sent'
-                      AND next_attempt_at <= $1
+                      AND next_attempt_at <= $1 AND target = ANY($3::text[])
                 ) due
                 JOIN deliveries d ON d.id = due.id
                 JOIN stories s ON s.id = d.story_id
                 ORDER BY d.id LIMIT $2""",  # noqa: S608 - column lists are constants
             now,
             limit,
+            held,
         )
         return [(delivery_of(r), story_of(r, _PREFIX)) for r in rows]
+
+    async def _claim_destinations(self, now: datetime) -> list[str]:
+        """Let go of the destinations with nothing left to send (so that claims spread over the
+        workers), claim those with cards due that nobody holds or whose claim lapsed, and
+        return those this worker holds now. Statements of their own, not one transaction: a
+        claim is committed, and visible to the other workers, at once."""
+        async with self._pool.acquire() as conn:
+            await conn.execute(
+                """DELETE FROM destination_claims c WHERE c.worker = $1 AND NOT EXISTS (
+                       SELECT 1 FROM deliveries d WHERE d.target = c.destination
+                         AND (d.status = 'pending' OR d.update_pending))""",
+                self.worker,
+            )
+            # In the destinations' order: two workers inserting the same ones cannot deadlock.
+            await conn.execute(
+                f"""INSERT INTO destination_claims (destination, worker, token, expires_at)
+                    SELECT target, $2, nextval('lease_tokens'), now() + $3::interval
+                    FROM ({_DUE_TARGETS}) due
+                    WHERE NOT EXISTS (
+                        SELECT 1 FROM destination_claims c WHERE c.destination = due.target)
+                    ORDER BY target
+                    ON CONFLICT (destination) DO NOTHING""",  # noqa: S608 - a constant
+                now,
+                self.worker,
+                self._destination_claim,
+            )
+            taken = await conn.fetch(
+                f"""UPDATE destination_claims c SET worker = $2, token = nextval('lease_tokens'),
+                      expires_at = now() + $3::interval
+                    FROM (SELECT destination, worker FROM destination_claims
+                          WHERE expires_at <= now() AND destination IN ({_DUE_TARGETS})
+                          ORDER BY destination FOR UPDATE SKIP LOCKED) lapsed
+                    WHERE c.destination = lapsed.destination
+                    RETURNING lapsed.worker <> $2 AS taken_over""",  # noqa: S608 - a constant
+                now,
+                self.worker,
+                self._destination_claim,
+            )
+            self._takeovers += sum(1 for row in taken if row["taken_over"])
+            held = await conn.fetch(
+                """SELECT destination, token FROM destination_claims
+                   WHERE worker = $1 AND expires_at > now()""",
+                self.worker,
+            )
+        self._claims = {row["destination"]: row["token"] for row in held}
+        return sorted(self._claims)
 
     async def mark_sent(
         self,
@@ -57,7 +120,8 @@ class OutboxTables(PostgresBase):
     ) -> None:
         """`revision`: the story revision the card showed. If the story was revised meanwhile,
         the delivery is due for an update at once."""
-        await self._write(
+        await self._claimed_write(
+            [delivery_id],
             f"""UPDATE deliveries SET status = 'sent', message_id = $1, sent_at = $2,
                   error = NULL, digest = $3, next_attempt_at = $2,
                   update_pending = (NOT $3 AND {_BEHIND.replace("$REV", "$4")})
@@ -72,7 +136,8 @@ class OutboxTables(PostgresBase):
     async def mark_update_done(
         self, delivery_id: int, now: datetime, *, revision: int | None = None
     ) -> None:
-        await self._write(
+        await self._claimed_write(
+            [delivery_id],
             f"""UPDATE deliveries SET update_count = update_count + 1, attempts = 0, error = NULL,
                   update_pending = {_BEHIND.replace("$REV", "$1")}
                 WHERE id = $2""",  # noqa: S608 - a constant
@@ -81,7 +146,8 @@ class OutboxTables(PostgresBase):
         )
 
     async def mark_failed(self, delivery_id: int, error: str, now: datetime) -> None:
-        await self._write(
+        await self._claimed_write(
+            [delivery_id],
             "UPDATE deliveries SET status = 'failed', error = $1, sent_at = NULL WHERE id = $2",
             error[:1000],
             delivery_id,
@@ -90,13 +156,21 @@ class OutboxTables(PostgresBase):
     async def reschedule(
         self, delivery_id: int, error: str, next_attempt: datetime, *, update: bool
     ) -> None:
-        await self._write(
+        await self._claimed_write(
+            [delivery_id],
             """UPDATE deliveries SET attempts = attempts + 1, error = $1, next_attempt_at = $2
                WHERE id = $3""",
             error[:1000],
             next_attempt,
             delivery_id,
         )
+
+    async def _claimed_write(self, delivery_ids: list[int], sql: str, *params: object) -> None:
+        """The statement, in one transaction with the check that this worker may still write
+        for the cards' destinations (LeaseLost, and nothing changed, otherwise)."""
+        async with self._transaction() as conn:
+            await self._check_claims(conn, delivery_ids)
+            await conn.execute(sql, *params)
 
     async def recent_sent_count(self, target: str, since: datetime) -> int:
         count: int = await self._scalar(
@@ -105,7 +179,8 @@ class OutboxTables(PostgresBase):
         return count
 
     async def assign_digest(self, delivery_ids: Sequence[int], group: str) -> None:
-        await self._write(
+        await self._claimed_write(
+            list(delivery_ids),
             """UPDATE deliveries SET digest_group = $1
                WHERE id = ANY($2::bigint[]) AND status = 'pending'""",
             group,

@@ -30,6 +30,10 @@ TABLES = (
     "subscriptions",
     "deliveries",
     "audit_log",
+    "workers",
+    "destination_claims",
+    "role_holders",
+    "handled_events",
 )
 
 T = TypeVar("T")
@@ -134,8 +138,10 @@ def throwaway_database() -> Iterator[str]:
         run_apart(lambda: _drop(server, name))
 
 
-async def open_clean(url: str) -> PostgresStorage:
-    """A store on the session's database, emptied (ids start again at 1)."""
-    store = await PostgresStorage.open(url, pool_size=4, exclusive=False)
+async def open_clean(url: str, **cluster: Any) -> PostgresStorage:
+    """A store on the session's database, emptied (ids start again at 1). `cluster`: lease
+    times for PostgresStorage.open."""
+    store = await PostgresStorage.open(url, pool_size=4, **cluster)
     await store._pool.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+    await store._join()  # its row in the workers table went with the rest
     return store

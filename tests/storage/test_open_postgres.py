@@ -44,7 +44,7 @@ async def test_a_storage_url_opens_a_migrated_postgres_database(postgres_url, tm
     finally:
         await store.close()
 
-    # On a server the one-bot rule is the server's advisory lock: no file, no lock file here.
+    # On a server the workers share the database (leases in its tables): no file, no lock file.
     assert not keeps_files(settings, env={})
     assert list(tmp_path.iterdir()) == []
 
@@ -117,9 +117,7 @@ async def test_processes_starting_at_once_migrate_one_after_the_other(postgres_u
         await admin.execute(f'CREATE DATABASE "{name}"')
         url = with_database(server, name)
 
-        stores = await asyncio.gather(
-            *(PostgresStorage.open(url, pool_size=2, exclusive=False) for _ in range(4))
-        )
+        stores = await asyncio.gather(*(PostgresStorage.open(url, pool_size=2) for _ in range(4)))
         try:
             assert [await s.schema_version() for s in stores] == [latest_version()] * 4
             applied = await stores[0]._pool.fetchval("SELECT count(*) FROM schema_version")
@@ -138,17 +136,20 @@ def test_redact_hides_a_password_given_as_a_parameter():
     assert shown.startswith("postgresql://bot@db:5432/news?sslmode=require&password=***")
 
 
-async def test_a_second_bot_on_the_same_database_is_refused_until_the_first_stops(postgres_url):
-    """Until feeds and cards are leased (issue 16), two bots on one database would poll the
-    same feeds and post every alert twice: the second is refused, as on one SQLite file."""
+async def test_two_bots_may_share_one_database(postgres_url):
+    """Feed polls and outbox cards are leased (issue 16): a second bot on the same database
+    is a second worker, not refused (as it still is on one SQLite file)."""
     first = await PostgresStorage.open(postgres_url, pool_size=1)
     try:
-        with pytest.raises(DatabaseUnavailable, match="another newsbot is running on it"):
-            await PostgresStorage.open(postgres_url, pool_size=1)
+        second = await PostgresStorage.open(postgres_url, pool_size=1)
+        try:
+            assert first.worker != second.worker
+            assert await second.add_subscription("slack:U2", "lagarde", NOW)
+            assert [s.query for s in await first.list_subscriptions("slack:U2")] == ["lagarde"]
+        finally:
+            await second.close()
     finally:
         await first.close()
-    again = await PostgresStorage.open(postgres_url, pool_size=1)
-    await again.close()
 
 
 async def test_a_revision_committed_while_its_card_is_recorded_as_sent_is_not_lost(postgres_url):
