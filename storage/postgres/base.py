@@ -98,22 +98,22 @@ class PostgresBase:
         given, or (holding none) no other worker holds a live one. The claims stay share-locked
         to the commit, so none moves meanwhile."""
         found = await conn.fetch(
-            """SELECT destination, worker, token, expires_at > now() AS live
-               FROM destination_claims WHERE destination IN (
-                   SELECT target FROM deliveries WHERE id = ANY($1::bigint[]))
-               ORDER BY destination FOR SHARE""",
+            """WITH targets AS (
+                   SELECT DISTINCT target FROM deliveries WHERE id = ANY($1::bigint[])),
+               claims AS (
+                   SELECT destination, worker, token, expires_at > now() AS live
+                   FROM destination_claims WHERE destination IN (SELECT target FROM targets)
+                   ORDER BY destination FOR SHARE)
+               SELECT t.target, c.worker, c.token, c.live
+               FROM targets t LEFT JOIN claims c ON c.destination = t.target""",
             delivery_ids,
         )
-        claims = {row["destination"]: row for row in found}
-        targets = await conn.fetch(
-            "SELECT DISTINCT target FROM deliveries WHERE id = ANY($1::bigint[])", delivery_ids
-        )
-        for (target,) in targets:
-            claim, held = claims.get(target), self._claims.get(target)
+        for claim in found:
+            target, held = claim["target"], self._claims.get(claim["target"])
             if held is not None:
-                lost = claim is None or claim["token"] != held
+                lost = claim["token"] != held
             else:
-                lost = claim is not None and claim["live"] and claim["worker"] != self.worker
+                lost = bool(claim["live"]) and claim["worker"] != self.worker
             if lost:
                 self._claims.pop(target, None)
                 raise LeaseLost(f"{target}: another worker now sends this destination's cards")

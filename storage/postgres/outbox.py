@@ -69,10 +69,13 @@ class OutboxTables(PostgresBase):
         return those this worker holds now. Statements of their own, not one transaction: a
         claim is committed, and visible to the other workers, at once."""
         async with self._pool.acquire() as conn:
+            # Two tests, each along an index (a destination's sent cards are many).
             await conn.execute(
-                """DELETE FROM destination_claims c WHERE c.worker = $1 AND NOT EXISTS (
-                       SELECT 1 FROM deliveries d WHERE d.target = c.destination
-                         AND (d.status = 'pending' OR d.update_pending))""",
+                """DELETE FROM destination_claims c WHERE c.worker = $1
+                     AND NOT EXISTS (SELECT 1 FROM deliveries d
+                                     WHERE d.target = c.destination AND d.status = 'pending')
+                     AND NOT EXISTS (SELECT 1 FROM deliveries d
+                                     WHERE d.target = c.destination AND d.update_pending)""",
                 self.worker,
             )
             # In the destinations' order: two workers inserting the same ones cannot deadlock.
