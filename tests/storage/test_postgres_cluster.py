@@ -143,9 +143,10 @@ async def test_heartbeats_keep_a_lease_past_its_first_term(pair):
     a, b = pair
     await config_feeds(a, REUTERS)
     await a.claim_due_feeds(5)
-    for _ in range(3):
-        await asyncio.sleep(LAPSE_S / 2)
+    for _ in range(6):  # two leases' time, renewed every quarter lease
+        await asyncio.sleep(LEASE.total_seconds() / 4)
         await a.heartbeat()
+    await asyncio.sleep(LEASE.total_seconds() / 4)
 
     assert await b.claim_due_feeds(5) == []
 
@@ -326,9 +327,10 @@ async def test_heartbeats_keep_a_destination_claim(pair):
     a, b = pair
     await _cards(a)
     await a.due_deliveries(NOW, 10)
-    for _ in range(3):
-        await asyncio.sleep(LAPSE_S / 2)
+    for _ in range(6):  # two leases' time, renewed every quarter lease
+        await asyncio.sleep(LEASE.total_seconds() / 4)
         await a.heartbeat()
+    await asyncio.sleep(LEASE.total_seconds() / 4)
 
     assert await b.due_deliveries(NOW, 10) == []
 
