@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from aiohttp import web
@@ -127,6 +128,55 @@ class _ChatCollector(Collector):
         yield from (connected, reconnects, down)
 
 
+@dataclass(frozen=True, slots=True)
+class ClusterFigures:
+    """This worker among those sharing its database, as /metrics shows it."""
+
+    workers_alive: int
+    feed_leases: int  # held by this worker
+    destination_claims: int  # held by this worker
+    roles: Mapping[str, bool]  # each unique role: held by this worker or not
+    takeovers: int  # leases and claims this worker took from a lapsed worker
+    leases_lost: int  # polls whose write was refused: the feed had moved to another worker
+
+
+class _ClusterCollector(Collector):
+    def __init__(self, figures: Callable[[], ClusterFigures]) -> None:
+        self.figures = figures
+
+    def collect(self) -> Iterator[Metric]:
+        now = self.figures()
+        yield GaugeMetricFamily(
+            "newsbot_workers_alive",
+            "Workers on this database with a recent heartbeat",
+            now.workers_alive,
+        )
+        yield GaugeMetricFamily(
+            "newsbot_feed_leases_held", "Feed polls this worker holds a lease on", now.feed_leases
+        )
+        yield GaugeMetricFamily(
+            "newsbot_destination_claims_held",
+            "Destinations whose cards this worker sends",
+            now.destination_claims,
+        )
+        roles = GaugeMetricFamily(
+            "newsbot_role_held", "1 while this worker holds the unique role", labels=["role"]
+        )
+        for role, held in sorted(now.roles.items()):
+            roles.add_metric([role], 1.0 if held else 0.0)
+        yield roles
+        yield CounterMetricFamily(
+            "newsbot_lease_takeovers",
+            "Leases and claims this worker took over from a worker that let them lapse",
+            now.takeovers,
+        )
+        yield CounterMetricFamily(
+            "newsbot_feed_leases_lost",
+            "Polls whose write was refused because the feed had moved to another worker",
+            now.leases_lost,
+        )
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -163,6 +213,10 @@ class Metrics:
         """Per platform: connected, reconnects and time disconnected (`rows` is read at scrape)."""
         self.registry.register(_ChatCollector(rows))
 
+    def watch_cluster(self, figures: Callable[[], ClusterFigures]) -> None:
+        """Workers sharing the database (read at scrape; see ClusterFigures)."""
+        self.registry.register(_ClusterCollector(figures))
+
     def poll(self, report: PollReport) -> None:
         self.polls.labels(report.feed, report.status).inc()
         if report.status == PollStatus.ERROR:
@@ -186,14 +240,15 @@ def health_report(
     last_poll_at: datetime | None,
 ) -> dict[str, object]:
     """What /healthz answers: ok while the scheduler runs and every chat connection (`chat`:
-    by platform, whether it is connected and its link) is up; otherwise each reason."""
+    by platform, whether it is connected and its link) is up or on standby (another worker of
+    the database holds it); otherwise each reason."""
     problems = []
     if not scheduler_running:
         problems.append("the scheduler is not running")
     problems += [
         f"{name} is disconnected ({link.reason or 'no connection'})"
         for name, (up, link) in chat.items()
-        if not up
+        if not up and not link.standing_by
     ]
     return {
         "ok": not problems,
@@ -203,6 +258,7 @@ def health_report(
         "chat": {
             name: {
                 "connected": up,
+                "standby": link.standing_by,
                 "reason": None if up else link.reason,
                 "reconnects": link.reconnects,
                 "disconnected_seconds": round(link.disconnected_seconds(), 3),

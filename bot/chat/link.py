@@ -60,6 +60,8 @@ class Link:
         self._clock = clock
         self.is_up = False
         self.stopped = False
+        # Down by design: another worker on the same database holds this connection.
+        self.standing_by = False
         self.reason: str | None = "not connected yet"
         self.reconnects = 0
         self._ever_up = False
@@ -81,6 +83,7 @@ class Link:
         self._ever_up = True
         self.is_up = True
         self.stopped = False
+        self.standing_by = False
         self.reason = None
         for callback in list(self._listeners):
             try:
@@ -91,14 +94,33 @@ class Link:
 
     def down(self, reason: str) -> None:
         """Not connected, and why (the latest reason replaces an older one)."""
+        if self.standing_by:
+            return  # waiting for its turn, which is no outage (see `taking_over`)
         self.reason = reason
         if self.is_up:
             self.is_up = False
             self._down_since = self._clock()
 
+    def standby(self, reason: str) -> None:
+        """Not connected because another worker holds the connection: not an outage, so the
+        time does not count as disconnected and /healthz does not call it a problem."""
+        if self._down_since is not None:
+            self._down_total += self._clock() - self._down_since
+            self._down_since = None
+        self.is_up = False
+        self.standing_by = True
+        self.reason = reason
+
+    def taking_over(self, reason: str) -> None:
+        """This worker's turn has come: from now on, not being connected is an outage."""
+        if self.standing_by:
+            self.standing_by = False
+            self._down_since = self._clock()
+        self.down(reason)
+
     def stop(self, reason: str) -> None:
         """Down for good: nothing will be retried until the bot is restarted."""
-        self.down(reason)
+        self.taking_over(reason)  # standing by or not, it is an outage now
         self.stopped = True
 
     def disconnected_seconds(self) -> float:
