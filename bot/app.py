@@ -208,7 +208,7 @@ class NewsBot:
     def health(self) -> dict[str, object]:
         return self.runtime.health()
 
-    def connections(self) -> dict[str, bool]:
+    def connections(self) -> dict[str, bool | None]:
         return self.runtime.services.connections()
 
 

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from bot.core.admin_commands import URL_LIMIT, AdminCommands
+from bot.core.cluster import Coordinator
 from bot.core.destinations import Destinations
 from bot.core.durations import format_duration
 from bot.core.matcher import Matcher
@@ -34,6 +35,7 @@ from bot.core.replies import (
     refused,
     story_item,
     window,
+    worker_items,
 )
 from bot.core.routing import QueryBook, parsed
 from bot.core.store import CommandStore
@@ -89,7 +91,10 @@ class Services(Protocol):
 
     async def feeds_changed(self) -> None: ...
 
-    def connections(self) -> dict[str, bool]: ...
+    def connections(self) -> dict[str, bool | None]:
+        """Each chat connection: up, down, or None on standby (another worker of the
+        database holds it)."""
+        ...
 
 
 @dataclass
@@ -127,11 +132,13 @@ class Commands(AdminCommands):
         *,
         clock: Any,
         settings: CommandSettings | None = None,
+        cluster: Coordinator | None = None,
     ) -> None:
         self.store = store
         self.services = services
         self.clock = clock
         self.settings = settings or CommandSettings()
+        self.cluster = cluster  # the workers sharing the database, when it is shared
         self._subscribing: dict[str, asyncio.Lock] = {}
 
     # --- helpers -------------------------------------------------------------------------------
@@ -323,9 +330,14 @@ class Commands(AdminCommands):
                 ReplyItem(
                     "Connections: "
                     + ", ".join(
-                        f"{name} {'up' if up else 'DOWN'}" for name, up in connections.items()
+                        f"{name} {'standby' if up is None else 'up' if up else 'DOWN'}"
+                        for name, up in connections.items()
                     )
                 )
+            )
+        if self.cluster is not None:
+            items += worker_items(
+                await self.cluster.workers(), self.cluster.worker, self.cluster.takeovers, now
             )
         items.extend(ReplyItem(f"Failing: {f.name}", detail=f.last_error or "") for f in failing)
         skipped = (await self.services.query_book()).skipped

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.core.cards import Card, Digest, build_card
+from bot.core.cluster import LeaseLost
 from bot.core.destinations import DestinationError, DestinationKind, Destinations
 from bot.core.models import Delivery, DeliveryStatus, StoredStory, platform_of
 from bot.core.ports import DeliveryStore, Sender, SendResult
@@ -96,6 +97,7 @@ class DeliveryWorker:
         self._busy = asyncio.Lock()
         self.sent = 0
         self.failed = 0
+        self.claims_lost = 0
 
     def wake(self) -> None:
         self._wake.set()
@@ -166,7 +168,14 @@ class DeliveryWorker:
 
             async def serve(target: str, items: list[tuple[Delivery, StoredStory]]) -> int:
                 async with gate:
-                    return await self._serve_target(target, items)
+                    try:
+                        return await self._serve_target(target, items)
+                    except LeaseLost:
+                        # Its claim lapsed and another worker serves it now; a card posted
+                        # here but not recorded is re-sent there with the same idempotency key.
+                        log.info("%s is served by another worker now", target)
+                        self.claims_lost += 1
+                        return 0
 
             counts = await asyncio.gather(*(serve(t, items) for t, items in groups.items()))
             if owed and more:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from bot.core.cluster import WorkerRow
 from bot.core.identity import safe_link
 from bot.core.models import StoredStory
 from bot.core.query import Query, QueryError, parse_query
@@ -115,3 +116,24 @@ def story_item(stored: StoredStory, terms: Sequence[str] = ()) -> ReplyItem:
     if terms:
         detail += " · " + ", ".join(terms)
     return ReplyItem(story.title, safe_link(story.link), detail)
+
+
+def worker_items(
+    rows: Sequence[WorkerRow], me: str, takeovers: int, now: datetime
+) -> list[ReplyItem]:
+    """/status of the workers sharing the database: each, alive or not, with what it holds."""
+    alive = sum(1 for row in rows if row.alive)
+    items = [ReplyItem(f"Workers: {alive} alive, {len(rows) - alive} gone")]
+    for row in sorted(rows, key=lambda r: (not r.alive, r.started_at)):
+        holds = f" · holds {', '.join(row.holds)}" if row.holds else ""
+        items.append(
+            ReplyItem(
+                f"Worker {row.worker}{' (this one)' if row.worker == me else ''}",
+                detail=(
+                    f"{'alive' if row.alive else 'gone'}, seen {ago(row.seen_at, now)} · "
+                    f"{row.feeds} feeds leased · {row.destinations} destinations claimed{holds}"
+                ),
+            )
+        )
+    items.append(ReplyItem(f"Leases this worker took over from lapsed workers: {takeovers}"))
+    return items
