@@ -15,6 +15,7 @@ nothing registers itself by being imported."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
@@ -24,10 +25,13 @@ from bot.chat.preflight import Check
 from bot.core.cards import Card
 from bot.core.commands import Commands
 from bot.core.destinations import DestinationForm, Destinations
+from bot.core.models import Watchlist, platform_of
 from bot.core.ports import Sender
 
 if TYPE_CHECKING:
     from config.schema import Settings
+
+log = logging.getLogger(__name__)
 
 
 class ChatPlatform(Protocol):
@@ -90,3 +94,37 @@ def build_platforms(settings: Settings) -> list[ChatPlatform]:
 def ops_channels(settings: Settings) -> list[str]:
     """Where operational notices go, each platform's in the order of PLATFORMS."""
     return [channel for platform in PLATFORMS if (channel := platform.ops_channel(settings))]
+
+
+def warn_unroutable(
+    watchlists: Sequence[Watchlist],
+    settings: Settings,
+    platforms: Sequence[ChatPlatform],
+    senders: dict[str, Sender],
+) -> None:
+    """Say at start what would silently go nowhere: a connected platform no watchlist posts to,
+    a watchlist that posts to a platform with no connection."""
+    posted_to = {platform_of(c) for w in watchlists for c in w.channels}
+    for platform in platforms:
+        if platform.name not in posted_to:
+            # A token and the default config (`docker run -e DISCORD_TOKEN=...`): connected,
+            # but every card would go to the console, which nobody reads.
+            log.warning(
+                "%s is configured, but no watchlist posts to a %s: channel, so no card goes "
+                'there; set a watchlist\'s channels (e.g. channels = ["%s"]) '
+                "in %s, or add one in chat with /watchlist add",
+                platform.name,
+                platform.name,
+                platform.destination_form.help,
+                settings.source,
+            )
+    for watchlist in watchlists:
+        for channel in watchlist.channels:
+            if platform_of(channel) not in senders:
+                log.warning(
+                    "watchlist %r posts to %s, but no %s connection is configured: those "
+                    "cards will be marked failed",
+                    watchlist.name,
+                    channel,
+                    platform_of(channel),
+                )

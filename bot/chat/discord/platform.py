@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -30,6 +31,7 @@ from bot.chat.discord.guilds import GuildGate
 from bot.chat.discord.sender import DiscordSender
 from bot.chat.discord.slash import SlashCommands
 from bot.chat.link import Backoff, Link
+from bot.core.cluster import DISCORD_GATEWAY
 
 if TYPE_CHECKING:
     from bot.core.commands import Commands
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+STANDBY = "standby: another worker of this database holds the Discord gateway"
 # discord.py refuses smaller values: a per-route 429 longer than this raises RateLimited instead of
 # sleeping, so one long rate limit holds the card (the worker retries it) instead of the worker.
 MAX_RATELIMIT_WAIT = 30.0
@@ -84,13 +87,20 @@ class _Client(discord.Client):
         backoff = self._platform.gateway_backoff
         params: dict[str, Any] = {"initial": True, "shard_id": self.shard_id}
         while not self.is_closed():
+            if await self._platform._wait_turn():
+                params = {"initial": False, "shard_id": self.shard_id}  # a session of its own
             try:
                 coro = discord.gateway.DiscordWebSocket.from_client(self, **params)
                 self.ws = await asyncio.wait_for(coro, timeout=60.0)
                 params["initial"] = False
+                if self._platform._standing_down:  # told to while it was connecting
+                    await self.ws.close(code=1000)
                 while True:
                     await self.ws.poll_event()
             except discord.gateway.ReconnectWebSocket as exc:
+                if self._platform._standing_down:
+                    self.dispatch("disconnect")
+                    continue
                 # Discord asked for it (op 7) or the socket closed in a resumable way: at once
                 # after a working session, after a backoff when the last try never got that far.
                 working = self._platform.link.is_up
@@ -109,6 +119,8 @@ class _Client(discord.Client):
                 self.dispatch("disconnect")
                 if self.is_closed():
                     return
+                if self._platform._standing_down:
+                    continue  # closed on purpose: another worker holds the gateway now
                 if isinstance(exc, discord.ConnectionClosed):
                     if exc.code == 4014:
                         raise discord.PrivilegedIntentsRequired(exc.shard_id) from None
@@ -131,6 +143,8 @@ class DiscordPlatform:
 
     name = PLATFORM
     destination_form = DESTINATION_FORM
+    # With several workers on one database, one at a time holds the gateway (see `share`).
+    held_role = DISCORD_GATEWAY
 
     def __init__(
         self,
@@ -176,6 +190,9 @@ class DiscordPlatform:
         self._task: asyncio.Task[None] | None = None
         self._saved_endpoints: tuple[str, yarl.URL] | None = None
         self._our_endpoints: tuple[str, yarl.URL] | None = None
+        self._turn: Callable[[], Awaitable[None]] | None = None
+        self._standing_down = False
+        self._waiting_turn = False
 
     # --- ChatPlatform -------------------------------------------------------------------------
 
@@ -186,6 +203,26 @@ class DiscordPlatform:
 
     def attach(self, commands: Commands) -> None:
         self.slash.attach(commands)
+
+    def share(self, turn: Callable[[], Awaitable[None]]) -> None:
+        """Several workers share this bot's database, and Discord must send each slash command
+        to one of them: only the worker that holds the gateway opens it (and syncs the
+        commands); every worker logs in and posts cards over REST. `turn` returns once this
+        worker holds the gateway. Call before `start`."""
+        self._turn = turn
+
+    async def stand_down(self) -> None:
+        """This worker no longer holds the gateway (its hold lapsed): close the gateway, so
+        that only the new holder answers commands, and wait for the turn again. Posting over
+        REST goes on."""
+        if self._turn is None or self._closing:
+            return
+        self._standing_down = True
+        self.link.standby(STANDBY)
+        ws = self.client.ws
+        if ws is not None and ws.open:
+            with contextlib.suppress(Exception):
+                await ws.close(code=1000)
 
     async def start(self) -> None:
         if self._task is not None:
@@ -215,8 +252,10 @@ class DiscordPlatform:
         for task in (self._task, self._sync_task):
             if task is None:
                 continue
-            if not self._logged_in:
-                task.cancel()  # a login still retrying (or asleep between tries) is cut short
+            if not self._logged_in or self._waiting_turn:
+                # A login still retrying (or asleep between tries), or a worker waiting for
+                # its turn at the gateway, is cut short.
+                task.cancel()
             # Otherwise client.close() ends connect(), unless it sleeps between two attempts.
             await asyncio.wait({task}, timeout=2)
             if not task.done():
@@ -318,11 +357,30 @@ class DiscordPlatform:
 
     # --- the connection -----------------------------------------------------------------------
 
+    async def _wait_turn(self) -> bool:
+        """Before each gateway connect: when the gateway is shared, wait until this worker
+        holds it. True when it had stood down (the next session starts afresh)."""
+        if self._turn is None:
+            return False
+        stood_down = self._standing_down
+        self.link.standby(STANDBY)
+        self._waiting_turn = True
+        try:
+            await self._turn()
+        finally:
+            self._waiting_turn = False
+        self._standing_down = False
+        self.link.taking_over("holding the Discord gateway; connecting")
+        log.info("this worker holds the Discord gateway now; connecting")
+        return stood_down
+
     async def _run(self, token: str) -> None:
         try:
             if not await self._login(token):
                 return
-            await self._sync_commands()
+            if self._turn is None:
+                # Shared: the holder syncs once its gateway is up (see _gateway_up).
+                await self._sync_commands()
             await self.client.connect(reconnect=True)
         except discord.PrivilegedIntentsRequired:
             self.link.stop("Discord refused the gateway intents")

@@ -29,6 +29,7 @@ from bot.chat.slack.destination import DESTINATION_FORM, PLATFORM
 from bot.core.catalog import CATALOG, COMMANDS, Arg, Command, Kind, group_commands
 from bot.core.catalog import GROUPS as CATALOG_GROUPS
 from bot.core.destinations import Destination, DestinationKind
+from bot.core.replies import Reply, ReplyItem
 
 HELP = "help"  # Slack's own: the usage lines, all or one
 # Words typed for a group's actions, whatever the group.
@@ -395,3 +396,12 @@ def _name_to_channel(command: Command, text: str, tokens: list[_Token]) -> tuple
     if at == 0:
         raise CommandSyntaxError(f"Give the {what} a name before the channel.", name)
     return " ".join(_rest(text, tokens[:at]).split()), tokens[at:]
+
+
+def help_reply(topic: str | None = None) -> Reply:
+    if topic:
+        return Reply(usage(topic))
+    return Reply(
+        "newsbot: news alerts in Slack. Sub-commands of /news (replies are only visible to you):",
+        tuple(ReplyItem(line) for line in USAGE.values()),
+    )

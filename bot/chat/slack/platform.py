@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -35,16 +35,15 @@ from bot.chat.link import Backoff, Link
 from bot.chat.slack.destination import DESTINATION_FORM, PLATFORM
 from bot.chat.slack.parse import (
     HELP,
-    USAGE,
     CommandSyntaxError,
     Invocation,
+    help_reply,
     parse_command,
-    usage,
 )
 from bot.chat.slack.render import HOME_STORIES, render_home, render_reply
 from bot.chat.slack.sender import SlackSender, make_client, retry_after
 from bot.core.catalog import COMMANDS
-from bot.core.commands import Actor, Commands, Reply, ReplyItem
+from bot.core.commands import Actor, Commands, Reply
 from config.schema import Settings
 
 log = logging.getLogger(__name__)
@@ -153,6 +152,7 @@ class SlackPlatform:
         self._connected_once = False
         self._task: asyncio.Task[None] | None = None
         self._admin_cache: dict[str, tuple[float, bool]] = {}
+        self._first: Callable[[str], Awaitable[bool]] | None = None
 
     def __repr__(self) -> str:  # never the tokens
         return f"SlackPlatform(api_base={self.api_base!r}, connected={self.connected})"
@@ -169,6 +169,12 @@ class SlackPlatform:
 
     def attach(self, commands: Commands) -> None:
         self.commands = commands
+
+    def handle_once_with(self, first_to_handle: Callable[[str], Awaitable[bool]]) -> None:
+        """Several workers share this bot's database, each with its own socket, and Slack may
+        send a command or event (or its retry) to any of them: each is handled by the worker
+        for which `first_to_handle(key)` is true, and acknowledged and ignored by the rest."""
+        self._first = first_to_handle
 
     async def start(self) -> None:
         if self._task is not None:
@@ -359,6 +365,7 @@ class SlackPlatform:
         # the client it builds per request, so a GovSlack or test api_base applies everywhere.
         app = AsyncApp(client=self.web, logger=logging.getLogger("bot.chat.slack.bolt"))
         app.use(self._only_served_teams)  # before every listener, for every request
+        app.use(self._only_once)
         app.command("/news")(self._on_news)
         app.event("app_home_opened")(self._on_home_opened)
         return app
@@ -378,6 +385,23 @@ class SlackPlatform:
         # Acknowledged, so that Slack does not retry; a command's answer says why.
         if body.get("command"):
             return BoltResponse(status=200, body=render_reply(Reply(refusal, ok=False)))
+        return BoltResponse(status=200, body="")
+
+    async def _only_once(self, body: dict[str, Any], next_: Any) -> BoltResponse | None:
+        # The ids a retry keeps: a command's trigger_id, an event's event_id (a retry comes
+        # in a new envelope, so the envelope id would not do).
+        key = body.get("trigger_id") or body.get("event_id")
+        if self._first is None or not key:
+            return await next_()
+        try:
+            first = await self._first(f"slack:{key}")
+        except Exception as exc:
+            # Answered twice is better than not at all.
+            log.warning("cannot tell whether another worker has %s (%s); handling it", key, exc)
+            first = True
+        if first:
+            return await next_()
+        log.info("Slack %s is handled by another worker; acknowledged here", key)
         return BoltResponse(status=200, body="")
 
     async def _on_news(self, ack: Any, command: dict[str, Any], respond: Any) -> None:
@@ -466,15 +490,6 @@ class SlackPlatform:
         home = await self.commands.home(Actor(PLATFORM, user_id), HOME_STORIES)
         view = render_home(home.subscriptions, home.stories)
         await self.web.views_publish(user_id=user_id, view=view)
-
-
-def help_reply(topic: str | None = None) -> Reply:
-    if topic:
-        return Reply(usage(topic))
-    return Reply(
-        "newsbot: news alerts in Slack. Sub-commands of /news (replies are only visible to you):",
-        tuple(ReplyItem(line) for line in USAGE.values()),
-    )
 
 
 def _seconds(value: float) -> str:
