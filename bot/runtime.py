@@ -21,12 +21,20 @@ from pathlib import Path
 from typing import IO, TextIO
 
 from bot.chat.console import ConsoleSender
-from bot.chat.platforms import ChatPlatform, build_platforms, known_destinations, ops_channels
+from bot.chat.platforms import (
+    ChatPlatform,
+    build_platforms,
+    known_destinations,
+    ops_channels,
+    warn_unroutable,
+)
+from bot.cluster import ClusterWorker
 from bot.core import ports
+from bot.core.cluster import Coordinator
 from bot.core.commands import Commands, CommandSettings
 from bot.core.delivery import DeliverySettings, DeliveryWorker
 from bot.core.destinations import Destinations
-from bot.core.models import Delivery, FeedSpec, Origin, StoredStory, platform_of
+from bot.core.models import Delivery, FeedSpec, Origin, StoredStory
 from bot.core.pipeline import IngestSettings, Pipeline, PollReport
 from bot.core.ports import ParsedFeed, Sender
 from bot.core.routing import QueryBook
@@ -138,8 +146,9 @@ class QueryBooks:
             return self._book
 
 
-def connections(platforms: Sequence[ChatPlatform]) -> dict[str, bool]:
-    return {platform.name: platform.connected for platform in platforms}
+def connections(platforms: Sequence[ChatPlatform]) -> dict[str, bool | None]:
+    """Up, down, or None on standby (another worker of the database holds it)."""
+    return {p.name: None if p.link.standing_by else p.connected for p in platforms}
 
 
 class CommandServices:
@@ -178,7 +187,7 @@ class CommandServices:
     async def feeds_changed(self) -> None:
         await self._polling.feeds_changed()
 
-    def connections(self) -> dict[str, bool]:
+    def connections(self) -> dict[str, bool | None]:
         return connections(self._platforms)
 
 
@@ -248,6 +257,18 @@ class Runtime:
             clock=clock,
         )
         self.scheduler = self.polling.scheduler
+        # Several workers on one database (issue 16): feeds are leased, not scheduled here.
+        coordinator = storage if isinstance(storage, Coordinator) else None
+        self.cluster: ClusterWorker | None = None
+        if coordinator is not None:
+            self.cluster = ClusterWorker(
+                coordinator,
+                storage,
+                self.polling,
+                self.worker,
+                self.platforms,
+                metrics=self.metrics,
+            )
         self.services = CommandServices(
             started_at=self.started_at,
             config_source=settings.source,
@@ -264,6 +285,7 @@ class Runtime:
                 min_interval=settings.fetch.min_interval,
                 default_interval=settings.fetch.default_interval,
             ),
+            cluster=coordinator,
         )
         self.http = OpsServer(self.metrics, self.health, self._refresh_metrics)
         for platform in self.platforms:
@@ -292,8 +314,12 @@ class Runtime:
             return
         self._closed = True
         self.scheduler.shutdown()
+        if self.cluster is not None:
+            await self.cluster.stop()
         await self.worker.stop()
         await close_platforms(self.platforms)
+        if self.cluster is not None:
+            await self.cluster.let_go()
         await self.reader.close()
         await self.storage.close()
         self.lock.release()
@@ -314,6 +340,8 @@ class Runtime:
         return reports
 
     async def run_forever(self, stop: asyncio.Event) -> None:
+        if self.cluster is not None:
+            await self.cluster.start()
         await self.start_platforms()
         await self.polling.resync()
         self.scheduler.every("prune", timedelta(hours=1), self.prune, first_in=timedelta(minutes=1))
@@ -332,6 +360,8 @@ class Runtime:
             log.info("stopping")
             await self.http.close()
             self.scheduler.shutdown()
+            if self.cluster is not None:
+                await self.cluster.stop()
             await self.worker.stop()
             worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -370,6 +400,8 @@ class Runtime:
     async def _refresh_metrics(self) -> None:
         counts = await self.storage.delivery_counts()
         self.metrics.pending.set(counts.get("pending", 0))
+        if self.cluster is not None:
+            await self.cluster.refresh()
 
     def _delivered(self, delivery: Delivery, story: StoredStory, at: datetime) -> None:
         self.metrics.delivered(delivery, story, at)
@@ -410,7 +442,7 @@ async def build(
         chat = build_platforms(settings) if platforms is None else list(platforms)
         senders: dict[str, Sender] = {"console": ConsoleSender(settings.console.format, stdout)}
         senders.update((platform.name, platform.sender) for platform in chat)
-        await warn_unroutable(storage, settings, chat, senders)
+        warn_unroutable(await storage.list_watchlists(), settings, chat, senders)
         return Runtime(
             settings,
             storage,
@@ -441,38 +473,3 @@ async def sync_config(storage: Storage, settings: Settings, now: datetime) -> No
     await storage.sync_config_watchlists(
         [(w.name, w.query, w.channels) for w in settings.watchlists], now
     )
-
-
-async def warn_unroutable(
-    storage: Storage,
-    settings: Settings,
-    platforms: Sequence[ChatPlatform],
-    senders: dict[str, Sender],
-) -> None:
-    """Say at start what would silently go nowhere: a connected platform no watchlist posts to,
-    a watchlist that posts to a platform with no connection."""
-    watchlists = await storage.list_watchlists()
-    posted_to = {platform_of(c) for w in watchlists for c in w.channels}
-    for platform in platforms:
-        if platform.name not in posted_to:
-            # A token and the default config (`docker run -e DISCORD_TOKEN=...`): connected,
-            # but every card would go to the console, which nobody reads.
-            log.warning(
-                "%s is configured, but no watchlist posts to a %s: channel, so no card goes "
-                'there; set a watchlist\'s channels (e.g. channels = ["%s"]) '
-                "in %s, or add one in chat with /watchlist add",
-                platform.name,
-                platform.name,
-                platform.destination_form.help,
-                settings.source,
-            )
-    for watchlist in watchlists:
-        for channel in watchlist.channels:
-            if platform_of(channel) not in senders:
-                log.warning(
-                    "watchlist %r posts to %s, but no %s connection is configured: those "
-                    "cards will be marked failed",
-                    watchlist.name,
-                    channel,
-                    platform_of(channel),
-                )

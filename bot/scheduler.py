@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from bot.core.cluster import LeaseLost
 from bot.core.models import FeedState, Origin
 from bot.core.pipeline import Pipeline, PollReport, PollStatus
 from bot.core.ports import FeedError, FetchStatus, ParsedFeed
@@ -137,6 +138,9 @@ class Polling:
         self.notices = notices
         self.clock = clock
         self.scheduler = FeedScheduler(self.scheduled, clock=clock)
+        # Off when workers share the database: bot.cluster polls the feeds it leases instead.
+        self.per_feed_jobs = True
+        self.on_feeds_changed: Callable[[], None] | None = None  # besides resyncing the jobs
         self.last_poll_at: datetime | None = None
         # At most this many polls in flight: a fetched body waits for its turn to be ingested
         # (one at a time), and a poll queued behind the connection pool must not spend its
@@ -150,9 +154,12 @@ class Polling:
 
     async def resync(self) -> None:
         """Called at start and after a feed is added or removed in chat."""
-        self.scheduler.sync(await self.storage.list_feeds())
+        if self.per_feed_jobs:
+            self.scheduler.sync(await self.storage.list_feeds())
 
     async def feeds_changed(self) -> None:
+        if self.on_feeds_changed is not None:
+            self.on_feeds_changed()
         if self.scheduler.running:
             await self.resync()
 
@@ -186,9 +193,13 @@ class Polling:
         return await reader.parse(result, name)
 
     async def poll(self, feed: FeedState, *, force: bool = False) -> PollReport:
+        """Raises LeaseLost when the feed's lease moved to another worker mid-poll (nothing of
+        this poll was written: the new holder polls it)."""
         try:
             async with self._gate:
                 report = await self.pipeline.poll(feed, force=force)
+        except LeaseLost:
+            raise
         except Exception as exc:
             # A bug or a database failure in one feed's poll must not stop the others.
             log.exception("poll of feed %r crashed", feed.name)
