@@ -22,6 +22,7 @@ from datetime import timedelta
 from typing import Protocol, runtime_checkable
 
 from bot.core.cluster import (
+    DESTINATION_CLAIM,
     DISCORD_GATEWAY,
     FEED_LEASE,
     HOLD_RETRY,
@@ -45,7 +46,9 @@ class ClusterTimings:
     """Seconds; the defaults follow bot.core.cluster. Tests shorten them."""
 
     claim_every: float = 1.0  # ask for due feeds at least this often
-    heartbeat_every: float = FEED_LEASE.total_seconds() / 3
+    # A third of the shorter of the two terms the heartbeat renews (feed leases, destination
+    # claims): two beats may be missed before anything lapses.
+    heartbeat_every: float = min(FEED_LEASE, DESTINATION_CLAIM).total_seconds() / 3
     hold_retry: float = HOLD_RETRY.total_seconds()  # a worker without a role asks again
     # How often a held role is checked (a lost one closes its connection); a cheap look at a flag.
     hold_check: float = 0.25
@@ -201,9 +204,10 @@ class ClusterWorker:
             except Exception as exc:
                 if not failing:
                     log.warning(
-                        "heartbeat failed (%s); what this worker holds lapses after %ds unless "
-                        "it recovers; retrying",
+                        "heartbeat failed (%s); unless it recovers, this worker's destination "
+                        "claims lapse within %ds and its feed leases within %ds; retrying",
                         exc,
+                        DESTINATION_CLAIM.total_seconds(),
                         FEED_LEASE.total_seconds(),
                     )
                 failing = True
