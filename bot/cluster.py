@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 class ClusterTimings:
     """Seconds; the defaults follow bot.core.cluster. Tests shorten them."""
 
-    claim_every: float = 1.0  # ask for due feeds at least this often
+    claim_every: float = 0.5  # ask for due feeds at least this often
     # A third of the shorter of the two terms the heartbeat renews (feed leases, destination
     # claims): two beats may be missed before anything lapses.
     heartbeat_every: float = min(FEED_LEASE, DESTINATION_CLAIM).total_seconds() / 3
@@ -246,6 +246,7 @@ class ClusterWorker:
         self._wake.set()  # room for another claim
 
     async def _poll(self, lease: FeedLease) -> None:
+        claimed_at = self.clock()
         if lease.taken_over:
             log.info("feed %d: lease taken over from a worker that let it lapse", lease.feed_id)
         next_in: timedelta | None = None
@@ -261,7 +262,8 @@ class ClusterWorker:
                 self._leases.pop(lease.feed_id, None)
                 log.info("feed %r moved to another worker during its poll", feed.name)
                 return
-            next_in = self.next_poll_in(await self.storage.get_feed_by_id(feed.id) or feed)
+            after = await self.storage.get_feed_by_id(feed.id) or feed
+            next_in = self.next_poll_in(after, self.clock() - claimed_at)
             await self.coordinator.finish_feed(lease, next_in)
             self._leases.pop(lease.feed_id, None)
         except Exception as exc:
@@ -281,12 +283,13 @@ class ClusterWorker:
             self._unfinished.pop(feed_id, None)
             self._leases.pop(feed_id, None)
 
-    def next_poll_in(self, feed: FeedState) -> timedelta:
-        """One interval on, or at the retry time of a feed that backs off."""
+    def next_poll_in(self, feed: FeedState, spent: timedelta = timedelta(0)) -> timedelta:
+        """One interval after the claim (the poll's own time is part of it, so a feed keeps its
+        pace), or at the retry time of a feed that backs off."""
         now = self.clock()
         if feed.retry_at is not None and feed.retry_at > now:
             return feed.retry_at - now
-        return feed.interval
+        return max(feed.interval - spent, timedelta(0))
 
     # --- reporting ---------------------------------------------------------------------------
 
