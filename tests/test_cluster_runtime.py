@@ -19,11 +19,13 @@ import asyncpg
 import pytest
 
 from bot.chat.discord import DiscordPlatform
+from bot.chat.link import Link
 from bot.chat.platforms import ChatPlatform
 from bot.chat.slack.platform import SlackPlatform
 from bot.cluster import ClusterTimings
 from bot.core.cluster import DISCORD_GATEWAY
 from bot.core.commands import Actor
+from bot.ops import health_report
 from bot.runtime import Runtime, build
 from config.settings import Settings, settings_from_dict
 from tests.fakes.discord_server import FakeDiscord, point_discord_at
@@ -121,6 +123,30 @@ async def workers() -> AsyncIterator[list[Worker]]:
         yield started
     finally:
         await close_all(started)
+
+
+# --- standby --------------------------------------------------------------------------------------
+
+
+def test_a_connection_on_standby_is_no_outage_until_its_turn_comes() -> None:
+    now = [0.0]
+    link = Link("discord", clock=lambda: now[0])
+    now[0] = 5.0
+    link.standby("standby: another worker holds it")
+    now[0] = 50.0
+    link.down("the connection dropped")  # a late word from the closed connection
+
+    report = health_report(True, {"discord": (False, link)}, None)
+    assert report["ok"], report
+    assert report["chat"]["discord"]["standby"] is True  # type: ignore[index]
+    assert link.reason == "standby: another worker holds it"
+    assert link.disconnected_seconds() == 5.0  # before it stood by
+
+    link.taking_over("holding the gateway; connecting")
+    now[0] = 60.0
+    report = health_report(True, {"discord": (False, link)}, None)
+    assert not report["ok"] and "connecting" in str(report["reason"])
+    assert link.disconnected_seconds() == 15.0
 
 
 # --- polls ---------------------------------------------------------------------------------------
