@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import threading
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -243,7 +244,7 @@ class Fingerprint:
 
 def fingerprint(story: Story) -> Fingerprint:
     key = (story.title, story.summary)
-    found = _PRINTS.pop(key, None)
+    found = _PRINTS.get(key)
     if found is None:
         found = Fingerprint(
             words(story.title),
@@ -259,13 +260,17 @@ def remember_print(story: Story, print_: Fingerprint) -> None:
     near-duplicate candidate of many new ones (a first poll of formulaic feeds), and its print
     came from a parse worker, not from this process. The most recently used are kept."""
     key = (story.title, story.summary)
-    _PRINTS.pop(key, None)
-    _PRINTS[key] = print_
-    if len(_PRINTS) > _PRINTS_KEPT:
-        del _PRINTS[next(iter(_PRINTS))]
+    # Under a lock: the planner's thread and the event loop (a poll's sightings) both keep
+    # prints, and two evictions at once would both pick the same oldest key.
+    with _PRINTS_LOCK:
+        _PRINTS.pop(key, None)
+        _PRINTS[key] = print_
+        if len(_PRINTS) > _PRINTS_KEPT:
+            del _PRINTS[next(iter(_PRINTS))]
 
 
 _PRINTS: dict[tuple[str, str], Fingerprint] = {}  # insertion order = least recently used first
+_PRINTS_LOCK = threading.Lock()
 _PRINTS_KEPT = 8_192  # a few KB each
 
 
