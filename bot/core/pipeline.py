@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -39,6 +41,7 @@ from bot.core.ports import (
     FeedReader,
     FetchResult,
     FetchStatus,
+    IngestSession,
     IngestStore,
     KeyHit,
     PollOutcome,
@@ -64,6 +67,11 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# An ingest session takes the polls waiting for the store, up to this many, for up to this
+# long: chat commands and the delivery worker wait for the store while it runs.
+GROUP_POLLS = 32
+GROUP_SECONDS = 0.25
 
 
 # --- the orchestrator -----------------------------------------------------------------------------
@@ -132,6 +140,7 @@ class Pipeline:
         # One ingest at a time: the plan is computed from what the database holds, and must be
         # applied before the next plan reads it. Fetching and parsing stay concurrent.
         self._ingest_lock = asyncio.Lock()
+        self._waiting: deque[_Ingest] = deque()
 
     async def poll(self, feed: FeedState, *, force: bool = False) -> PollReport:
         now = self.clock()
@@ -214,66 +223,141 @@ class Pipeline:
         outcome: PollOutcome,
         identity: DocumentIdentity | None = None,
     ) -> PollReport:
-        """`identity`: `identify(stories)`, when the parse worker has computed it already."""
+        """`identity`: `identify(stories)`, when the parse worker has computed it already.
+
+        Polls are ingested one after the other (each plan is computed from what the database
+        holds, and must be written before the next plan reads it), but those waiting when the
+        store is free go through together, in one ingest session: one commit for all."""
         book = await self.queries()
         if identity is None:
             # CPU work that needs no database: off the loop, outside the ingest lock.
             identity = await asyncio.to_thread(identify, stories)
-        sightings = _sightings(feed, stories, identity)
+        job = _Ingest(feed, _sightings(feed, stories, identity), outcome, identity.ignore, book)
+        self._waiting.append(job)
         async with self._ingest_lock:
-            now = self.clock()
-            hits = await self._lookup(sightings, now)
-            wanted = _worth_loading(sightings, hits)
-            # The plan needs no hit on a story it will not read (the GUID and link hits it
-            # keeps all: they decide, loaded or not).
-            hits = [h for h in hits if h.kind in PERMANENT_KINDS or h.story_id in wanted]
-            stories_by_id, targets = await self._load(wanted)
-            # Matching and near-duplicate checks are CPU work whose cost grows with the stories
-            # and the queries: off the loop, so chat heartbeats and commands never wait on it.
-            plan = await asyncio.to_thread(
-                plan_ingest,
-                feed,
-                sightings,
-                hits,
-                stories_by_id,
-                book,
-                self.settings,
-                now,
-                targets,
-                identity.ignore,
-            )
-            await self.store.apply_ingest(feed, plan.ingest_batch(), outcome, now)
-        if plan.deliveries or any(r.notify for r in plan.revisions):
-            self.on_alerts()
+            while not job.done:
+                await self._ingest_waiting()
+        plan = job.result()
         return PollReport(
             feed.name,
             PollStatus.NEW,
-            stories=len(sightings),
+            stories=len(job.sightings),
             new=len(plan.new_stories),
             updated=sum(1 for r in plan.revisions if r.notify),
             alerts=plan.alerts,
         )
 
-    async def _lookup(self, sightings: Sequence[_Sighting], now: datetime) -> list[KeyHit]:
+    async def _ingest_waiting(self) -> None:
+        """The polls waiting (oldest first, up to GROUP_POLLS, while the session is younger
+        than GROUP_SECONDS), in one ingest session. A poll that fails fails alone; a session
+        that cannot commit fails them all."""
+        group: list[_Ingest] = []
+        started = time.monotonic()
+        try:
+            async with self.store.ingest_session() as session:
+                while (
+                    self._waiting
+                    and len(group) < GROUP_POLLS
+                    and time.monotonic() - started < GROUP_SECONDS
+                ):
+                    job = self._waiting.popleft()
+                    group.append(job)
+                    try:
+                        job.plan = await self._plan_and_apply(session, job)
+                    except Exception as exc:
+                        job.error = exc
+        except Exception as exc:
+            for job in group:
+                if job.error is None:
+                    job.plan, job.error = None, exc
+        finally:
+            for job in group:
+                job.done = True
+        if any(job.plan is not None and _wakes(job.plan) for job in group):
+            self.on_alerts()
+
+    async def _plan_and_apply(self, session: IngestSession, job: _Ingest) -> IngestPlan:
+        now = self.clock()
+        hits = await self._lookup(session, job.sightings, now)
+        wanted = _worth_loading(job.sightings, hits)
+        # The plan needs no hit on a story it will not read (the GUID and link hits it keeps
+        # all: they decide, loaded or not).
+        hits = [h for h in hits if h.kind in PERMANENT_KINDS or h.story_id in wanted]
+        stories_by_id, targets = await self._load(session, wanted)
+        # Matching and near-duplicate checks are CPU work whose cost grows with the stories
+        # and the queries: off the loop, so chat heartbeats and commands never wait on it.
+        plan = await asyncio.to_thread(
+            plan_ingest,
+            job.feed,
+            job.sightings,
+            hits,
+            stories_by_id,
+            job.book,
+            self.settings,
+            now,
+            targets,
+            job.ignore,
+        )
+        await session.apply_ingest(job.feed, plan.ingest_batch(), job.outcome, now)
+        return plan
+
+    async def _lookup(
+        self, session: IngestSession, sightings: Sequence[_Sighting], now: datetime
+    ) -> list[KeyHit]:
         """Hits on the sightings' GUIDs and links, then on the near-duplicate keys of those
         that neither finds."""
-        hits = await self.store.find_keys([k.value for s in sightings for k in s.strong])
+        hits = await session.find_keys([k.value for s in sightings for k in s.strong])
         unresolved = _unresolved(sightings, hits)
         if unresolved:
-            hits += await self.store.find_keys(
+            hits += await session.find_keys(
                 [k.value for s in unresolved for k in s.fuzzy],
                 since=now - self.settings.dedupe_window,
             )
         return hits
 
-    async def _load(self, ids: set[int]) -> tuple[dict[int, StoredStory], dict[int, set[str]]]:
+    async def _load(
+        self, session: IngestSession, ids: set[int]
+    ) -> tuple[dict[int, StoredStory], dict[int, set[str]]]:
         if not ids:
             return {}, {}
         candidates = sorted(ids)
         return (
-            await self.store.load_stories(candidates),
-            await self.store.delivery_targets(candidates),
+            await session.load_stories(candidates),
+            await session.delivery_targets(candidates),
         )
+
+
+class _Ingest:
+    """One poll waiting for the store, then its plan (or why it failed)."""
+
+    def __init__(
+        self,
+        feed: FeedState,
+        sightings: list[_Sighting],
+        outcome: PollOutcome,
+        ignore: frozenset[str],
+        book: QueryBook,
+    ) -> None:
+        self.feed = feed
+        self.sightings = sightings
+        self.outcome = outcome
+        self.ignore = ignore
+        self.book = book
+        self.plan: IngestPlan | None = None
+        self.error: BaseException | None = None
+        self.done = False
+
+    def result(self) -> IngestPlan:
+        if self.error is not None:
+            raise self.error
+        if self.plan is None:  # its session was cut short (shutdown)
+            raise asyncio.CancelledError
+        return self.plan
+
+
+def _wakes(plan: IngestPlan) -> bool:
+    """Whether the delivery worker has something new to do."""
+    return bool(plan.deliveries) or any(r.notify for r in plan.revisions)
 
 
 def _sightings(

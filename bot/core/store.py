@@ -12,6 +12,7 @@ creates or one already stored: a backend never decodes a number's sign or range.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple, Protocol
@@ -157,8 +158,34 @@ class SupportsIngestBatch(Protocol):
 # --- the roles ------------------------------------------------------------------------------------
 
 
-class IngestStore(Protocol):
+class IngestSession(Protocol):
+    """What a poll reads and writes, as IngestStore says, inside a session that may hold
+    several polls (IngestStore.ingest_session)."""
+
+    async def find_keys(
+        self, keys: Sequence[int], *, since: datetime | None = None
+    ) -> list[KeyHit]: ...
+
+    async def load_stories(self, ids: Sequence[int]) -> dict[int, StoredStory]: ...
+
+    async def delivery_targets(self, story_ids: Sequence[int]) -> dict[int, set[str]]: ...
+
+    async def apply_ingest(
+        self, feed: FeedState, plan: SupportsIngestBatch, outcome: PollOutcome, now: datetime
+    ) -> dict[int, int]: ...
+
+
+class IngestStore(IngestSession, Protocol):
     """The pipeline's view: what a poll needs to read, and its one write."""
+
+    def ingest_session(self) -> AbstractAsyncContextManager[IngestSession]:
+        """Polls ingested back to back, as one transaction. Inside it, each poll's reads see
+        the writes of the polls before it; a poll whose apply_ingest fails leaves nothing
+        behind (its failure is recorded on the feed) and the session goes on. When the block
+        ends, everything is committed, or, if that fails (a full disk), nothing is and it
+        raises: every poll of the session then failed. A backend may commit each apply on
+        its own and yield itself: the same results, without the shared commit."""
+        ...
 
     async def find_keys(
         self, keys: Sequence[int], *, since: datetime | None = None

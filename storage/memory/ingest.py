@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -10,6 +11,7 @@ from bot.core.identity import KeyKind
 from bot.core.models import DeliveryStatus, FeedState, StoredStory
 from bot.core.store import (
     WINDOW_HITS_PER_KEY,
+    IngestSession,
     KeyHit,
     PollOutcome,
     StorageError,
@@ -46,6 +48,11 @@ class IngestTables(MemoryBase):
 
     async def delivery_targets(self, story_ids: Sequence[int]) -> dict[int, set[str]]:
         return {i: set(self._cards[i]) for i in story_ids if self._cards.get(i)}
+
+    @asynccontextmanager
+    async def ingest_session(self) -> AsyncIterator[IngestSession]:
+        # Each apply_ingest commits on its own (see IngestStore.ingest_session).
+        yield self
 
     async def apply_ingest(
         self, feed: FeedState, plan: SupportsIngestBatch, outcome: PollOutcome, now: datetime

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import asyncpg
@@ -13,6 +14,7 @@ from bot.core.models import FeedState, StoredStory
 from bot.core.store import (
     WINDOW_HITS_PER_KEY,
     IngestBatch,
+    IngestSession,
     KeyHit,
     PollOutcome,
     StorageError,
@@ -97,6 +99,11 @@ class IngestTables(PostgresBase):
         for story_id, target in rows:
             found.setdefault(story_id, set()).add(target)
         return found
+
+    @asynccontextmanager
+    async def ingest_session(self) -> AsyncIterator[IngestSession]:
+        # Each apply_ingest commits on its own (see IngestStore.ingest_session).
+        yield self
 
     async def apply_ingest(
         self, feed: FeedState, plan: SupportsIngestBatch, outcome: PollOutcome, now: datetime

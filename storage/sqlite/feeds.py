@@ -103,7 +103,7 @@ class FeedTables(SqliteBase):
 
     async def record_poll(self, feed: FeedState, outcome: PollOutcome, now: datetime) -> None:
         async with self._lock:
-            await self._record_poll(self._db, feed.id, outcome, now, baseline_done=None)
+            await self._record_poll(feed.id, outcome, now, baseline_done=None)
 
     async def stories_per_feed(self, since: datetime) -> dict[int, int]:
         rows = await self._read_tuples(

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 from bot.core.identity import KeyKind
@@ -14,13 +15,27 @@ from bot.core.models import FeedState, StoredStory
 from bot.core.store import (
     WINDOW_HITS_PER_KEY,
     IngestBatch,
+    IngestSession,
     KeyHit,
     PollOutcome,
     StoryRef,
     SupportsIngestBatch,
 )
 from storage.rows import STORY_COLUMNS, columns
-from storage.sqlite.base import SqliteBase, chunks, marks, story_of, ts
+from storage.sqlite.base import (
+    SqliteBase,
+    begin,
+    chunks,
+    commit,
+    fetch_scalar,
+    in_savepoint,
+    in_transaction,
+    marks,
+    rollback,
+    story_of,
+    ts,
+    write_poll,
+)
 
 # Keys per compound SELECT of a windowed lookup (SQLite allows 500 terms; 3 parameters per term
 # stay under its 999-variable floor), and the few statement sizes used.
@@ -41,206 +56,311 @@ class IngestTables(SqliteBase):
     async def find_keys(
         self, keys: Sequence[int], *, since: datetime | None = None
     ) -> list[KeyHit]:
+        async with self._lock:
+            return await _Session(self).find_keys(keys, since=since)
+
+    async def load_stories(self, ids: Sequence[int]) -> dict[int, StoredStory]:
+        async with self._lock:
+            return await _Session(self).load_stories(ids)
+
+    async def delivery_targets(self, story_ids: Sequence[int]) -> dict[int, set[str]]:
+        async with self._lock:
+            return await _Session(self).delivery_targets(story_ids)
+
+    async def apply_ingest(
+        self, feed: FeedState, plan: SupportsIngestBatch, outcome: PollOutcome, now: datetime
+    ) -> dict[int, int]:
+        write = partial(
+            _write_poll_batch, feed=feed, batch=plan.ingest_batch(), outcome=outcome, now=now
+        )
+        try:
+            async with self._lock:
+                return await self._run(partial(in_transaction, body=write))
+        except sqlite3.Error as exc:
+            # Nothing of the poll was saved (its fetch state neither, so the next poll fetches
+            # the same stories again). The feed must not look healthy meanwhile: /status and
+            # the feed list show the database's reason, e.g. "database or disk is full".
+            async with self._lock:
+                await self._record_unsaved_poll(feed, exc, now)
+            raise
+
+    @asynccontextmanager
+    async def ingest_session(self) -> AsyncIterator[IngestSession]:
+        """One transaction for several polls: each poll's write is a savepoint in it. A commit
+        rewrites every index page the transaction touched, and a first poll's identity keys
+        land all over the key index: one commit per poll wrote ten times what it added."""
+        async with self._lock:
+            await self._run(begin)
+            session = _Session(self)
+            try:
+                yield session
+            except BaseException as exc:
+                await self._run(partial(rollback, cause=exc))
+                raise
+            try:
+                await self._run(commit)
+            except sqlite3.Error as exc:
+                await self._run(partial(rollback, cause=exc))
+                cause = exc if session.lost is None else sqlite3.OperationalError(str(session.lost))
+                for feed, now in session.applied:
+                    await self._record_unsaved_poll(feed, cause, now)
+                raise cause from exc
+
+    async def _record_unsaved_poll(
+        self, feed: FeedState, exc: sqlite3.Error, now: datetime
+    ) -> None:
+        """Callers hold the lock."""
+        failed = PollOutcome(
+            ok=False, error=f"cannot save the poll: {exc}", failures=feed.failures + 1
+        )
+        try:
+            await self._record_poll(feed.id, failed, now, baseline_done=None)
+        except sqlite3.Error as again:  # the same full disk can refuse this one too
+            exc.add_note(f"(recording the failure on the feed failed too: {again})")
+
+
+class _Session:
+    """A poll's reads and writes on the store's connection; the caller holds its lock (and,
+    in an ingest session, its transaction)."""
+
+    def __init__(self, store: IngestTables) -> None:
+        self._store = store
+        self.applied: list[tuple[FeedState, datetime]] = []
+        self.lost: sqlite3.Error | None = None  # why the session's transaction ended early
+
+    async def find_keys(
+        self, keys: Sequence[int], *, since: datetime | None = None
+    ) -> list[KeyHit]:
         """The stories holding these keys. With `since` (the near-duplicate window): only keys
         seen since then, and per key only the WINDOW_HITS_PER_KEY newest stories."""
         if not keys:
             return []
         unique = sorted(set(keys))
-        hits: list[KeyHit] = []
+        if since is None:
+            rows = await self._store._run(partial(_strong_rows, keys=unique))
+        else:
+            rows = await self._store._run(
+                partial(_windowed_rows, keys=unique, since=since.timestamp())
+            )
         kinds = {int(kind): kind for kind in KeyKind}
         # The keys of one story, and the stories of one poll, share one timestamp: converted
         # once each (a first poll of formulaic feeds reads millions of hits).
         moments: dict[float, datetime] = {}
-
-        def hits_of(rows: Iterable[tuple[int, int, int, float]]) -> list[KeyHit]:
-            found = []
-            for key, kind, story_id, seen_at in rows:
-                moment = moments.get(seen_at)
-                if moment is None:
-                    moment = moments[seen_at] = datetime.fromtimestamp(seen_at, UTC)
-                found.append(KeyHit(key, kinds[kind], story_id, moment))
-            return found
-
-        async with self._lock:
-            if since is None:
-                for chunk in chunks(unique):
-                    sql = f"SELECT key, kind, story_id, seen_at FROM story_keys WHERE key IN ({marks(len(chunk))})"  # noqa: S608
-                    hits += hits_of(await self._all(sql, list(chunk)))
-                return hits
-            # One bounded index range per key (newest story ids first), as a compound SELECT:
-            # SQLite has no LATERAL join, and a window function would still read every holder.
-            stamp = since.timestamp()
-            for chunk in chunks(unique, _KEYS_PER_COMPOUND):
-                # A few statement sizes only, padded with the chunk's last key (its repeated
-                # rows are dropped): each is compiled once and then cached by the driver, where
-                # a statement of every length was compiled anew (about 2 ms for 200 terms).
-                size = next(n for n in _COMPOUND_SIZES if n >= len(chunk))
-                padded = [*chunk, *[chunk[-1]] * (size - len(chunk))]
-                params: list[Any] = []
-                for key in padded:
-                    params += (key, stamp, WINDOW_HITS_PER_KEY)
-                rows = await self._all(_compound(size), params)
-                hits += hits_of(dict.fromkeys(rows))
+        hits = []
+        for key, kind, story_id, seen_at in rows:
+            moment = moments.get(seen_at)
+            if moment is None:
+                moment = moments[seen_at] = datetime.fromtimestamp(seen_at, UTC)
+            hits.append(KeyHit(key, kinds[kind], story_id, moment))
         return hits
 
     async def load_stories(self, ids: Sequence[int]) -> dict[int, StoredStory]:
-        found: dict[int, StoredStory] = {}
         if not ids:
-            return found
-        select = columns("s", STORY_COLUMNS)
-        async with self._lock:
-            for chunk in chunks(list(ids)):
-                rows = await self._rows(
-                    f"SELECT {select} FROM stories s WHERE s.id IN ({marks(len(chunk))})",  # noqa: S608
-                    chunk,
-                )
-                for row in rows:
-                    found[row["id"]] = story_of(row)
-        return found
+            return {}
+        rows = await self._store._run(partial(_story_rows, ids=list(ids)))
+        return {row["id"]: story_of(row) for row in rows}
 
     async def delivery_targets(self, story_ids: Sequence[int]) -> dict[int, set[str]]:
         found: dict[int, set[str]] = {}
-        async with self._lock:
-            for chunk in chunks(list(story_ids)):
-                rows = await self._all(
-                    f"SELECT story_id, target FROM deliveries WHERE story_id IN ({marks(len(chunk))})",  # noqa: S608
-                    chunk,
-                )
-                for story_id, target in rows:
-                    found.setdefault(story_id, set()).add(target)
+        if not story_ids:
+            return found
+        for story_id, target in await self._store._run(partial(_target_rows, ids=list(story_ids))):
+            found.setdefault(story_id, set()).add(target)
         return found
 
     async def apply_ingest(
         self, feed: FeedState, plan: SupportsIngestBatch, outcome: PollOutcome, now: datetime
     ) -> dict[int, int]:
-        batch = plan.ingest_batch()
-        try:
-            return await self._apply_ingest(feed, batch, outcome, now)
-        except sqlite3.Error as exc:
-            # Nothing of the poll was saved (its fetch state neither, so the next poll fetches
-            # the same stories again). The feed must not look healthy meanwhile: /status and
-            # the feed list show the database's reason, e.g. "database or disk is full".
-            await self._record_unsaved_poll(feed, exc, now)
-            raise
-
-    async def _record_unsaved_poll(
-        self, feed: FeedState, exc: sqlite3.Error, now: datetime
-    ) -> None:
-        failed = PollOutcome(
-            ok=False, error=f"cannot save the poll: {exc}", failures=feed.failures + 1
+        """The poll's write as a savepoint of the session's transaction: undone alone if it
+        fails, committed with the others when the session ends."""
+        write = partial(
+            _write_poll_batch, feed=feed, batch=plan.ingest_batch(), outcome=outcome, now=now
         )
         try:
-            async with self._lock:
-                await self._record_poll(self._db, feed.id, failed, now, baseline_done=None)
-        except sqlite3.Error as again:  # the same full disk can refuse this one too
-            exc.add_note(f"(recording the failure on the feed failed too: {again})")
-
-    async def _apply_ingest(
-        self, feed: FeedState, batch: IngestBatch, outcome: PollOutcome, now: datetime
-    ) -> dict[int, int]:
-        stamp = now.timestamp()
-        async with self._transaction() as db:
-            ids: dict[int, int] = {}
-            if batch.new_stories:
-                # Inside BEGIN IMMEDIATE there is one writer: a range of ids is taken up front,
-                # which lets stories, keys and deliveries go in as three batched statements.
-                # Past the sequence and past every stored id (a restored backup, rows written
-                # by hand), so an id is never given twice.
-                last = await self._scalar(
-                    """SELECT max(coalesce((SELECT last_id FROM id_sequences
-                                            WHERE name = 'stories'), 0),
-                                   coalesce((SELECT max(id) FROM stories), 0))"""
-                )
-                ids = {row.label: last + 1 + i for i, row in enumerate(batch.new_stories)}
-                await db.execute(
-                    """INSERT INTO id_sequences (name, last_id) VALUES ('stories', ?)
-                       ON CONFLICT (name) DO UPDATE SET last_id = excluded.last_id""",
-                    (last + len(batch.new_stories),),
-                )
-                await db.executemany(
-                    """INSERT INTO stories (id, feed_id, feed_name, guid, url, title, summary,
-                         content, published_at, first_seen_at, author, categories, image,
-                         alertable)
-                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                    [
-                        (
-                            ids[row.label],
-                            feed.id,
-                            row.story.feed,
-                            row.story.guid,
-                            row.story.link,
-                            row.story.title,
-                            row.story.summary,
-                            row.story.content,
-                            ts(row.story.published),
-                            stamp,
-                            row.story.author,
-                            json.dumps(row.story.categories, ensure_ascii=False),
-                            row.story.image,
-                            int(row.alertable),
-                        )
-                        for row in batch.new_stories
-                    ],
-                )
-
-            def story_id(ref: StoryRef) -> int:
-                return ids[ref.value] if ref.is_new else ref.value
-
-            if batch.revisions:
-                await db.executemany(
-                    """UPDATE stories SET title = ?, summary = ?, content = ?, url = ?, guid = ?,
-                         author = ?, categories = ?, image = ?, updated_at = ?,
-                         revision = revision + ?, alertable = max(alertable, ?)
-                       WHERE id = ?""",
-                    [
-                        (
-                            r.story.title,
-                            r.story.summary,
-                            r.story.content,
-                            r.story.link,
-                            r.story.guid,
-                            r.story.author,
-                            json.dumps(r.story.categories, ensure_ascii=False),
-                            r.story.image,
-                            stamp,
-                            int(r.notify),
-                            int(r.alertable),
-                            r.story_id,
-                        )
-                        for r in batch.revisions
-                    ],
-                )
-                await db.executemany(
-                    """UPDATE deliveries SET update_pending = 1, next_attempt_at = ?
-                       WHERE story_id = ? AND status = 'sent' AND digest = 0
-                         AND update_count < ?""",
-                    [(stamp, r.story_id, batch.max_updates) for r in batch.revisions if r.notify],
-                )
-            if batch.keys:
-                await db.executemany(
-                    "INSERT OR IGNORE INTO story_keys (key, story_id, kind, seen_at) "
-                    "VALUES (?, ?, ?, ?)",
-                    [(k.key.value, story_id(k.story), int(k.key.kind), stamp) for k in batch.keys],
-                )
-            if batch.deliveries:
-                await db.executemany(
-                    """INSERT INTO deliveries (story_id, target, watchlists, subscriber, matched,
-                         next_attempt_at, created_at)
-                       VALUES (?, ?, ?, ?, ?, ?, ?)
-                       ON CONFLICT (story_id, target) DO UPDATE SET
-                         matched = excluded.matched, watchlists = excluded.watchlists""",
-                    [
-                        (
-                            story_id(d.story),
-                            d.route.target,
-                            json.dumps(d.route.watchlists, ensure_ascii=False),
-                            d.route.subscriber,
-                            json.dumps(d.route.matched, ensure_ascii=False),
-                            stamp,
-                            stamp,
-                        )
-                        for d in batch.deliveries
-                    ],
-                )
-            await self._record_poll(db, feed.id, outcome, now, baseline_done=True)
+            if self.lost is not None:
+                raise sqlite3.OperationalError(str(self.lost))
+            ids = await self._store._run(partial(in_savepoint, body=write))
+        except sqlite3.Error as exc:
+            if self.lost is None and not await self._store._run(_in_transaction):
+                # SQLite gave up the whole transaction (a full disk): the polls before this
+                # one are lost too, and nothing more can be written in this session.
+                self.lost = exc
+            await self._store._record_unsaved_poll(feed, exc, now)
+            raise
+        self.applied.append((feed, now))
         return ids
+
+
+# --- jobs on the connection's thread (SqliteBase._run): a poll's statements in one hop ------------
+
+
+def _in_transaction(conn: sqlite3.Connection) -> bool:
+    return conn.in_transaction
+
+
+def _strong_rows(
+    conn: sqlite3.Connection, keys: Sequence[int]
+) -> list[tuple[int, int, int, float]]:
+    rows: list[tuple[int, int, int, float]] = []
+    for chunk in chunks(keys):
+        sql = f"SELECT key, kind, story_id, seen_at FROM story_keys WHERE key IN ({marks(len(chunk))})"  # noqa: S608
+        rows += conn.execute(sql, list(chunk)).fetchall()
+    return rows
+
+
+def _windowed_rows(
+    conn: sqlite3.Connection, keys: Sequence[int], since: float
+) -> list[tuple[int, int, int, float]]:
+    # One bounded index range per key (newest story ids first), as a compound SELECT: SQLite
+    # has no LATERAL join, and a window function would still read every holder.
+    rows: list[tuple[int, int, int, float]] = []
+    for chunk in chunks(keys, _KEYS_PER_COMPOUND):
+        # A few statement sizes only, padded with the chunk's last key (its repeated rows are
+        # dropped): each is compiled once and then cached by the driver, where a statement of
+        # every length was compiled anew (about 2 ms for 200 terms).
+        size = next(n for n in _COMPOUND_SIZES if n >= len(chunk))
+        padded = [*chunk, *[chunk[-1]] * (size - len(chunk))]
+        params: list[Any] = []
+        for key in padded:
+            params += (key, since, WINDOW_HITS_PER_KEY)
+        rows += dict.fromkeys(conn.execute(_compound(size), params).fetchall())
+    return rows
+
+
+def _story_rows(conn: sqlite3.Connection, ids: Sequence[int]) -> list[sqlite3.Row]:
+    select = columns("s", STORY_COLUMNS)
+    found: list[sqlite3.Row] = []
+    for chunk in chunks(ids):
+        cursor = conn.execute(
+            f"SELECT {select} FROM stories s WHERE s.id IN ({marks(len(chunk))})",  # noqa: S608
+            chunk,
+        )
+        cursor.row_factory = sqlite3.Row
+        found += cursor.fetchall()
+    return found
+
+
+def _target_rows(conn: sqlite3.Connection, ids: Sequence[int]) -> list[tuple[int, str]]:
+    found: list[tuple[int, str]] = []
+    for chunk in chunks(ids):
+        found += conn.execute(
+            f"SELECT story_id, target FROM deliveries WHERE story_id IN ({marks(len(chunk))})",  # noqa: S608
+            chunk,
+        ).fetchall()
+    return found
+
+
+def _write_poll_batch(
+    conn: sqlite3.Connection,
+    feed: FeedState,
+    batch: IngestBatch,
+    outcome: PollOutcome,
+    now: datetime,
+) -> dict[int, int]:
+    """A poll's one write, inside the caller's transaction; returns the new stories' ids by
+    their labels."""
+    stamp = now.timestamp()
+    ids: dict[int, int] = {}
+    if batch.new_stories:
+        # Inside BEGIN IMMEDIATE there is one writer: a range of ids is taken up front,
+        # which lets stories, keys and deliveries go in as three batched statements.
+        # Past the sequence and past every stored id (a restored backup, rows written
+        # by hand), so an id is never given twice.
+        last = fetch_scalar(
+            conn,
+            """SELECT max(coalesce((SELECT last_id FROM id_sequences
+                                    WHERE name = 'stories'), 0),
+                           coalesce((SELECT max(id) FROM stories), 0))""",
+        )
+        ids = {row.label: last + 1 + i for i, row in enumerate(batch.new_stories)}
+        conn.execute(
+            """INSERT INTO id_sequences (name, last_id) VALUES ('stories', ?)
+               ON CONFLICT (name) DO UPDATE SET last_id = excluded.last_id""",
+            (last + len(batch.new_stories),),
+        )
+        conn.executemany(
+            """INSERT INTO stories (id, feed_id, feed_name, guid, url, title, summary,
+                 content, published_at, first_seen_at, author, categories, image,
+                 alertable)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            [
+                (
+                    ids[row.label],
+                    feed.id,
+                    row.story.feed,
+                    row.story.guid,
+                    row.story.link,
+                    row.story.title,
+                    row.story.summary,
+                    row.story.content,
+                    ts(row.story.published),
+                    stamp,
+                    row.story.author,
+                    json.dumps(row.story.categories, ensure_ascii=False),
+                    row.story.image,
+                    int(row.alertable),
+                )
+                for row in batch.new_stories
+            ],
+        )
+
+    def story_id(ref: StoryRef) -> int:
+        return ids[ref.value] if ref.is_new else ref.value
+
+    if batch.revisions:
+        conn.executemany(
+            """UPDATE stories SET title = ?, summary = ?, content = ?, url = ?, guid = ?,
+                 author = ?, categories = ?, image = ?, updated_at = ?,
+                 revision = revision + ?, alertable = max(alertable, ?)
+               WHERE id = ?""",
+            [
+                (
+                    r.story.title,
+                    r.story.summary,
+                    r.story.content,
+                    r.story.link,
+                    r.story.guid,
+                    r.story.author,
+                    json.dumps(r.story.categories, ensure_ascii=False),
+                    r.story.image,
+                    stamp,
+                    int(r.notify),
+                    int(r.alertable),
+                    r.story_id,
+                )
+                for r in batch.revisions
+            ],
+        )
+        conn.executemany(
+            """UPDATE deliveries SET update_pending = 1, next_attempt_at = ?
+               WHERE story_id = ? AND status = 'sent' AND digest = 0
+                 AND update_count < ?""",
+            [(stamp, r.story_id, batch.max_updates) for r in batch.revisions if r.notify],
+        )
+    if batch.keys:
+        conn.executemany(
+            "INSERT OR IGNORE INTO story_keys (key, story_id, kind, seen_at) VALUES (?, ?, ?, ?)",
+            [(k.key.value, story_id(k.story), int(k.key.kind), stamp) for k in batch.keys],
+        )
+    if batch.deliveries:
+        conn.executemany(
+            """INSERT INTO deliveries (story_id, target, watchlists, subscriber, matched,
+                 next_attempt_at, created_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (story_id, target) DO UPDATE SET
+                 matched = excluded.matched, watchlists = excluded.watchlists""",
+            [
+                (
+                    story_id(d.story),
+                    d.route.target,
+                    json.dumps(d.route.watchlists, ensure_ascii=False),
+                    d.route.subscriber,
+                    json.dumps(d.route.matched, ensure_ascii=False),
+                    stamp,
+                    stamp,
+                )
+                for d in batch.deliveries
+            ],
+        )
+    write_poll(conn, feed.id, outcome, now, True)
+    return ids
