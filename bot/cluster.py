@@ -23,7 +23,6 @@ from typing import Protocol, runtime_checkable
 
 from bot.core.cluster import (
     DESTINATION_CLAIM,
-    DISCORD_GATEWAY,
     FEED_LEASE,
     HOLD_RETRY,
     Coordinator,
@@ -299,7 +298,7 @@ class ClusterWorker:
 
     def figures(self) -> ClusterFigures:
         me = next((row for row in self._rows if row.worker == self.coordinator.worker), None)
-        roles = {DISCORD_GATEWAY, *self._connections}
+        roles = set(self._connections)
         return ClusterFigures(
             workers_alive=sum(1 for row in self._rows if row.alive),
             feed_leases=me.feeds if me else len(self._leases),

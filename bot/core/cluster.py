@@ -18,13 +18,13 @@ What is shared, and how:
   destinations this worker holds a claim on, claiming free (or lapsed) destinations as it goes;
   `mark_sent` and friends are refused (`LeaseLost`) once the claim has moved to another worker.
   A channel's cards therefore keep their order, and its rate-limit state lives in one worker at
-  a time. The platforms' idempotency keys (Discord nonce, Slack metadata) cover a worker that
-  dies between posting and recording.
-- **Unique connections are held.** `try_hold("discord-gateway")` is true for one live worker at
-  a time (a session advisory lock, released when the worker dies or its connection drops); the
+  a time. The platforms' idempotency keys cover a worker that dies between posting and
+  recording.
+- **Unique connections are held.** `try_hold(role)` (a chat platform's gateway, say) is true
+  for one live worker at a time (a session advisory lock, released when the worker dies or its connection drops); the
   others ask again every `HOLD_RETRY` and take over within a minute.
 - **An event is handled once.** `first_to_handle(key)` is true for exactly one caller of a key
-  (a Slack envelope or command trigger id), whichever worker Slack sent it to, retries included.
+  (a chat event's or command's id), whichever worker the platform sent it to, retries included.
 - **Changes are told.** A worker's writes NOTIFY the others: `Signal.QUERIES` when watchlists
   or subscriptions changed (the store's `queries_version` moves), `Signal.OUTBOX` when cards were
   queued, `Signal.FEEDS` when feeds were added or removed. A polling fallback (every
@@ -48,8 +48,6 @@ DESTINATION_CLAIM = timedelta(seconds=30)
 HOLD_RETRY = timedelta(seconds=10)
 # A missed NOTIFY is noticed within this long.
 FALLBACK_POLL = timedelta(seconds=15)
-# The unique roles this bot knows.
-DISCORD_GATEWAY = "discord-gateway"
 
 
 class LeaseLost(StorageError):
@@ -78,7 +76,7 @@ class WorkerRow:
     seen_at: datetime  # last heartbeat (database clock)
     feeds: int  # feed leases held now
     destinations: int  # destination claims held now
-    holds: tuple[str, ...]  # unique roles held (e.g. "discord-gateway")
+    holds: tuple[str, ...]  # unique roles held (a chat gateway, say)
     alive: bool  # heartbeat within FEED_LEASE
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bot.core.cluster import DISCORD_GATEWAY, Coordinator, LeaseLost, Signal
+from bot.core.cluster import Coordinator, LeaseLost, Signal
 from bot.core.models import DeliveryStatus, FeedSpec
 from bot.core.routing import Route
 from storage.postgres import PostgresStorage
@@ -39,6 +39,8 @@ LAPSE_S = 1.3  # a little longer than a lease
 SHORT = {"feed_lease": LEASE, "destination_claim": LEASE, "fallback_poll": timedelta(minutes=5)}
 
 OpenWorker = Callable[..., Awaitable[PostgresStorage]]
+
+DISCORD_GATEWAY = "discord-gateway"  # a role, as bot.chat.discord names its gateway
 
 
 @pytest.fixture

@@ -31,7 +31,6 @@ from bot.chat.discord.guilds import GuildGate
 from bot.chat.discord.sender import DiscordSender
 from bot.chat.discord.slash import SlashCommands
 from bot.chat.link import Backoff, Link
-from bot.core.cluster import DISCORD_GATEWAY
 
 if TYPE_CHECKING:
     from bot.core.commands import Commands
@@ -138,13 +137,16 @@ class _Client(discord.Client):
                     )
 
 
+# With several workers on one database, one at a time holds the gateway (see `share`).
+GATEWAY_ROLE = "discord-gateway"
+
+
 class DiscordPlatform:
     """Implements bot.chat.platforms.ChatPlatform."""
 
     name = PLATFORM
     destination_form = DESTINATION_FORM
-    # With several workers on one database, one at a time holds the gateway (see `share`).
-    held_role = DISCORD_GATEWAY
+    held_role = GATEWAY_ROLE
 
     def __init__(
         self,
