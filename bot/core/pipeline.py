@@ -1,8 +1,9 @@
-"""poll -> parse -> identify -> match -> pending deliveries, one transaction per poll.
+"""poll -> parse -> identify -> match -> pending deliveries, each poll all or nothing.
 
 `Pipeline` does the I/O around the pure planner (bot.core.plan): fetch and parse through the
-FeedReader, read what the store knows of the stories' keys, plan, write the plan in one
-transaction. Poll outcomes are `PollStatus` values."""
+FeedReader, read what the store knows of the stories' keys, plan, write the plan. The polls
+waiting for the store at the same moment are planned one after the other in one ingest
+session (one commit; see IngestStore.ingest_session). Poll outcomes are `PollStatus` values."""
 
 from __future__ import annotations
 
