@@ -29,8 +29,11 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from bot.core.ports import ParsedFeed
+from bot.feeds.items import ItemizedFeed, Known
 
 log = logging.getLogger(__name__)
+
+Parsed = ParsedFeed | ItemizedFeed
 
 _START_TIMEOUT = 60.0  # seconds for a new worker to import feedparser and say it is ready
 
@@ -49,6 +52,9 @@ class ParseJob:
     feed_name: str
     url: str
     headers: Mapping[str, str]
+    # Item by item (bot.feeds.items): what the bot holds of the feed's last document.
+    itemize: bool = False
+    known: Known | None = None
 
 
 class ParsePool:
@@ -66,10 +72,10 @@ class ParsePool:
         self._closed = False
         self.replaced = 0  # workers killed at a deadline or found dead: for tests and logs
 
-    async def parse(self, job: ParseJob, time_limit: float) -> ParsedFeed:
+    async def parse(self, job: ParseJob, time_limit: float) -> Parsed:
         """Parse in a worker; ParseTimeout past `time_limit` seconds of parsing (time spent
         waiting for a free worker does not count), WorkerDied if the worker dies."""
-        future: concurrent.futures.Future[ParsedFeed] = concurrent.futures.Future()
+        future: concurrent.futures.Future[Parsed] = concurrent.futures.Future()
         with self._lock:
             if self._closed:
                 raise RuntimeError("the parse pool is closed")
@@ -156,7 +162,7 @@ class ParsePool:
 
 @dataclass(frozen=True, slots=True)
 class _Queued:
-    future: concurrent.futures.Future[ParsedFeed]
+    future: concurrent.futures.Future[Parsed]
     job: ParseJob
     time_limit: float
 
@@ -184,7 +190,7 @@ class _Worker:
     def alive(self) -> bool:
         return self.process.is_alive()
 
-    def run(self, job: ParseJob, time_limit: float) -> ParsedFeed | BaseException:
+    def run(self, job: ParseJob, time_limit: float) -> Parsed | BaseException:
         self.busy = True
         try:
             self.conn.send(job)
@@ -206,8 +212,9 @@ class _Worker:
 
 
 def _serve(conn: Connection) -> None:
-    """A worker's main loop: parse each document sent, send back the ParsedFeed or the error."""
+    """A worker's main loop: parse each document sent, send back what it made of it or the error."""
     from bot.core.identity import identify
+    from bot.feeds.items import parse_items
     from bot.feeds.parse import parse_document
 
     # Ctrl-C in the bot's terminal reaches the whole process group; the bot stops its workers
@@ -220,12 +227,24 @@ def _serve(conn: Connection) -> None:
         except (EOFError, OSError):
             return  # the bot has gone
         try:
-            parsed = parse_document(
-                job.body, feed_name=job.feed_name, url=job.url, headers=job.headers
-            )
-            # The stories' keys and fingerprints too: CPU work that would otherwise fall to
-            # the bot's one writing process.
-            outcome: Any = replace(parsed, identity=identify(parsed.stories))
+            outcome: Any
+            if job.itemize:
+                # Only the items the bot does not hold; the whole document when it does not
+                # cut cleanly (with its identity, as below).
+                outcome = parse_items(
+                    job.body,
+                    feed_name=job.feed_name,
+                    url=job.url,
+                    headers=job.headers,
+                    known=job.known,
+                )
+            else:
+                parsed = parse_document(
+                    job.body, feed_name=job.feed_name, url=job.url, headers=job.headers
+                )
+                # The stories' keys and fingerprints too: CPU work that would otherwise fall
+                # to the bot's one writing process.
+                outcome = replace(parsed, identity=identify(parsed.stories))
         except Exception as exc:
             outcome = exc
         try:

@@ -50,6 +50,7 @@ URI for the whole document; values.py holds what they all share (_Refused, _set,
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -58,6 +59,7 @@ import feedparser
 from feedparser.encodings import convert_to_utf8
 from lxml import etree
 
+from bot.core.models import Story
 from bot.core.ports import ParsedFeed
 from bot.core.text import clean_text
 from bot.feeds.bounds import bound_document
@@ -97,8 +99,67 @@ def fast_parse(
         return None
 
 
+def fast_parse_items(
+    body: bytes,
+    *,
+    feed_name: str,
+    url: str = "",
+    headers: Mapping[str, str] | None = None,
+    keep_first: bool = True,
+) -> tuple[list[Story | None], str | None, int] | None:
+    """For bot.feeds.items, which parses a document made of some of a feed's items: one
+    Story (or None) per entry, in order, the feed title, and whether the part before the
+    first item left feedparser's `hasContent` set (then the first item reads differently
+    from the others). `keep_first`: the first item here is the feed's first item; otherwise
+    it reads as the one after another item does. None when the fast path is not sure."""
+    if not body or not body.strip() or feedparser.__version__ != MIRRORED_FEEDPARSER:
+        return None
+    try:
+        mirror = _ItemMirror(keep_first)
+        entries, title = _entries(body, url, headers, mirror)
+        stories = [to_story(e, feed_name) for e in entries]
+        return stories, clean_text(title) or None, mirror.head_content or 0
+    except (_Refused, etree.LxmlError):
+        return None
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError):
+        return None
+
+
+class _ItemMirror:
+    """Makes the walk's mirror with a hook on each item's start: an item after another one
+    starts with `hasContent` cleared (feedparser's _end_item clears it), whatever came before
+    it in this document."""
+
+    def __init__(self, keep_first: bool) -> None:
+        self.keep_first = keep_first
+        self.head_content: int | None = None
+
+    def __call__(self, *args: Any) -> _Mirror:
+        mirror = _Mirror(*args)
+        start_item = _STARTS["item"]
+
+        def item_start(m: _Mirror, attrs: dict[str, str]) -> None:
+            if self.head_content is None:
+                self.head_content = m.has_content
+            if m.entries or not self.keep_first:
+                m.has_content = 0
+            start_item(m, attrs)
+
+        tag = mirror.tag
+
+        def hooked(qualified: str) -> Any:
+            info = tag(qualified)
+            if info.start is start_item:
+                info = dataclasses.replace(info, start=item_start)
+                mirror.tags[qualified] = info
+            return info
+
+        mirror.tag = hooked  # type: ignore[method-assign]
+        return mirror
+
+
 def _entries(
-    body: bytes, url: str, headers: Mapping[str, str] | None
+    body: bytes, url: str, headers: Mapping[str, str] | None, make: Any = _Mirror
 ) -> tuple[list[Entry], str | None]:
     """The entries (at most MAX_ITEMS) and the feed title feedparser would make of `body`, as
     the dicts parse.py's to_story reads; raises _Refused, or lxml's error, otherwise."""
@@ -129,7 +190,7 @@ def _entries(
             raise _Refused(f"libxml2 reported {error.type_name}")
     if root.getroottree().docinfo.doctype:
         raise _Refused("a DOCTYPE")
-    mirror = _Mirror(_base_uri(http_headers), *_namespaces(root, data))
+    mirror = make(_base_uri(http_headers), *_namespaces(root, data))
     mirror.check_root(root)
     mirror.element(root)
     if not mirror.entries:

@@ -1,0 +1,231 @@
+"""Parsing only the items of a feed that changed (in the parse worker).
+
+A changed body usually differs from the last one by a few items and a new lastBuildDate, yet a
+whole parse costs every item again. So the body is cut into its items (RSS `<item>`, Atom
+`<entry>`, RDF `<item>`) with one regex pass, each item's bytes are hashed, and only the items
+whose hash the bot does not hold from the feed's last document are parsed: in one document made
+of the part before the first item, those items, and the part after the last one, through the
+same fast path (bot.feeds.fastparse) as a whole parse. The bot (bot.feeds.incremental) puts
+the document back together from those and the items it holds.
+
+That is exactly a whole parse only where an item reads the same wherever it stands, so a body
+is cut only when nothing but whitespace lies between its items, no item declares a namespace or
+holds another item, the encoding keeps `<` a byte of its own, there is no DOCTYPE, and the fast
+path takes every part; feedparser's one state that crosses from the channel into the first item
+(`hasContent`) is checked. Anything else is parsed whole, as before, and held by nobody. A held
+item is only reused under the same skeleton (the tags outside the items, without their text),
+URL, headers and encoding: a new lastBuildDate keeps the items, a new namespace does not."""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import itertools
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from feedparser.encodings import convert_to_utf8
+
+from bot.core.identity import Fingerprint, fingerprint, identify, primary_identity, url_key
+from bot.core.models import Story
+from bot.core.ports import ParsedFeed
+from bot.feeds.parse import BENIGN_PROBLEMS, MAX_ITEMS, parse_document, response_headers
+
+# An item's start or end tag, or what may hide one: CDATA, a comment, a processing instruction.
+# In well-formed XML every other `<` starts a tag, and a tag name cannot contain these bytes.
+_ITEM_TAGS = re.compile(
+    rb"<!\[CDATA\[.*?\]\]>|<!--.*?-->|<\?.*?\?>"
+    rb"|<(/?)(?:[^\s<>/!?=\"':]+:)?(?:item|entry)((?:[^>\"']++|\"[^\"]*+\"|'[^']*+')*+)>",
+    re.DOTALL | re.IGNORECASE,
+)
+_ITEM_NAME = re.compile(rb"[\s/>]")  # what follows the name of an item's tag, not <items>
+_DECLARATION = re.compile(rb"<!(?!--|\[CDATA\[)")  # a DOCTYPE or ENTITY
+_SKELETON = re.compile(rb"<!\[CDATA\[.*?\]\]>|<!--.*?-->|<[^>]*>", re.DOTALL)
+_XML_SPACE = b" \t\r\n"
+# Encodings in which every byte below 0x80 is that ASCII character, whatever precedes it.
+_SAFE_CODECS = frozenset(
+    {"utf-8", "ascii", "latin-1", "koi8-r", "koi8-u"}
+    | {f"iso8859-{n}" for n in range(1, 17)}
+    | {f"cp125{n}" for n in range(9)}
+)
+
+
+def digest(*parts: bytes) -> bytes:
+    hasher = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        hasher.update(len(part).to_bytes(8, "big"))
+        hasher.update(part)
+    return hasher.digest()
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    """What the bot holds of a feed's last document: sent with the next body."""
+
+    context: bytes  # skeleton, URL, headers, encoding: an item reads the same under it
+    outside: bytes  # every byte outside the items: the metadata
+    items: frozenset[bytes]  # the hashes of the items it holds
+
+
+@dataclass(frozen=True, slots=True)
+class ItemResult:
+    """One parsed item, with what identifying it takes short of the other items."""
+
+    story: Story | None  # None: nothing a reader could recognise (no Story, as in a whole parse)
+    link: str | None = None  # url_key(story.link)
+    print: Fingerprint | None = None
+    by_guid: str = ""  # primary_identity when its GUID is unique in the document
+    fallback: str = ""  # primary_identity otherwise
+
+
+@dataclass(frozen=True, slots=True)
+class ItemizedFeed:
+    """A body parsed item by item: the items in order (by hash) and those parsed now."""
+
+    context: bytes
+    outside: bytes
+    order: tuple[bytes, ...]
+    new: dict[bytes, ItemResult]
+    title: str | None
+    title_read: bool  # False: the metadata did not change, the bot's title stands
+    parsed: int  # items parsed for this body (the counter tests read)
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    head: bytes
+    items: list[bytes]
+    tail: bytes
+
+
+def split(body: bytes) -> Split | None:
+    """The body cut into its items, or None when it does not cut cleanly."""
+    if _DECLARATION.search(body):
+        return None
+    spans: list[tuple[int, int]] = []
+    start = -1
+    for match in _ITEM_TAGS.finditer(body):
+        closing = match.group(1)
+        if closing is None:
+            continue  # CDATA, a comment, a processing instruction
+        attrs = match.group(2)
+        if attrs and not _ITEM_NAME.match(attrs):
+            continue  # <items>, <entryPoint>: another element
+        if closing:
+            if start < 0 or attrs.strip(_XML_SPACE):
+                return None
+            spans.append((start, match.end()))
+            start = -1
+        else:
+            if start >= 0 or attrs.rstrip(_XML_SPACE).endswith(b"/"):
+                return None  # an item inside an item, an empty <item/>
+            start = match.start()
+    if start >= 0 or not spans or len(spans) > MAX_ITEMS:
+        return None
+    items = [body[a:b] for a, b in spans]
+    if any(b"xmlns" in item for item in items):
+        return None
+    for (_, end), (next_start, _) in itertools.pairwise(spans):
+        if body[end:next_start].strip(_XML_SPACE):
+            return None
+    return Split(body[: spans[0][0]], items, body[spans[-1][1] :])
+
+
+def _skeleton(data: bytes) -> bytes:
+    return b"".join(t for t in _SKELETON.findall(data) if not t.startswith((b"<![CDATA[", b"<!--")))
+
+
+def _encoding(body: bytes, url: str, headers: Mapping[str, str] | None) -> str | None:
+    """The encoding feedparser reads the whole body in, when cutting it cannot change that."""
+    outcome: dict[str, Any] = {}
+    convert_to_utf8(response_headers(url, headers), body, outcome)
+    problem = outcome.get("bozo_exception")
+    if problem is not None and not isinstance(problem, BENIGN_PROBLEMS):
+        return None
+    if problem is not None and "override" in type(problem).__name__.lower():
+        return None  # the declared encoding failed somewhere: another part might not fail
+    try:
+        name = codecs.lookup(outcome.get("encoding") or "").name
+    except LookupError:
+        return None
+    return name if name in _SAFE_CODECS else None
+
+
+def parse_items(
+    body: bytes,
+    *,
+    feed_name: str,
+    url: str = "",
+    headers: Mapping[str, str] | None = None,
+    known: Known | None = None,
+) -> ItemizedFeed | ParsedFeed:
+    """The items of `body` not in `known` parsed, or, when the body does not cut cleanly, the
+    whole document parsed as before (with its identity)."""
+    itemized = _itemized(body, feed_name, url, headers, known)
+    if itemized is not None:
+        return itemized
+    parsed = parse_document(body, feed_name=feed_name, url=url, headers=headers)
+    return replace(parsed, identity=identify(parsed.stories))
+
+
+def _itemized(
+    body: bytes, feed_name: str, url: str, headers: Mapping[str, str] | None, known: Known | None
+) -> ItemizedFeed | None:
+    parts = split(body)
+    if parts is None:
+        return None
+    encoding = _encoding(body, url, headers)
+    if encoding is None:
+        return None
+    lowered = sorted(response_headers(url, headers).items())
+    context = digest(
+        _skeleton(parts.head),
+        _skeleton(parts.tail),
+        url.encode(),
+        repr(lowered).encode(),
+        encoding.encode(),
+        body[: body.find(b"<")],  # a byte-order mark
+    )
+    outside = digest(context, parts.head, parts.tail)
+    hashes = [digest(item) for item in parts.items]
+    held = known.items if known is not None and known.context == context else frozenset()
+    title_read = known is None or known.outside != outside or not held
+    wanted = [i for i, h in enumerate(hashes) if h not in held]
+    if not wanted and title_read:
+        # Only the metadata changed: read it along with the shortest item.
+        wanted = [min(range(len(parts.items)), key=lambda i: len(parts.items[i]))]
+    if not wanted:
+        return ItemizedFeed(context, outside, tuple(hashes), {}, None, False, 0)
+    if len(wanted) == len(parts.items):
+        document = body
+    else:
+        document = parts.head + b"\n".join(parts.items[i] for i in wanted) + parts.tail
+    # Imported here: fastparse imports parse.py, which this module's importers may be loading.
+    from bot.feeds.fastparse import fast_parse_items
+
+    read = fast_parse_items(
+        document, feed_name=feed_name, url=url, headers=headers, keep_first=wanted[0] == 0
+    )
+    if read is None:
+        return None
+    stories, title, head_content = read
+    if len(stories) != len(wanted) or head_content:
+        # Items that are not one entry each, or a channel whose content would make the
+        # first item read differently from the others: parsed whole, held by nobody.
+        return None
+    new = {hashes[i]: _item_result(story) for i, story in zip(wanted, stories, strict=True)}
+    return ItemizedFeed(context, outside, tuple(hashes), new, title, title_read, len(wanted))
+
+
+def _item_result(story: Story | None) -> ItemResult:
+    if story is None:
+        return ItemResult(None)
+    return ItemResult(
+        story,
+        url_key(story.link),
+        fingerprint(story),
+        primary_identity(story, guid_unique=True),
+        primary_identity(story, guid_unique=False),
+    )
