@@ -8,7 +8,6 @@ import os
 from bot.core.models import FeedState
 from bot.core.ports import FeedError, FetchResult, ParsedFeed
 from bot.feeds.fetch import HttpFetcher
-from bot.feeds.incremental import ItemCache, Stale
 from bot.feeds.parse import ParseLimits
 from bot.feeds.pool import Parsed, ParseJob, ParsePool, ParseTimeout, WorkerDied
 
@@ -29,8 +28,8 @@ class FeedReader:
     """Fetch with aiohttp on the loop; parse with feedparser off it, in worker processes (by
     default the shared pool), each document within `limits.time_limit`.
 
-    `incremental`: hold each feed's last items, so that a changed body costs only its new and
-    changed items (bot.feeds.items); `items_parsed` and `items_reused` count them."""
+    `incremental`: hold a memo of each feed's last document, so that a changed body costs only
+    its new and changed items (bot.feeds.items); `items_parsed` and `items_reused` count them."""
 
     def __init__(
         self,
@@ -44,7 +43,8 @@ class FeedReader:
         self.limits = limits or ParseLimits()
         self.pool = pool
         self.incremental = incremental
-        self.items = ItemCache()
+        # Per feed, the compressed memo of its last document (bot.feeds.incremental).
+        self.memos: dict[str, bytes] = {}
         self.items_parsed = 0  # items parsed, whole documents' included
         self.items_reused = 0  # items of changed bodies taken from the feed's last document
 
@@ -54,29 +54,25 @@ class FeedReader:
     async def parse(self, result: FetchResult, feed_name: str) -> ParsedFeed:
         if result.body is None:
             raise FeedError("nothing to parse")
-        known = self.items.known(feed_name) if self.incremental else None
         job = ParseJob(
             result.body,
             feed_name,
             result.url,
             dict(result.headers),
             itemize=self.incremental,
-            known=known,
+            memo=self.memos.get(feed_name) if self.incremental else None,
         )
         outcome = await self._run(job, feed_name)
         if isinstance(outcome, ParsedFeed):
-            self.items.forget(feed_name)
             self.items_parsed += len(outcome.stories)
             return outcome
-        try:
-            parsed = self.items.merge(feed_name, outcome)
-        except Stale:
-            # Another parse of this feed replaced what the worker counted on: all again.
-            self.items.forget(feed_name)
-            return await self.parse(result, feed_name)
-        self.items_parsed += outcome.parsed
-        self.items_reused += len(outcome.order) - len(outcome.new)
-        return parsed
+        if outcome.memo is None:
+            self.memos.pop(feed_name, None)
+        else:
+            self.memos[feed_name] = outcome.memo
+        self.items_parsed += outcome.items_parsed
+        self.items_reused += outcome.items_reused
+        return outcome.parsed
 
     async def _run(self, job: ParseJob, feed_name: str) -> Parsed:
         pool = self.pool or parse_pool()

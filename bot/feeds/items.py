@@ -28,9 +28,9 @@ from typing import Any
 
 from feedparser.encodings import convert_to_utf8
 
-from bot.core.identity import Fingerprint, fingerprint, identify, primary_identity, url_key
-from bot.core.models import Story
+from bot.core.identity import identify
 from bot.core.ports import ParsedFeed
+from bot.feeds.incremental import ItemResult, Memo, assemble, dump, item_result, load
 from bot.feeds.parse import BENIGN_PROBLEMS, MAX_ITEMS, parse_document, response_headers
 
 # An item's start or end tag, or what may hide one: CDATA, a comment, a processing instruction.
@@ -61,36 +61,14 @@ def digest(*parts: bytes) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
-class Known:
-    """What the bot holds of a feed's last document: sent with the next body."""
+class Itemized:
+    """What the worker made of a body: the document, the feed's next memo (None when the body
+    was parsed whole: nothing is held), and how many items it parsed and took from the memo."""
 
-    context: bytes  # skeleton, URL, headers, encoding: an item reads the same under it
-    outside: bytes  # every byte outside the items: the metadata
-    items: frozenset[bytes]  # the hashes of the items it holds
-
-
-@dataclass(frozen=True, slots=True)
-class ItemResult:
-    """One parsed item, with what identifying it takes short of the other items."""
-
-    story: Story | None  # None: nothing a reader could recognise (no Story, as in a whole parse)
-    link: str | None = None  # url_key(story.link)
-    print: Fingerprint | None = None
-    by_guid: str = ""  # primary_identity when its GUID is unique in the document
-    fallback: str = ""  # primary_identity otherwise
-
-
-@dataclass(frozen=True, slots=True)
-class ItemizedFeed:
-    """A body parsed item by item: the items in order (by hash) and those parsed now."""
-
-    context: bytes
-    outside: bytes
-    order: tuple[bytes, ...]
-    new: dict[bytes, ItemResult]
-    title: str | None
-    title_read: bool  # False: the metadata did not change, the bot's title stands
-    parsed: int  # items parsed for this body (the counter tests read)
+    parsed: ParsedFeed
+    memo: bytes | None
+    items_parsed: int
+    items_reused: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,20 +137,21 @@ def parse_items(
     feed_name: str,
     url: str = "",
     headers: Mapping[str, str] | None = None,
-    known: Known | None = None,
-) -> ItemizedFeed | ParsedFeed:
-    """The items of `body` not in `known` parsed, or, when the body does not cut cleanly, the
-    whole document parsed as before (with its identity)."""
-    itemized = _itemized(body, feed_name, url, headers, known)
+    memo: bytes | None = None,
+) -> Itemized:
+    """The items of `body` not in the feed's `memo` parsed and the document put back together,
+    or, when the body does not cut cleanly, the whole document parsed as before."""
+    itemized = _itemized(body, feed_name, url, headers, load(memo))
     if itemized is not None:
         return itemized
     parsed = parse_document(body, feed_name=feed_name, url=url, headers=headers)
-    return replace(parsed, identity=identify(parsed.stories))
+    parsed = replace(parsed, identity=identify(parsed.stories))
+    return Itemized(parsed, None, len(parsed.stories), 0)
 
 
 def _itemized(
-    body: bytes, feed_name: str, url: str, headers: Mapping[str, str] | None, known: Known | None
-) -> ItemizedFeed | None:
+    body: bytes, feed_name: str, url: str, headers: Mapping[str, str] | None, memo: Memo | None
+) -> Itemized | None:
     parts = split(body)
     if parts is None:
         return None
@@ -190,42 +169,39 @@ def _itemized(
     )
     outside = digest(context, parts.head, parts.tail)
     hashes = [digest(item) for item in parts.items]
-    held = known.items if known is not None and known.context == context else frozenset()
-    title_read = known is None or known.outside != outside or not held
+    if memo is not None and memo.context != context:
+        memo = None
+    held = memo.items if memo is not None else {}
     wanted = [i for i, h in enumerate(hashes) if h not in held]
+    title_read = memo is None or memo.outside != outside
     if not wanted and title_read:
         # Only the metadata changed: read it along with the shortest item.
         wanted = [min(range(len(parts.items)), key=lambda i: len(parts.items[i]))]
-    if not wanted:
-        return ItemizedFeed(context, outside, tuple(hashes), {}, None, False, 0)
-    if len(wanted) == len(parts.items):
-        document = body
-    else:
-        document = parts.head + b"\n".join(parts.items[i] for i in wanted) + parts.tail
-    # Imported here: fastparse imports parse.py, which this module's importers may be loading.
-    from bot.feeds.fastparse import fast_parse_items
+    title = memo.title if memo is not None else None
+    items: dict[bytes, ItemResult] = {}
+    if wanted:
+        if len(wanted) == len(parts.items):
+            document = body
+        else:
+            document = parts.head + b"\n".join(parts.items[i] for i in wanted) + parts.tail
+        # Imported here: fastparse imports parse.py, which importers of this module may be
+        # loading.
+        from bot.feeds.fastparse import fast_parse_items
 
-    read = fast_parse_items(
-        document, feed_name=feed_name, url=url, headers=headers, keep_first=wanted[0] == 0
-    )
-    if read is None:
-        return None
-    stories, title, head_content = read
-    if len(stories) != len(wanted) or head_content:
-        # Items that are not one entry each, or a channel whose content would make the
-        # first item read differently from the others: parsed whole, held by nobody.
-        return None
-    new = {hashes[i]: _item_result(story) for i, story in zip(wanted, stories, strict=True)}
-    return ItemizedFeed(context, outside, tuple(hashes), new, title, title_read, len(wanted))
-
-
-def _item_result(story: Story | None) -> ItemResult:
-    if story is None:
-        return ItemResult(None)
-    return ItemResult(
-        story,
-        url_key(story.link),
-        fingerprint(story),
-        primary_identity(story, guid_unique=True),
-        primary_identity(story, guid_unique=False),
-    )
+        read = fast_parse_items(
+            document, feed_name=feed_name, url=url, headers=headers, keep_first=wanted[0] == 0
+        )
+        if read is None:
+            return None
+        stories, read_title, head_content = read
+        if len(stories) != len(wanted) or head_content:
+            # Items that are not one entry each, or a channel whose content would make the
+            # first item read differently from the others: parsed whole, held by nobody.
+            return None
+        for i, story in zip(wanted, stories, strict=True):
+            items[hashes[i]] = item_result(story)
+        if title_read:
+            title = read_title
+    old_ignore = memo.ignore if memo is not None else None
+    parsed, next_memo = assemble(hashes, items, held, old_ignore, context, outside, title)
+    return Itemized(parsed, dump(next_memo), len(wanted), len(hashes) - len(wanted))

@@ -29,11 +29,11 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from bot.core.ports import ParsedFeed
-from bot.feeds.items import ItemizedFeed, Known
+from bot.feeds.items import Itemized
 
 log = logging.getLogger(__name__)
 
-Parsed = ParsedFeed | ItemizedFeed
+Parsed = ParsedFeed | Itemized
 
 _START_TIMEOUT = 60.0  # seconds for a new worker to import feedparser and say it is ready
 
@@ -52,9 +52,9 @@ class ParseJob:
     feed_name: str
     url: str
     headers: Mapping[str, str]
-    # Item by item (bot.feeds.items): what the bot holds of the feed's last document.
+    # Item by item (bot.feeds.items), with the memo of the feed's last document.
     itemize: bool = False
-    known: Known | None = None
+    memo: bytes | None = None
 
 
 class ParsePool:
@@ -229,14 +229,14 @@ def _serve(conn: Connection) -> None:
         try:
             outcome: Any
             if job.itemize:
-                # Only the items the bot does not hold; the whole document when it does not
-                # cut cleanly (with its identity, as below).
+                # Only the items the memo does not hold; the whole document when it does
+                # not cut cleanly (with its identity, as below).
                 outcome = parse_items(
                     job.body,
                     feed_name=job.feed_name,
                     url=job.url,
                     headers=job.headers,
-                    known=job.known,
+                    memo=job.memo,
                 )
             else:
                 parsed = parse_document(

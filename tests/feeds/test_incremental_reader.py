@@ -12,6 +12,7 @@ from bot.core.identity import identify
 from bot.core.ports import FetchResult, FetchStatus
 from bot.feeds import FeedReader
 from bot.feeds.fetch import FetchLimits, HttpFetcher
+from bot.feeds.incremental import load
 from bot.feeds.parse import parse_document
 from bot.feeds.pool import ParsePool
 from tests.feedgen import Item, minutes_ago, rss
@@ -78,7 +79,9 @@ async def test_each_feed_holds_its_own_items(reader):
     again = await reader.parse(body(items[1:]), "One")
     assert reader.items_parsed == 10 and reader.items_reused == 4
     assert again == whole(body(items[1:]), "One")
-    assert len(reader.items) == 9  # per feed, only the items of its last document
+    held = {name: load(memo) for name, memo in reader.memos.items()}
+    # Per feed, only the items of its last document.
+    assert {name: len(memo.items) for name, memo in held.items() if memo} == {"One": 4, "Two": 5}
 
 
 async def test_without_incremental_every_item_is_parsed():
