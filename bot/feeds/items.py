@@ -21,6 +21,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import itertools
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -32,6 +33,8 @@ from bot.core.identity import identify
 from bot.core.ports import ParsedFeed
 from bot.feeds.incremental import ItemResult, Memo, assemble, dump, item_result, load
 from bot.feeds.parse import BENIGN_PROBLEMS, MAX_ITEMS, parse_document, response_headers
+
+log = logging.getLogger(__name__)
 
 # An item's start or end tag, or what may hide one: CDATA, a comment, a processing instruction.
 # In well-formed XML every other `<` starts a tag, and a tag name cannot contain these bytes.
@@ -99,8 +102,10 @@ def split(body: bytes) -> Split | None:
         else:
             if start >= 0 or attrs.rstrip(_XML_SPACE).endswith(b"/"):
                 return None  # an item inside an item, an empty <item/>
+            if len(spans) == MAX_ITEMS:
+                return None  # a dump, not a feed: the bounds pass drops the rest
             start = match.start()
-    if start >= 0 or not spans or len(spans) > MAX_ITEMS:
+    if start >= 0 or not spans:
         return None
     items = [body[a:b] for a, b in spans]
     if any(b"xmlns" in item for item in items):
@@ -141,7 +146,13 @@ def parse_items(
 ) -> Itemized:
     """The items of `body` not in the feed's `memo` parsed and the document put back together,
     or, when the body does not cut cleanly, the whole document parsed as before."""
-    itemized = _itemized(body, feed_name, url, headers, load(memo))
+    try:
+        itemized = _itemized(body, feed_name, url, headers, load(memo))
+    except Exception:
+        # A memo that does not open, a document this module misjudged: the whole parse is
+        # always right, and the feed is parsed whole again (and held anew) next time.
+        log.exception("parsing %r item by item failed; parsed whole", feed_name)
+        itemized = None
     if itemized is not None:
         return itemized
     parsed = parse_document(body, feed_name=feed_name, url=url, headers=headers)
