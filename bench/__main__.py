@@ -5,6 +5,7 @@
     .venv/bin/python -m bench matcher         # the matcher against one regex per query
     .venv/bin/python -m bench hostile         # the costliest NEAR allowed, against pair by pair
     .venv/bin/python -m bench formulaic       # first poll of 1,000 formulaic feeds vs feedparser
+    .venv/bin/python -m bench scale           # 1, 2 and 3 workers on one PostgreSQL database
     .venv/bin/python -m bench --quick         # smaller sizes: a smoke run in under a minute
 
 Speed is measured here, never asserted in tests (see BENCHMARKS.md for the latest numbers)."""
@@ -18,7 +19,7 @@ import time
 
 from bench.common import machine
 
-PARTS = ("pipeline", "matcher", "hostile", "formulaic")
+PARTS = ("pipeline", "matcher", "hostile", "formulaic", "scale")
 
 
 def _matcher(quick: bool) -> str:
@@ -57,6 +58,10 @@ def main(argv: list[str] | None = None) -> None:
             from bench import formulaic
 
             print(f"## Formulaic feeds\n\n{formulaic.run(quick=args.quick)}", flush=True)
+        elif part == "scale":
+            from bench import scale
+
+            print(f"## Scale-out\n\n{scale.run(quick=args.quick)}", flush=True)
         elif part == "hostile":
             from bench import hostile
 
