@@ -9,7 +9,8 @@ What is shared, and how:
 
 - **Feed polls are leased.** `claim_due_feeds` hands this worker feeds whose next poll is due
   and which no live worker holds (`FOR UPDATE SKIP LOCKED`), each with a lease that expires
-  (database clock) and a fencing token that grows with every claim of that feed. The store
+  (database clock; at once when its worker's process dies) and a fencing token that grows with
+  every claim of that feed. The store
   remembers the tokens it was given: a poll's write (`apply_ingest`, `record_poll`) from a
   worker whose lease has since been taken over is refused with `LeaseLost`, so a worker that
   stalled past its lease cannot write over its successor. `finish_feed` lets the feed go and
@@ -77,7 +78,7 @@ class WorkerRow:
     feeds: int  # feed leases held now
     destinations: int  # destination claims held now
     holds: tuple[str, ...]  # unique roles held (a chat gateway, say)
-    alive: bool  # heartbeat within FEED_LEASE
+    alive: bool  # its process runs (its session on the database is open)
 
 
 @runtime_checkable

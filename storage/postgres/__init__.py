@@ -158,6 +158,7 @@ class PostgresStorage(
             await storage._start_signals()
         except BaseException:
             await storage._stop_signals()
+            await storage._close_hold_connection()
             await pool.close()
             raise
         return storage

@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 # pg_try_advisory_lock(HOLD_LOCKS, <role's number>): the first number keeps the roles' locks
 # apart from the migration lock (storage.postgres.MIGRATION_LOCK) and anyone else's.
 HOLD_LOCKS = 0x686F6C64  # "hold"
+# pg_advisory_lock(LIVE_LOCKS, <worker's number>), held for the worker's life: the view
+# live_workers (migration 0003, which spells the number out) lists the workers holding theirs.
+LIVE_LOCKS = 0x6C697665  # "live"
 # Events handled (first_to_handle) are remembered this long: Slack retries within minutes.
 HANDLED_FOR = timedelta(days=1)
 # A worker not seen for this long is dropped from the workers table (and from /status).
@@ -48,8 +51,8 @@ def new_worker_id() -> str:
 
 
 def role_key(role: str) -> int:
-    """The role's lock number: stable across processes and versions (unlike Python's hash),
-    and non-negative, so it reads back the same from pg_locks (an oid)."""
+    """The role's (or a worker's) lock number: stable across processes and versions (unlike
+    Python's hash), and non-negative, so it reads back the same from pg_locks (an oid)."""
     return zlib.crc32(role.encode()) & 0x7FFFFFFF
 
 
@@ -69,12 +72,17 @@ class ClusterTables(PostgresBase):
         return self._takeovers
 
     async def _join(self) -> None:
-        await self._pool.execute(
-            """INSERT INTO workers (worker, host, pid) VALUES ($1, $2, $3)
-               ON CONFLICT (worker) DO UPDATE SET seen_at = now()""",
+        await self._hold_connection()  # takes this worker's live lock first
+        await self._register(self._pool)
+
+    async def _register(self, db: asyncpg.Pool[Any] | asyncpg.Connection[Any]) -> None:
+        await db.execute(
+            """INSERT INTO workers (worker, host, pid, live_key) VALUES ($1, $2, $3, $4)
+               ON CONFLICT (worker) DO UPDATE SET seen_at = now(), live_key = excluded.live_key""",
             self.worker,
             socket.gethostname(),
             os.getpid(),
+            role_key(self.worker),
         )
 
     async def _leave(self) -> None:
@@ -97,14 +105,12 @@ class ClusterTables(PostgresBase):
         self._claims.clear()
 
     async def heartbeat(self) -> None:
+        # The live lock first: a worker whose lock connection dropped counts as gone (its
+        # leases are anyone's) until it has the lock again.
+        await self._check_hold_connection()
+        await self._hold_connection()
         async with self._pool.acquire() as conn:
-            await conn.execute(
-                """INSERT INTO workers (worker, host, pid) VALUES ($1, $2, $3)
-                   ON CONFLICT (worker) DO UPDATE SET seen_at = now()""",
-                self.worker,
-                socket.gethostname(),
-                os.getpid(),
-            )
+            await self._register(conn)
             # SKIP LOCKED: a locked feed is being written by this worker's own poll (a batch
             # of feeds, locked in its own order): waiting for it could deadlock, and the poll
             # is about to finish the lease anyway.
@@ -129,8 +135,6 @@ class ClusterTables(PostgresBase):
             await conn.execute(
                 "DELETE FROM workers WHERE seen_at < now() - $1::interval", FORGET_WORKERS_AFTER
             )
-        if self._held:
-            await self._check_hold_connection()
 
     # --- feed leases ------------------------------------------------------------------------
 
@@ -139,7 +143,8 @@ class ClusterTables(PostgresBase):
             """WITH due AS (
                    SELECT id, lease_worker FROM feeds
                    WHERE active AND coalesce(next_poll_at, '-infinity') <= now()
-                     AND (lease_expires_at IS NULL OR lease_expires_at <= now())
+                     AND (lease_expires_at IS NULL OR lease_expires_at <= now()
+                          OR lease_worker NOT IN (SELECT worker FROM live_workers))
                    ORDER BY next_poll_at NULLS FIRST, id
                    LIMIT $2 FOR UPDATE SKIP LOCKED)
                UPDATE feeds f SET lease_worker = $1, lease_token = nextval('lease_tokens'),
@@ -157,7 +162,8 @@ class ClusterTables(PostgresBase):
             if lease.taken_over:
                 self._takeovers += 1
                 log.info(
-                    "took over the poll of feed %d from a worker that let it lapse", lease.feed_id
+                    "took over the poll of feed %d from a worker that is gone or let it lapse",
+                    lease.feed_id,
                 )
         return leases
 
@@ -217,7 +223,15 @@ class ClusterTables(PostgresBase):
         conn = self._hold_conn
         if conn is None or conn.is_closed():
             self._held.clear()  # whatever the old connection held went with it
-            conn = self._hold_conn = await asyncpg.connect(self._url, timeout=CONNECT_TIMEOUT_S)
+            conn = await asyncpg.connect(self._url, timeout=CONNECT_TIMEOUT_S)
+            try:
+                await conn.execute(
+                    "SELECT pg_advisory_lock($1, $2)", LIVE_LOCKS, role_key(self.worker)
+                )
+            except BaseException:
+                conn.terminate()
+                raise
+            self._hold_conn = conn
         return conn
 
     async def _check_hold_connection(self) -> None:
@@ -254,7 +268,7 @@ class ClusterTables(PostgresBase):
     async def workers(self) -> list[WorkerRow]:
         rows = await self._read(
             """SELECT w.worker, w.started_at, w.seen_at,
-                 w.seen_at > now() - $1::interval AS alive,
+                 w.worker IN (SELECT worker FROM live_workers) AS alive,
                  (SELECT count(*) FROM feeds f
                   WHERE f.lease_worker = w.worker AND f.lease_expires_at > now()) AS feeds,
                  (SELECT count(*) FROM destination_claims c
@@ -264,12 +278,11 @@ class ClusterTables(PostgresBase):
                        WHERE r.worker = w.worker AND EXISTS (
                            SELECT 1 FROM pg_locks l
                            WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
-                             AND l.classid = $2::integer::oid AND l.objid = r.key::oid
+                             AND l.classid = $1::integer::oid AND l.objid = r.key::oid
                              AND l.database = (SELECT oid FROM pg_database
                                                WHERE datname = current_database()))
                        ORDER BY r.role) AS holds
                FROM workers w ORDER BY w.started_at, w.worker""",
-            self._feed_lease,
             HOLD_LOCKS,
         )
         return [

@@ -95,7 +95,9 @@ class OutboxTables(PostgresBase):
                 f"""UPDATE destination_claims c SET worker = $2, token = nextval('lease_tokens'),
                       expires_at = now() + $3::interval
                     FROM (SELECT destination, worker FROM destination_claims
-                          WHERE expires_at <= now() AND destination IN ({_DUE_TARGETS})
+                          WHERE (expires_at <= now()
+                                 OR worker NOT IN (SELECT worker FROM live_workers))
+                            AND destination IN ({_DUE_TARGETS})
                           ORDER BY destination FOR UPDATE SKIP LOCKED) lapsed
                     WHERE c.destination = lapsed.destination
                     RETURNING lapsed.worker <> $2 AS taken_over""",  # noqa: S608 - a constant

@@ -13,8 +13,8 @@ suite has a budget):
    phase: at most one connection of the fake has an identified session);
 3. a burst of matching stories while workers are killed with SIGKILL and restarted (a random
    one, the one sending the burst, another random one): every card is posted exactly once in
-   each channel. The sender's claims on the channels lapse and move to another worker
-   (DESTINATION_CLAIM, 30 s: the longest wait of the test);
+   each channel. The sender's claims on the channels move to another worker as soon as the
+   database sees it gone;
 4. the gateway holder killed with SIGKILL: another worker identifies within a minute and answers
    a slash command, once.
 """
@@ -228,8 +228,8 @@ async def test_three_workers_share_the_feeds_the_outbox_and_the_gateway(
             feed_server.set("wire.xml", burst(BURST))
             cards = BURST * len(CHANNELS)
             # Three kills: a random worker that sends none of the burst, then the one that
-            # sends it (its channels' claims lapse and move: the longest wait, up to
-            # DESTINATION_CLAIM), then another random one that does not.
+            # sends it (its channels' claims move as soon as the database sees it gone), then
+            # another random one that does not.
             kills: list[tuple[int, int, bool]] = []  # (worker, cards posted, held the claims)
             for target, kill_holder in (
                 (cards // 4, False),

@@ -87,6 +87,15 @@ async def kill_connection(store: PostgresStorage, pid: int) -> None:
     assert await store._pool.fetchval("SELECT pg_terminate_backend($1)", pid)
 
 
+async def kill_worker(store: PostgresStorage) -> None:
+    """Every session of the worker ends at once, and it lets nothing go: a SIGKILL, as the
+    database sees it."""
+    await store._stop_signals()  # its listener (not what frees anything)
+    assert store._hold_conn is not None
+    store._hold_conn.terminate()
+    store._pool.terminate()
+
+
 # --- feed leases ----------------------------------------------------------------------------------
 
 
@@ -367,6 +376,26 @@ async def test_closing_a_worker_lets_its_feeds_and_destinations_go_at_once(pair)
     assert not lease.taken_over
     assert len(await b.due_deliveries(NOW, 10)) == 6
     assert [w.worker for w in await b.workers()] == [b.worker]
+
+
+async def test_a_worker_that_dies_gives_up_its_feeds_and_destinations_at_once(open_worker):
+    # Leases far longer than the test: only the dead worker's session can free them.
+    a = await open_worker(feed_lease=timedelta(minutes=5), destination_claim=timedelta(minutes=5))
+    b = await open_worker(feed_lease=timedelta(minutes=5), destination_claim=timedelta(minutes=5))
+    await config_feeds(a, REUTERS)
+    await _cards(a)
+    (held,) = await a.claim_due_feeds(5)
+    assert len(await a.due_deliveries(NOW, 10)) == 6
+    assert await b.claim_due_feeds(5) == [] and await b.due_deliveries(NOW, 10) == []
+
+    # SIGKILL, as the database sees it: every session of the worker ends, nothing is let go.
+    await kill_worker(a)
+
+    (lease,) = await b.claim_due_feeds(5)
+    assert lease.feed_id == held.feed_id and lease.taken_over and lease.token > held.token
+    assert len(await b.due_deliveries(NOW, 10)) == 6
+    alive = {w.worker: w.alive for w in await b.workers()}
+    assert alive == {a.worker: False, b.worker: True}
 
 
 # --- unique roles, events, /status ----------------------------------------------------------------
