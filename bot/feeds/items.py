@@ -3,10 +3,11 @@
 A changed body usually differs from the last one by a few items and a new lastBuildDate, yet a
 whole parse costs every item again. So the body is cut into its items (RSS `<item>`, Atom
 `<entry>`, RDF `<item>`) with one regex pass, each item's bytes are hashed, and only the items
-whose hash the bot does not hold from the feed's last document are parsed: in one document made
-of the part before the first item, those items, and the part after the last one, through the
-same fast path (bot.feeds.fastparse) as a whole parse. The bot (bot.feeds.incremental) puts
-the document back together from those and the items it holds.
+whose hash is not in the memo of the feed's last document (which the bot holds and sends with
+the body) are parsed: in one document made of the part before the first item, those items, and
+the part after the last one, through the same fast path (bot.feeds.fastparse) as a whole
+parse. The document is put back together here from those and the memo's items
+(bot.feeds.incremental), so the bot receives the same ParsedFeed as from a whole parse.
 
 That is exactly a whole parse only where an item reads the same wherever it stands, so a body
 is cut only when nothing but whitespace lies between its items, no item declares a namespace or
