@@ -1,10 +1,12 @@
 """The `newsbot` command: run, check, preview, demo.
 
 Exit codes: 0 success; 1 the work failed (a feed that cannot be read by preview, every feed
-failing in `run --once`, any failed line of `check`); 2 bad configuration or bad arguments (a query that does not parse),
-or what the configuration names cannot be used (another newsbot runs on the database; the
-database is locked by another process, damaged, or not a newsbot database). Each refusal is one line on stderr, and the process exits
-holding nothing, so the next start works once the cause is gone."""
+failing in `run --once`, any failed line of `check`); 2 bad configuration or bad arguments (a
+query that does not parse), or what the configuration names cannot be used (another newsbot
+runs on the SQLite file, which one bot owns; several share a PostgreSQL database; the database
+is locked by another process, damaged, unreachable or not a newsbot database). Each refusal is
+one line on stderr, and the process exits holding nothing, so the next start works once the
+cause is gone."""
 
 from __future__ import annotations
 
