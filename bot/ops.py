@@ -148,7 +148,7 @@ class _ClusterCollector(Collector):
         now = self.figures()
         yield GaugeMetricFamily(
             "newsbot_workers_alive",
-            "Workers on this database with a recent heartbeat",
+            "Workers on this database whose process runs (its session lock is held)",
             now.workers_alive,
         )
         yield GaugeMetricFamily(

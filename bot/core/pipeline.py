@@ -253,13 +253,13 @@ class Pipeline:
         than GROUP_SECONDS), in one ingest session. A poll that fails fails alone; a session
         that cannot commit fails them all."""
         group: list[_Ingest] = []
-        started = time.monotonic()
+        committed = False
         try:
             async with self.store.ingest_session() as session:
-                while (
-                    self._waiting
-                    and len(group) < GROUP_POLLS
-                    and time.monotonic() - started < GROUP_SECONDS
+                started = time.monotonic()  # the session's age, from when it is open
+                while self._waiting and (
+                    not group  # at least one poll, however long the session took to open
+                    or (len(group) < GROUP_POLLS and time.monotonic() - started < GROUP_SECONDS)
                 ):
                     job = self._waiting.popleft()
                     group.append(job)
@@ -267,12 +267,19 @@ class Pipeline:
                         job.plan = await self._plan_and_apply(session, job)
                     except Exception as exc:
                         job.error = exc
+            committed = True
         except Exception as exc:
+            if not group and self._waiting:
+                # The session did not even open (the database locked, unreachable): the
+                # oldest poll fails with the reason, rather than waiting for ever.
+                group.append(self._waiting.popleft())
             for job in group:
                 if job.error is None:
                     job.plan, job.error = None, exc
         finally:
             for job in group:
+                if not committed and job.error is None:
+                    job.plan = None  # cut short (shutdown): nothing of it was committed
                 job.done = True
         if any(job.plan is not None and _wakes(job.plan) for job in group):
             self.on_alerts()

@@ -184,7 +184,8 @@ class IngestStore(IngestSession, Protocol):
         behind (its failure is recorded on the feed) and the session goes on. When the block
         ends, everything is committed, or, if that fails (a full disk), nothing is and it
         raises: every poll of the session then failed. A backend may commit each apply on
-        its own and yield itself: the same results, without the shared commit."""
+        its own and yield itself: the same results, without the shared commit, provided that
+        no other session (another worker's, on a shared store) runs meanwhile."""
         ...
 
     async def find_keys(

@@ -65,6 +65,10 @@ class ClusterTables(PostgresBase):
         self._destination_claim = destination_claim
         self._takeovers = 0
         self._hold_conn: asyncpg.Connection[Any] | None = None
+        # One user of the hold connection at a time: asyncpg refuses a second query in flight
+        # (the worker would drop its connection, and with it its live lock, as if it had died),
+        # and two reconnections at once would each wait for the other's live lock.
+        self._hold_lock = asyncio.Lock()
         self._held: set[str] = set()
 
     @property
@@ -72,7 +76,8 @@ class ClusterTables(PostgresBase):
         return self._takeovers
 
     async def _join(self) -> None:
-        await self._hold_connection()  # takes this worker's live lock first
+        async with self._hold_lock:
+            await self._hold_connection()  # takes this worker's live lock first
         await self._register(self._pool)
 
     async def _register(self, db: asyncpg.Pool[Any] | asyncpg.Connection[Any]) -> None:
@@ -107,8 +112,9 @@ class ClusterTables(PostgresBase):
     async def heartbeat(self) -> None:
         # The live lock first: a worker whose lock connection dropped counts as gone (its
         # leases are anyone's) until it has the lock again.
-        await self._check_hold_connection()
-        await self._hold_connection()
+        async with self._hold_lock:
+            await self._check_hold_connection()
+            await self._hold_connection()
         async with self._pool.acquire() as conn:
             await self._register(conn)
             # SKIP LOCKED: a locked feed is being written by this worker's own poll (a batch
@@ -190,10 +196,11 @@ class ClusterTables(PostgresBase):
         is released by the server when the worker dies or the connection drops."""
         if self.holding(role):
             return True  # the lock counts re-entries: take it once only
-        conn = await self._hold_connection()
-        held: bool = await conn.fetchval(
-            "SELECT pg_try_advisory_lock($1, $2)", HOLD_LOCKS, role_key(role)
-        )
+        async with self._hold_lock:
+            conn = await self._hold_connection()
+            held: bool = await conn.fetchval(
+                "SELECT pg_try_advisory_lock($1, $2)", HOLD_LOCKS, role_key(role)
+            )
         if held:
             self._held.add(role)
             await self._pool.execute(
@@ -211,22 +218,31 @@ class ClusterTables(PostgresBase):
         if role not in self._held:
             return
         self._held.discard(role)
-        conn = self._hold_conn
         with contextlib.suppress(*_UNREACHABLE):
-            if conn is not None and not conn.is_closed():
-                await conn.execute("SELECT pg_advisory_unlock($1, $2)", HOLD_LOCKS, role_key(role))
+            async with self._hold_lock:
+                conn = self._hold_conn
+                if conn is not None and not conn.is_closed():
+                    await conn.execute(
+                        "SELECT pg_advisory_unlock($1, $2)", HOLD_LOCKS, role_key(role)
+                    )
             await self._pool.execute(
                 "DELETE FROM role_holders WHERE role = $1 AND worker = $2", role, self.worker
             )
 
     async def _hold_connection(self) -> asyncpg.Connection[Any]:
+        """Callers hold _hold_lock."""
         conn = self._hold_conn
         if conn is None or conn.is_closed():
             self._held.clear()  # whatever the old connection held went with it
             conn = await asyncpg.connect(self._url, timeout=CONNECT_TIMEOUT_S)
             try:
-                await conn.execute(
-                    "SELECT pg_advisory_lock($1, $2)", LIVE_LOCKS, role_key(self.worker)
+                # Bounded: the server may not have noticed yet that this worker's previous
+                # connection, which held the same lock, is gone; the next heartbeat tries again.
+                await asyncio.wait_for(
+                    conn.execute(
+                        "SELECT pg_advisory_lock($1, $2)", LIVE_LOCKS, role_key(self.worker)
+                    ),
+                    CONNECT_TIMEOUT_S,
                 )
             except BaseException:
                 conn.terminate()
@@ -236,7 +252,8 @@ class ClusterTables(PostgresBase):
 
     async def _check_hold_connection(self) -> None:
         """A connection that no longer answers holds nothing we can count on: drop it, so that
-        `holding` turns false here (the server frees the locks when it notices)."""
+        `holding` turns false here (the server frees the locks when it notices). Callers hold
+        _hold_lock."""
         conn = self._hold_conn
         if conn is None or conn.is_closed():
             return

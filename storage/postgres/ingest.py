@@ -38,6 +38,9 @@ _WINDOWED = """
         ORDER BY sk.story_id DESC LIMIT $3
     ) h"""
 
+# pg_advisory_lock(INGEST_LOCK): one ingest session at a time across the workers ("news", 3).
+INGEST_LOCK = (0x6E657773, 3)
+
 # ... and those of reaching it at all, for recording the failure on the feed.
 _UNREACHABLE = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
@@ -102,8 +105,16 @@ class IngestTables(PostgresBase):
 
     @asynccontextmanager
     async def ingest_session(self) -> AsyncIterator[IngestSession]:
-        # Each apply_ingest commits on its own (see IngestStore.ingest_session).
-        yield self
+        """Each apply_ingest commits on its own, but one session at a time in the whole
+        cluster: a plan must see what the plans before it wrote, or a story carried by two
+        feeds polled by two workers at once is new to both, and posted twice. The lock is a
+        session advisory lock, freed by the server if this worker dies holding it."""
+        async with self._pool.acquire() as conn:
+            await conn.execute("SELECT pg_advisory_lock($1, $2)", *INGEST_LOCK)
+            try:
+                yield self
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1, $2)", *INGEST_LOCK)
 
     async def apply_ingest(
         self, feed: FeedState, plan: SupportsIngestBatch, outcome: PollOutcome, now: datetime

@@ -70,12 +70,16 @@ class OutboxTables(PostgresBase):
         claim is committed, and visible to the other workers, at once."""
         async with self._pool.acquire() as conn:
             # Two tests, each along an index (a destination's sent cards are many).
+            # Rows locked in the destinations' order, as the heartbeat renews them, and those it
+            # holds skipped: the two never wait on each other in a cycle.
             await conn.execute(
-                """DELETE FROM destination_claims c WHERE c.worker = $1
-                     AND NOT EXISTS (SELECT 1 FROM deliveries d
-                                     WHERE d.target = c.destination AND d.status = 'pending')
-                     AND NOT EXISTS (SELECT 1 FROM deliveries d
-                                     WHERE d.target = c.destination AND d.update_pending)""",
+                """DELETE FROM destination_claims WHERE destination IN (
+                     SELECT c.destination FROM destination_claims c WHERE c.worker = $1
+                       AND NOT EXISTS (SELECT 1 FROM deliveries d
+                                       WHERE d.target = c.destination AND d.status = 'pending')
+                       AND NOT EXISTS (SELECT 1 FROM deliveries d
+                                       WHERE d.target = c.destination AND d.update_pending)
+                     ORDER BY c.destination FOR UPDATE SKIP LOCKED)""",
                 self.worker,
             )
             # In the destinations' order: two workers inserting the same ones cannot deadlock.

@@ -6,6 +6,7 @@ alone, and a session that cannot commit saves nothing and says so on every feed 
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from dataclasses import replace
 from datetime import timedelta
@@ -14,7 +15,10 @@ import pytest
 
 from bot.core.identity import KeyKind, strong_keys
 from bot.core.models import FeedState, Story
-from bot.core.pipeline import IngestPlan, NewStory, PlannedKey
+from bot.core.pipeline import IngestPlan, NewStory, Pipeline, PlannedKey
+from bot.core.routing import QueryBook
+from bot.core.store import StorageError
+from storage.memory import MemoryStorage
 from storage.sqlite import SqliteStorage
 from tests.storage.test_storage_contract import AP, NOW, OK, REUTERS
 
@@ -125,3 +129,35 @@ async def test_a_session_that_cannot_commit_saves_nothing_and_fails_every_feed(s
         fed = await store.get_feed(name)
         assert fed.failures == 1 and not fed.baseline_done, name
         assert fed.last_error.startswith("cannot save the poll"), name
+
+
+# --- the pipeline around sessions -----------------------------------------------------------------
+
+
+class Unreachable(MemoryStorage):
+    """A store whose sessions cannot open (the database gone): nothing to await, even."""
+
+    def ingest_session(self):  # type: ignore[override]
+        raise StorageError("the database is unreachable")
+
+
+@pytest.mark.timeout(20)
+async def test_a_session_that_cannot_open_fails_the_poll_instead_of_waiting_for_ever():
+    store = Unreachable()
+    feed = await store.add_feed(REUTERS, "config", NOW)
+    pipeline = Pipeline(
+        store,
+        reader=None,  # type: ignore[arg-type]  # ingest() reads nothing from the network
+        queries=lambda: _empty_book(),
+        clock=lambda: NOW,
+    )
+
+    with pytest.raises(StorageError, match="unreachable"):
+        await asyncio.wait_for(pipeline.ingest(feed, [story("Kept for later")], OK), 10)
+    # The lock is free again: the next poll fails the same way, it does not hang either.
+    with pytest.raises(StorageError, match="unreachable"):
+        await asyncio.wait_for(pipeline.ingest(feed, [story("And again")], OK), 10)
+
+
+async def _empty_book() -> QueryBook:
+    return QueryBook([], [])

@@ -398,6 +398,24 @@ async def test_a_worker_that_dies_gives_up_its_feeds_and_destinations_at_once(op
     assert alive == {a.worker: False, b.worker: True}
 
 
+async def test_ingest_sessions_run_one_at_a_time_across_workers(pair):
+    # Two workers polling two feeds that carry one story: the second plan must see what the
+    # first wrote, or the story is new to both and posted twice.
+    a, b = pair
+    entered = asyncio.Event()
+
+    async def second() -> None:
+        async with b.ingest_session():
+            entered.set()
+
+    async with a.ingest_session():
+        task = asyncio.create_task(second())
+        await asyncio.sleep(0.5)
+        assert not entered.is_set()  # B waits while A's session is open
+    await asyncio.wait_for(task, 5)  # and has its turn once it ends
+    assert entered.is_set()
+
+
 # --- unique roles, events, /status ----------------------------------------------------------------
 
 
