@@ -98,8 +98,10 @@ class SqliteBase:
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         async with self._lock:
-            await self._db.execute("BEGIN IMMEDIATE")
             try:
+                # Inside the try: a BEGIN whose awaiting task is cancelled still runs on the
+                # connection's thread (see ingest_session).
+                await self._run(begin)
                 yield self._db
             except BaseException as exc:
                 await self._run(partial(rollback, cause=exc))

@@ -90,9 +90,11 @@ class IngestTables(SqliteBase):
         rewrites every index page the transaction touched, and a first poll's identity keys
         land all over the key index: one commit per poll wrote ten times what it added."""
         async with self._lock:
-            await self._run(begin)
             session = _Session(self)
             try:
+                # Inside the try: a BEGIN whose awaiting task is cancelled (shutdown) still runs
+                # on the connection's thread, and must be rolled back before the lock is free.
+                await self._run(begin)
                 yield session
             except BaseException as exc:
                 await self._run(partial(rollback, cause=exc))

@@ -131,6 +131,26 @@ async def test_a_session_that_cannot_commit_saves_nothing_and_fails_every_feed(s
         assert fed.last_error.startswith("cannot save the poll"), name
 
 
+async def test_a_session_cancelled_as_it_begins_leaves_no_transaction_open(sqlite_store):
+    store = sqlite_store
+    reuters = await store.add_feed(REUTERS, "config", NOW)
+
+    async def session() -> None:
+        async with store.ingest_session():
+            await asyncio.sleep(10)
+
+    task = asyncio.create_task(session())
+    await asyncio.sleep(0)  # it has the lock and waits for its BEGIN on the connection's thread
+    task.cancel()  # shutdown
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    # The BEGIN ran all the same, and was rolled back: the next poll commits as usual.
+    await store.apply_ingest(reuters, poll_of(reuters, story("After")), OK, NOW)
+    assert await store.count_stories() == 1
+    assert not await store._run(lambda conn: conn.in_transaction)
+
+
 # --- the pipeline around sessions -----------------------------------------------------------------
 
 
