@@ -32,7 +32,7 @@ from tests.fakes.discord_server import FakeDiscord, point_discord_at
 from tests.fakes.feed_server import FeedServer
 from tests.fakes.slack_server import FakeSlack
 from tests.feedgen import rss
-from tests.scale.cluster import cluster_database
+from tests.storage.postgres_server import throwaway_database
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -45,7 +45,7 @@ _databases = itertools.count()
 
 @pytest.fixture
 def database_url() -> Iterator[str]:
-    yield from cluster_database(f"newsbot_cluster_rt_{os.getpid()}_{next(_databases)}")
+    yield from throwaway_database(f"newsbot_cluster_rt_{os.getpid()}_{next(_databases)}")
 
 
 @pytest.fixture(autouse=True)

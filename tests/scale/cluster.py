@@ -10,60 +10,13 @@ from __future__ import annotations
 import asyncio
 import os
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-import asyncpg
-
-from storage.postgres import PostgresStorage, redact
 from tests.faults.process import BotProcess, free_port
-from tests.storage.postgres_server import (
-    _reachable,
-    _start_local_cluster,
-    run_apart,
-    server_url,
-    unavailable,
-    with_database,
-)
 
 # The child's environment: no proxy between the workers and the local fakes.
 PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")
-
-
-def cluster_database(name: str) -> Iterator[str]:
-    """The URL of a fresh, migrated database `name`, dropped (connections forced off) when the
-    generator is closed. Skips (fails with CI=true) without a PostgreSQL server, as the storage
-    suite does."""
-    server = server_url()
-    reason = _reachable(server)
-    if reason is not None:
-        _start_local_cluster()
-        reason = _reachable(server)
-    if reason is not None:
-        unavailable(f"{redact(server)}: {reason}")
-
-    async def create() -> None:
-        conn = await asyncpg.connect(server)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-        store = await PostgresStorage.open(with_database(server, name), pool_size=1)
-        await store.close()
-
-    async def drop() -> None:
-        conn = await asyncpg.connect(server)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-    run_apart(create)
-    try:
-        yield with_database(server, name)
-    finally:
-        run_apart(drop)
 
 
 class Worker(BotProcess):

@@ -35,7 +35,8 @@ from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.feed_server import FeedServer
 from tests.faults.process import burst, story_numbers
 from tests.feedgen import Item, minutes_ago, rss
-from tests.scale.cluster import Cluster, Worker, cluster_database, pid_of_peer
+from tests.scale.cluster import Cluster, Worker, pid_of_peer
+from tests.storage.postgres_server import throwaway_database
 
 WORKERS = 3
 FEEDS = 30  # quiet feeds polled by the cluster, besides the wire that carries the burst
@@ -51,7 +52,7 @@ pytestmark = pytest.mark.timeout(240)
 
 @pytest.fixture
 def database_url() -> Iterator[str]:
-    yield from cluster_database(f"newsbot_scale_{os.getpid()}")
+    yield from throwaway_database(f"newsbot_scale_{os.getpid()}")
 
 
 @pytest.fixture

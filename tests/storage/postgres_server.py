@@ -105,7 +105,8 @@ def unavailable(reason: str) -> None:
 async def _create(server: str, name: str) -> None:
     conn = await asyncpg.connect(server)
     try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        # FORCE: a database left by a killed run may still have its workers' connections.
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
@@ -121,8 +122,10 @@ async def _drop(server: str, name: str) -> None:
         await conn.close()
 
 
-def throwaway_database() -> Iterator[str]:
-    """The URL of a fresh, migrated database, dropped when the generator is closed."""
+def throwaway_database(name: str | None = None) -> Iterator[str]:
+    """The URL of a fresh, migrated database (`name`, by default one per test session),
+    dropped, its connections forced off, when the generator is closed. Skips (fails with
+    CI=true) without a PostgreSQL server."""
     server = server_url()
     reason = _reachable(server)
     if reason is not None:
@@ -130,12 +133,12 @@ def throwaway_database() -> Iterator[str]:
         reason = _reachable(server)
     if reason is not None:
         unavailable(f"{redact(server)}: {reason}")
-    name = f"newsbot_test_{os.getpid()}"
-    run_apart(lambda: _create(server, name))
+    database = name or f"newsbot_test_{os.getpid()}"
+    run_apart(lambda: _create(server, database))
     try:
-        yield with_database(server, name)
+        yield with_database(server, database)
     finally:
-        run_apart(lambda: _drop(server, name))
+        run_apart(lambda: _drop(server, database))
 
 
 async def open_clean(url: str, **cluster: Any) -> PostgresStorage:
