@@ -172,18 +172,21 @@ def begin(conn: sqlite3.Connection) -> None:
     conn.execute("BEGIN IMMEDIATE")
 
 
-def commit(conn: sqlite3.Connection) -> None:
+def still_in_transaction(conn: sqlite3.Connection) -> None:
+    """Raise if SQLite ended the open transaction after an error (SQLITE_FULL, IOERR, NOMEM):
+    what it held is gone, and statements would now commit one by one."""
     if not conn.in_transaction:
-        # SQLite ended it after an error (SQLITE_FULL, IOERR, NOMEM): what it held is gone.
         raise sqlite3.OperationalError("the transaction was rolled back by an earlier error")
+
+
+def commit(conn: sqlite3.Connection) -> None:
+    still_in_transaction(conn)
     conn.execute("COMMIT")
 
 
 def in_savepoint(conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]) -> T:
     """`body(conn)` as a savepoint of the open transaction, undone alone if it raises."""
-    if not conn.in_transaction:
-        # Statements would commit one by one: refuse rather than write half a poll.
-        raise sqlite3.OperationalError("the transaction was rolled back by an earlier error")
+    still_in_transaction(conn)  # rather than write half a poll outside any transaction
     conn.execute("SAVEPOINT poll")
     try:
         result = body(conn)
