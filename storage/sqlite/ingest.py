@@ -139,12 +139,11 @@ class _Session:
             return []
         unique = sorted(set(keys))
         if since is None:
-            rows = await self._store._run(partial(_strong_rows, keys=unique))
+            rows = await self._store._run(partial(_select_in, sql=_STRONG_ROWS, values=unique))
         else:
             rows = await self._store._run(
                 partial(_windowed_rows, keys=unique, since=since.timestamp())
             )
-        kinds = {int(kind): kind for kind in KeyKind}
         # The keys of one story, and the stories of one poll, share one timestamp: converted
         # once each (a first poll of formulaic feeds reads millions of hits).
         moments: dict[float, datetime] = {}
@@ -153,20 +152,23 @@ class _Session:
             moment = moments.get(seen_at)
             if moment is None:
                 moment = moments[seen_at] = datetime.fromtimestamp(seen_at, UTC)
-            hits.append(KeyHit(key, kinds[kind], story_id, moment))
+            hits.append(KeyHit(key, _KINDS[kind], story_id, moment))
         return hits
 
     async def load_stories(self, ids: Sequence[int]) -> dict[int, StoredStory]:
         if not ids:
             return {}
-        rows = await self._store._run(partial(_story_rows, ids=list(ids)))
+        rows = await self._store._run(
+            partial(_select_in, sql=_STORY_ROWS, values=list(ids), by_name=True)
+        )
         return {row["id"]: story_of(row) for row in rows}
 
     async def delivery_targets(self, story_ids: Sequence[int]) -> dict[int, set[str]]:
         found: dict[int, set[str]] = {}
         if not story_ids:
             return found
-        for story_id, target in await self._store._run(partial(_target_rows, ids=list(story_ids))):
+        rows = await self._store._run(partial(_select_in, sql=_TARGET_ROWS, values=list(story_ids)))
+        for story_id, target in rows:
             found.setdefault(story_id, set()).add(target)
         return found
 
@@ -200,16 +202,6 @@ def _in_transaction(conn: sqlite3.Connection) -> bool:
     return conn.in_transaction
 
 
-def _strong_rows(
-    conn: sqlite3.Connection, keys: Sequence[int]
-) -> list[tuple[int, int, int, float]]:
-    rows: list[tuple[int, int, int, float]] = []
-    for chunk in chunks(keys):
-        sql = f"SELECT key, kind, story_id, seen_at FROM story_keys WHERE key IN ({marks(len(chunk))})"  # noqa: S608
-        rows += conn.execute(sql, list(chunk)).fetchall()
-    return rows
-
-
 def _windowed_rows(
     conn: sqlite3.Connection, keys: Sequence[int], since: float
 ) -> list[tuple[int, int, int, float]]:
@@ -229,27 +221,24 @@ def _windowed_rows(
     return rows
 
 
-def _story_rows(conn: sqlite3.Connection, ids: Sequence[int]) -> list[sqlite3.Row]:
-    select = columns("s", STORY_COLUMNS)
-    found: list[sqlite3.Row] = []
-    for chunk in chunks(ids):
-        cursor = conn.execute(
-            f"SELECT {select} FROM stories s WHERE s.id IN ({marks(len(chunk))})",  # noqa: S608
-            chunk,
-        )
-        cursor.row_factory = sqlite3.Row
+def _select_in(
+    conn: sqlite3.Connection, sql: str, values: Sequence[int], *, by_name: bool = False
+) -> list[Any]:
+    """`sql`, whose `{marks}` is an IN list, over `values` in chunks within SQLite's limit on
+    parameters; `by_name`: rows read by column name (sqlite3.Row), else plain tuples."""
+    found: list[Any] = []
+    for chunk in chunks(values):
+        cursor = conn.execute(sql.format(marks=marks(len(chunk))), list(chunk))
+        if by_name:
+            cursor.row_factory = sqlite3.Row  # applied as rows are fetched
         found += cursor.fetchall()
     return found
 
 
-def _target_rows(conn: sqlite3.Connection, ids: Sequence[int]) -> list[tuple[int, str]]:
-    found: list[tuple[int, str]] = []
-    for chunk in chunks(ids):
-        found += conn.execute(
-            f"SELECT story_id, target FROM deliveries WHERE story_id IN ({marks(len(chunk))})",  # noqa: S608
-            chunk,
-        ).fetchall()
-    return found
+_KINDS = {int(kind): kind for kind in KeyKind}
+_STRONG_ROWS = "SELECT key, kind, story_id, seen_at FROM story_keys WHERE key IN ({marks})"
+_STORY_ROWS = f"SELECT {columns('s', STORY_COLUMNS)} FROM stories s WHERE s.id IN ({{marks}})"  # noqa: S608 - column names are constants
+_TARGET_ROWS = "SELECT story_id, target FROM deliveries WHERE story_id IN ({marks})"
 
 
 def _write_poll_batch(
