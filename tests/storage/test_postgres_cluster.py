@@ -6,17 +6,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from bot.core.cluster import Coordinator, LeaseLost, Signal
-from bot.core.models import DeliveryStatus, FeedSpec
-from bot.core.routing import Route
+from bot.core.models import DeliveryStatus, FeedSpec, Origin, Watchlist
+from bot.core.pipeline import Pipeline
+from bot.core.routing import QueryBook, Route
 from storage.postgres import PostgresStorage
 from tests.storage.postgres_server import open_clean
 from tests.storage.test_storage_contract import (
+    AP,
     EDITOR_DM,
     MARKETS_CHANNEL,
     NOW,
@@ -414,6 +417,40 @@ async def test_ingest_sessions_run_one_at_a_time_across_workers(pair):
         assert not entered.is_set()  # B waits while A's session is open
     await asyncio.wait_for(task, 5)  # and has its turn once it ends
     assert entered.is_set()
+
+
+async def test_one_story_on_two_feeds_polled_by_two_workers_at_once_is_one_card(pair):
+    # What the desk sees: the ECB story reaches Reuters and AP at the same moment, two workers
+    # poll one each, and the channel gets one card, not two.
+    a, b = pair
+    reuters, ap = await config_feeds(a, REUTERS, AP)
+    book = QueryBook(
+        [Watchlist(1, "Desk", "ECB OR earthquake OR Zelensky", (MARKETS_CHANNEL,), Origin.CONFIG)],
+        [],
+    )
+
+    async def queries() -> QueryBook:
+        return book
+
+    def pipeline(store: PostgresStorage) -> Pipeline:
+        return Pipeline(store, None, queries, clock=lambda: NOW)  # type: ignore[arg-type]
+
+    one, other = pipeline(a), pipeline(b)
+    for feed in (reuters, ap):  # the baselines: alerts start with the next new story
+        await one.ingest(feed, [], OK)
+    reuters, ap = await a.get_feed(REUTERS.name), await a.get_feed(AP.name)
+
+    stories = [ecb_story(), quake_story(), kyiv_story()]  # the two polls interleave anew each
+    for n, story in enumerate(stories):
+        story = replace(story, feed=REUTERS.name, guid=f"reuters-{n}", published=NOW)
+        reports = await asyncio.gather(
+            one.ingest(reuters, [story], OK),
+            other.ingest(ap, [replace(story, feed=AP.name, guid=f"ap-{n}")], OK),
+        )
+        assert sorted(r.alerts for r in reports) == [0, 1], story.title
+
+    assert await a.count_stories() == len(stories)
+    assert (await a.delivery_counts()).get("pending") == len(stories)
 
 
 # --- unique roles, events, /status ----------------------------------------------------------------
