@@ -247,6 +247,7 @@ class Runtime:
             clock=clock,
             on_alerts=self.worker.wake,
             on_feed_health=self.notices.feed_health,
+            concurrency=settings.fetch.concurrency,
         )
         self.polling = Polling(
             storage,

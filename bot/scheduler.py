@@ -117,9 +117,9 @@ class FeedScheduler:
 
 
 class Polling:
-    """When and how feeds are polled: the scheduler's jobs follow the store's feeds, a gate
-    bounds the polls in flight, and each outcome is logged and counted. A poll that crashes
-    (a bug, a full disk) is a failed poll of that feed, reported like any other."""
+    """When and how feeds are polled: the scheduler's jobs follow the store's feeds (the
+    pipeline bounds the polls in flight), and each outcome is logged and counted. A poll that
+    crashes (a bug, a full disk) is a failed poll of that feed, reported like any other."""
 
     def __init__(
         self,
@@ -142,10 +142,6 @@ class Polling:
         self.per_feed_jobs = True
         self.on_feeds_changed: Callable[[], None] | None = None  # besides resyncing the jobs
         self.last_poll_at: datetime | None = None
-        # At most this many polls in flight: a fetched body waits for its turn to be ingested
-        # (one at a time), and a poll queued behind the connection pool must not spend its
-        # timeout waiting for a connection.
-        self._gate = asyncio.Semaphore(settings.fetch.concurrency)
 
     async def every_feed(self) -> list[PollReport]:
         """Every feed once, now, concurrently (whatever its schedule or backoff says)."""
@@ -196,8 +192,8 @@ class Polling:
         """Raises LeaseLost when the feed's lease moved to another worker mid-poll (nothing of
         this poll was written: the new holder polls it)."""
         try:
-            async with self._gate:
-                report = await self.pipeline.poll(feed, force=force)
+            # The pipeline bounds the polls in flight ([fetch] concurrency).
+            report = await self.pipeline.poll(feed, force=force)
         except LeaseLost:
             raise
         except Exception as exc:

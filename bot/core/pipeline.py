@@ -73,6 +73,9 @@ log = logging.getLogger(__name__)
 # long: chat commands and the delivery worker wait for the store while it runs.
 GROUP_POLLS = 32
 GROUP_SECONDS = 0.25
+# Parsed polls that may wait for the store while others fetch and parse: enough to fill two
+# ingest sessions, few enough that waiting documents never hold much memory.
+INGEST_BACKLOG = 2 * GROUP_POLLS
 
 
 # --- the orchestrator -----------------------------------------------------------------------------
@@ -129,7 +132,9 @@ class Pipeline:
         on_alerts: Callable[[], None] = lambda: None,
         backoff: BackoffPolicy | None = None,
         on_feed_health: Callable[[FeedState, PollReport, int], Awaitable[None]] | None = None,
+        concurrency: int = 32,
     ) -> None:
+        """`concurrency`: polls fetching or parsing at once ([fetch] concurrency)."""
         self.store = store
         self.reader = reader
         self.queries = queries
@@ -142,23 +147,36 @@ class Pipeline:
         # applied before the next plan reads it. Fetching and parsing stay concurrent.
         self._ingest_lock = asyncio.Lock()
         self._waiting: deque[_Ingest] = deque()
+        # Two bounds, not one: a poll whose document is parsed gives its fetch slot to the next
+        # poll while it waits for the store, so fetching, parsing (other processes) and writing
+        # overlap. Under one bound the slots all filled with polls waiting for the store, and
+        # the fetches and the writes took turns (issue 13: a first poll slower than the naive
+        # loop with both cores half idle).
+        self._fetching = asyncio.Semaphore(concurrency)
+        self._in_flight = asyncio.Semaphore(concurrency + INGEST_BACKLOG)
 
     async def poll(self, feed: FeedState, *, force: bool = False) -> PollReport:
         now = self.clock()
         if not force and feed.retry_at is not None and feed.retry_at > now:
             return PollReport(feed.name, PollStatus.SKIPPED)
-        result = await self.reader.fetch(feed)
-        if result.status == FetchStatus.ERROR:
-            return await self._failed(feed, result.error or "fetch failed", result.retry_after)
-        if result.status in (FetchStatus.NOT_MODIFIED, FetchStatus.UNCHANGED):
-            outcome = self._success(feed, result)
-            await self.store.record_poll(feed, outcome, self.clock())
-            await self._recovered(feed)
-            return PollReport(feed.name, PollStatus(result.status.value))
-        try:
-            parsed = await self.reader.parse(result, feed.name)
-        except FeedError as exc:
-            return await self._failed(feed, str(exc), None)
+        async with self._in_flight:
+            return await self._poll(feed)
+
+    async def _poll(self, feed: FeedState) -> PollReport:
+        async with self._fetching:
+            result = await self.reader.fetch(feed)
+            if result.status == FetchStatus.ERROR:
+                error = result.error or "fetch failed"
+                return await self._failed(feed, error, result.retry_after)
+            if result.status in (FetchStatus.NOT_MODIFIED, FetchStatus.UNCHANGED):
+                outcome = self._success(feed, result)
+                await self.store.record_poll(feed, outcome, self.clock())
+                await self._recovered(feed)
+                return PollReport(feed.name, PollStatus(result.status.value))
+            try:
+                parsed = await self.reader.parse(result, feed.name)
+            except FeedError as exc:
+                return await self._failed(feed, str(exc), None)
         report = await self.ingest(
             feed, parsed.stories, self._success(feed, result), parsed.identity
         )

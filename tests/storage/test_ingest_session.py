@@ -7,6 +7,7 @@ alone, and a session that cannot commit saves nothing and says so on every feed 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from dataclasses import replace
 from datetime import timedelta
@@ -14,12 +15,15 @@ from datetime import timedelta
 import pytest
 
 from bot.core.identity import KeyKind, strong_keys
-from bot.core.models import FeedState, Story
-from bot.core.pipeline import IngestPlan, NewStory, Pipeline, PlannedKey
+from bot.core.models import FeedSpec, FeedState, Story
+from bot.core.pipeline import INGEST_BACKLOG, IngestPlan, NewStory, Pipeline, PlannedKey
 from bot.core.routing import QueryBook
 from bot.core.store import StorageError
+from bot.feeds import FeedReader
+from bot.feeds.fetch import HttpFetcher
 from storage.memory import MemoryStorage
 from storage.sqlite import SqliteStorage
+from tests.feedgen import Item, rss
 from tests.storage.test_storage_contract import AP, NOW, OK, REUTERS
 
 
@@ -181,3 +185,64 @@ async def test_a_session_that_cannot_open_fails_the_poll_instead_of_waiting_for_
 
 async def _empty_book() -> QueryBook:
     return QueryBook([], [])
+
+
+class Stalled(MemoryStorage):
+    """A store whose sessions wait until `free` is set (a database busy with a long write)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.free = asyncio.Event()
+
+    @contextlib.asynccontextmanager
+    async def ingest_session(self):  # type: ignore[override]
+        await self.free.wait()
+        async with super().ingest_session() as session:
+            yield session
+
+
+@pytest.mark.timeout(30)
+async def test_feeds_are_fetched_while_the_store_is_busy_and_the_waiting_polls_are_bounded(
+    feed_server,
+):
+    """Issue 13: under one bound for the whole poll, every slot filled with parsed documents
+    waiting for the store, and fetching stopped until the store was free again (a first poll
+    slower than the naive loop, with both cores half idle). Now a parsed poll frees its fetch
+    slot; the polls waiting for the store are bounded on their own."""
+    concurrency, count = 2, 2 + INGEST_BACKLOG + 10
+    store = Stalled()
+    now = NOW
+    specs = []
+    for i in range(count):
+        feed_server.set(
+            f"f{i}.xml", rss([Item(f"Story {i}", "Text.", link=f"https://w.example/{i}")])
+        )
+        specs.append(FeedSpec(f"Feed {i}", feed_server.url(f"f{i}.xml"), timedelta(minutes=2)))
+    await store.sync_config_feeds(specs, now)
+    feeds = await store.list_feeds()
+    reader = FeedReader(HttpFetcher())
+    pipeline = Pipeline(
+        store, reader, lambda: _empty_book(), clock=lambda: now, concurrency=concurrency
+    )
+
+    def fetched() -> int:
+        return sum(feed_server.count(f"f{i}.xml") for i in range(count))
+
+    try:
+        polls = asyncio.gather(*(pipeline.poll(feed, force=True) for feed in feeds))
+        for _ in range(500):  # up to 10 s for the fetches to reach the bound
+            if fetched() >= concurrency + INGEST_BACKLOG:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)  # room for any poll past the bound to show itself
+        assert fetched() == concurrency + INGEST_BACKLOG
+        assert await store.count_stories() == 0
+
+        store.free.set()
+        reports = await polls
+    finally:
+        await reader.close()
+
+    assert [r.status for r in reports] == ["new"] * count
+    assert fetched() == count
+    assert await store.count_stories() == count
