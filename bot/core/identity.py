@@ -423,13 +423,15 @@ class DocumentIdentity:
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Sent by each parse worker for every document: as plain tuples, rebuilt in one pass
-        # (pickling the objects themselves cost the bot about 2.5 s per 50,000 items).
+        # (pickling the objects themselves cost the bot about 2.5 s per 50,000 items). A key
+        # goes as a plain (kind, value) pair: pickle writes each KeyKind member once per
+        # document and refers back to it after that.
         flat = tuple(
             (
                 i.index,
                 i.guid_unique,
                 i.link,
-                tuple((int(k.kind), k.value) for k in i.fuzzy),
+                tuple(map(tuple, i.fuzzy)),
                 i.print.title,
                 i.print.lead,
                 i.print.full,
@@ -442,15 +444,16 @@ class DocumentIdentity:
 def _document_identity(
     flat: tuple[tuple[Any, ...], ...], ignore: frozenset[str]
 ) -> DocumentIdentity:
-    kinds = {int(kind): kind for kind in KeyKind}
-    new = tuple.__new__
+    # map over tuple.__new__: the keys are rebuilt without a Python call each (a first poll
+    # unpickles a dozen per item).
+    new, cls = tuple.__new__, itertools.repeat(IdentityKey)
     return DocumentIdentity(
         tuple(
             ItemIdentity(
                 index,
                 unique,
                 link,
-                tuple(new(IdentityKey, (kinds[kind], value)) for kind, value in fuzzy),
+                tuple(map(new, cls, fuzzy)),
                 Fingerprint(title, lead, full),
             )
             for index, unique, link, fuzzy, title, lead, full in flat

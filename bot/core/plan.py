@@ -89,10 +89,11 @@ class IngestPlan:
                 found = refs[value] = StoryRef(value, value < 0)
             return found
 
+        new = tuple.__new__  # a KeyRow without the constructor's Python call: a dozen per item
         return IngestBatch(
             [NewStoryRow(n.ref, n.story, n.alertable) for n in self.new_stories],
             [RevisionRow(r.story_id, r.story, r.notify, r.alertable) for r in self.revisions],
-            [KeyRow(ref(k.story_ref), k.key) for k in self.keys],
+            [new(KeyRow, (ref(story_ref), key)) for story_ref, key in self.keys],
             [DeliveryRow(ref(d.story_ref), d.route) for d in self.deliveries],
             self.max_updates,
         )
@@ -232,11 +233,12 @@ def fuzzy_candidates(keys: Sequence[IdentityKey], by_key: Mapping[int, list[int]
 def _remember(
     plan: IngestPlan, by_key: dict[int, list[int]], ref: int, keys: Sequence[IdentityKey]
 ) -> None:
+    new = tuple.__new__  # a PlannedKey without the constructor's Python call
     for key in keys:
         refs = by_key.setdefault(key.value, [])
         if ref not in refs:
             refs.append(ref)
-            plan.keys.append(PlannedKey(ref, key))
+            plan.keys.append(new(PlannedKey, (ref, key)))
 
 
 def _plan_sighting(

@@ -146,13 +146,16 @@ class _Session:
             )
         # The keys of one story, and the stories of one poll, share one timestamp: converted
         # once each (a first poll of formulaic feeds reads millions of hits).
+        # tuple.__new__: a KeyHit without the Python-level constructor call (a first poll of
+        # formulaic feeds reads millions of hits).
         moments: dict[float, datetime] = {}
         hits = []
+        new = tuple.__new__
         for key, kind, story_id, seen_at in rows:
             moment = moments.get(seen_at)
             if moment is None:
                 moment = moments[seen_at] = datetime.fromtimestamp(seen_at, UTC)
-            hits.append(KeyHit(key, _KINDS[kind], story_id, moment))
+            hits.append(new(KeyHit, (key, _KINDS[kind], story_id, moment)))
         return hits
 
     async def load_stories(self, ids: Sequence[int]) -> dict[int, StoredStory]:
