@@ -24,6 +24,7 @@ from pydantic import (
 
 from bot.core.destinations import DestinationError, Destinations
 from bot.core.durations import parse_duration
+from bot.core.models import Updates
 from bot.core.query import QueryError, parse_query
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
@@ -166,6 +167,9 @@ class WatchlistEntry(_Section):
     name: str = Field(min_length=1, max_length=100)
     query: str
     channels: list[str] = Field(default_factory=lambda: ["console:desk"])
+    # How an update of an alerted story shows: "edit" the card in place (the default), or
+    # "thread": also a reply under the card, and the card names every feed that carries it.
+    updates: Updates = Updates.EDIT
 
     @field_validator("query")
     @classmethod

@@ -17,6 +17,7 @@ from bot.core.models import (
     Origin,
     StoredStory,
     Story,
+    Updates,
     Watchlist,
 )
 
@@ -58,6 +59,8 @@ DELIVERY_COLUMNS = (
     "update_count",
     "created_at",
     "digest_group",
+    "thread",
+    "shown_revision",
 )
 FEED_COLUMNS = (
     "id",
@@ -77,7 +80,7 @@ FEED_COLUMNS = (
     "retry_at",
     "created_by",
 )
-WATCHLIST_COLUMNS = ("id", "name", "query", "channels", "origin", "created_by")
+WATCHLIST_COLUMNS = ("id", "name", "query", "channels", "origin", "created_by", "updates")
 
 _EPOCH = datetime.fromtimestamp(0, UTC)
 
@@ -127,6 +130,8 @@ def delivery_of(row: Row, when: When) -> Delivery:
         update_count=row["update_count"],
         created_at=when(row["created_at"]),
         digest_group=row["digest_group"],
+        thread=bool(row["thread"]),
+        shown_revision=row["shown_revision"],
     )
 
 
@@ -159,4 +164,5 @@ def watchlist_of(row: Row) -> Watchlist:
         channels=tuple(json.loads(row["channels"])),
         origin=Origin(row["origin"]),
         created_by=row["created_by"],
+        updates=Updates(row["updates"]),
     )

@@ -39,10 +39,38 @@ class Card:
     update: bool = False
     delivery_id: int = 0
     story_id: int = 0
+    # Thread mode only (a watchlist's `updates = "thread"`): every feed that carries the story,
+    # its own first, once more than one does. Renderers show "N sources now report: ...".
+    sources: tuple[str, ...] = ()
+    revision: int = 0  # the story revision the card shows (a thread reply's idempotency key)
+
+
+# A card names at most this many sources, each cut to SOURCE_NAME_LIMIT characters; the rest
+# are counted ("and 4 more"). Feed names are the desk's own, but a chat-added feed can be
+# named anything, and a line must never push a card past a platform's limits.
+SOURCES_SHOWN = 5
+SOURCE_NAME_LIMIT = 40
+
+
+def sources_line(sources: tuple[str, ...]) -> str | None:
+    """`3 sources now report: Reuters, AP, BBC`, or None while one feed alone carries it.
+    Plain text: each renderer escapes it for its own markup."""
+    if len(sources) < 2:
+        return None
+    names = [
+        name if len(name) <= SOURCE_NAME_LIMIT else name[: SOURCE_NAME_LIMIT - 1] + "…"
+        for name in (" ".join(s.split()) for s in sources[:SOURCES_SHOWN])
+    ]
+    more = len(sources) - len(names)
+    listed = ", ".join(names) + (f" and {more} more" if more else "")
+    return f"{len(sources)} sources now report: {listed}"
 
 
 def build_card(delivery: Delivery, stored: StoredStory, *, update: bool = False) -> Card:
     story = stored.story
+    sources: tuple[str, ...] = ()
+    if delivery.thread and stored.sources:
+        sources = tuple(dict.fromkeys((story.feed, *stored.sources)))
     return Card(
         headline=story.title,
         url=safe_link(story.link),
@@ -58,6 +86,8 @@ def build_card(delivery: Delivery, stored: StoredStory, *, update: bool = False)
         update=update,
         delivery_id=delivery.id,
         story_id=stored.id,
+        sources=sources,
+        revision=stored.revision,
     )
 
 

@@ -33,6 +33,9 @@ class StoredStory:
     first_seen: datetime
     revision: int
     alertable: bool
+    # The other feeds that carried the story since, in the order they did (its own feed is
+    # `story.feed`). Read with the outbox only: a card in thread mode names them.
+    sources: tuple[str, ...] = ()
 
     # The matcher reads these four attributes (bot.core.matcher.Matchable).
     @property
@@ -50,6 +53,18 @@ class StoredStory:
     @property
     def feed(self) -> str:
         return self.story.feed
+
+
+class Updates(StrEnum):
+    """How a watchlist's cards show an update of an alerted story."""
+
+    EDIT = "edit"  # the card is edited in place (the default, and how it always was)
+    # Also a reply under the card (a Discord thread, a Slack thread) for each rewrite, and the
+    # card names every feed that carries the story ("3 sources now report: ...").
+    THREAD = "thread"
+
+
+UPDATE_MODES: tuple[str, ...] = tuple(u.value for u in Updates)
 
 
 class Origin(StrEnum):
@@ -97,6 +112,7 @@ class Watchlist:
     channels: tuple[str, ...]
     origin: Origin
     created_by: str | None = None
+    updates: Updates = Updates.EDIT
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +147,8 @@ class Delivery:
     update_count: int = 0
     created_at: datetime | None = None
     digest_group: str | None = None  # set once the card is put in a burst digest
+    thread: bool = False  # a watchlist of this destination asked for updates = "thread"
+    shown_revision: int = 0  # the story revision the posted card was last rendered from
 
 
 def platform_of(target: str) -> str:

@@ -24,7 +24,15 @@ from bot.core.identity import (
 from bot.core.models import FeedState, StoredStory, Story
 from bot.core.ports import KeyHit
 from bot.core.routing import QueryBook, Route
-from bot.core.store import DeliveryRow, IngestBatch, KeyRow, NewStoryRow, RevisionRow, StoryRef
+from bot.core.store import (
+    DeliveryRow,
+    IngestBatch,
+    KeyRow,
+    NewStoryRow,
+    RevisionRow,
+    SourceRow,
+    StoryRef,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +77,7 @@ class IngestPlan:
     revisions: list[Revision] = field(default_factory=list)
     keys: list[PlannedKey] = field(default_factory=list)
     deliveries: list[PlannedDelivery] = field(default_factory=list)
+    sources: list[SourceRow] = field(default_factory=list)  # other feeds carrying a story
     seen: int = 0
     max_updates: int = 3
     # Near-duplicate checks made (at most MAX_VERIFIED per sighting): the work of the plan.
@@ -96,6 +105,7 @@ class IngestPlan:
             [new(KeyRow, (ref(story_ref), key)) for story_ref, key in self.keys],
             [DeliveryRow(ref(d.story_ref), d.route) for d in self.deliveries],
             self.max_updates,
+            list(dict.fromkeys(self.sources)),
         )
 
 
@@ -264,6 +274,11 @@ def _plan_sighting(
     ):
         plan.seen += 1  # the usual case: a feed lists what it listed last time
         return
+    if not same_feed and feed.name.casefold() != old.feed.casefold():
+        # One more source carries the story (however it was recognised): a card in thread
+        # mode names it. The store keeps each feed once, so a feed listing it poll after poll
+        # edits nothing.
+        plan.sources.append(SourceRow(known.id, feed.name))
     sighting_fresh = feed.baseline_done and is_fresh(story, now, settings)
     # Only the same article (same feed, or the same link elsewhere) can revise a card; another
     # publisher's wording of the story is not an update of ours.

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from bot.core.matcher import Matchable, Matcher
-from bot.core.models import Subscription, Watchlist, dm_target
+from bot.core.models import Subscription, Updates, Watchlist, dm_target
 from bot.core.query import Query, QueryError, parse_query
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,9 @@ class Route:
     watchlists: tuple[str, ...]
     subscriber: str | None
     matched: tuple[str, ...]
+    # Updates of the story go under the card as thread replies: one of the destination's
+    # matching watchlists asked for it (`updates = "thread"`). A person's DMs edit in place.
+    thread: bool = False
 
 
 def _merge(terms: list[str], more: Iterable[str]) -> None:
@@ -95,6 +98,7 @@ class QueryBook:
         if not matches:
             return []
         by_target: dict[str, tuple[list[str], str | None, list[str]]] = {}
+        threaded: set[str] = set()
         for (kind, ident), terms in matches.items():
             if kind == "w":
                 watchlist = self.watchlists[ident]
@@ -103,6 +107,8 @@ class QueryBook:
                     if watchlist.name not in names:
                         names.append(watchlist.name)
                     _merge(matched, terms)
+                    if watchlist.updates == Updates.THREAD:
+                        threaded.add(channel)
             else:
                 sub = self.subscriptions[ident]
                 target = dm_target(sub.subscriber)
@@ -116,6 +122,12 @@ class QueryBook:
             return found if found >= 0 else len(text)
 
         return [
-            Route(target, tuple(names), subscriber, tuple(sorted(matched, key=position)))
+            Route(
+                target,
+                tuple(names),
+                subscriber,
+                tuple(sorted(matched, key=position)),
+                thread=target in threaded,
+            )
             for target, (names, subscriber, matched) in by_target.items()
         ]

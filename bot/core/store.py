@@ -25,6 +25,7 @@ from bot.core.models import (
     StoredStory,
     Story,
     Subscription,
+    Updates,
     Watchlist,
 )
 from bot.core.routing import Route
@@ -124,6 +125,14 @@ class KeyRow(NamedTuple):  # a tuple: a first poll writes a dozen per item
     key: IdentityKey
 
 
+class SourceRow(NamedTuple):
+    """Another feed carries a stored story. The store keeps each (story, feed) once; a feed
+    new to the story makes its sent thread-mode cards due for an edit (their sources line)."""
+
+    story_id: int
+    feed: str
+
+
 class DeliveryRow(NamedTuple):
     """A card owed to a destination. A destination that already has a card for the story
     keeps it (one card per story and destination); only its watchlists and terms are renewed."""
@@ -143,6 +152,7 @@ class IngestBatch:
     deliveries: Sequence[DeliveryRow] = ()
     # A sent card is edited for a notified revision at most this many times.
     max_updates: int = 3
+    sources: Sequence[SourceRow] = ()
 
     def ingest_batch(self) -> IngestBatch:
         return self
@@ -236,15 +246,26 @@ class DeliveryStore(Protocol):
         *,
         digest: bool = False,
         revision: int | None = None,
+        sources: int | None = None,
     ) -> None:
-        """`revision`: the story revision the card showed. If the story was revised since
-        (and the card was not part of a digest), the card is due for an update at once."""
+        """`revision`: the story revision the card showed (kept as its `shown_revision`).
+        If the story was revised since (and the card was not part of a digest), the card is
+        due for an update at once; so is a thread-mode card that showed fewer than the
+        story's sources (`sources`: how many other feeds it named)."""
         ...
 
     async def mark_update_done(
-        self, delivery_id: int, now: datetime, *, revision: int | None = None
+        self,
+        delivery_id: int,
+        now: datetime,
+        *,
+        revision: int | None = None,
+        sources: int | None = None,
     ) -> None:
-        """An edit was made: counted; still due if the story moved past `revision`."""
+        """An edit was made. Counted (toward the cap of IngestBatch.max_updates) when it showed
+        a revision past `shown_revision`, or when `revision` is None; an edit for a new source
+        alone is not. Still due if the story moved past `revision`, or (thread mode) gained
+        sources past `sources`."""
         ...
 
     async def mark_failed(self, delivery_id: int, error: str, now: datetime) -> None: ...
@@ -298,7 +319,14 @@ class CommandStore(Protocol):
     async def get_watchlist(self, name: str) -> Watchlist | None: ...
 
     async def add_watchlist(
-        self, name: str, query: str, channels: Sequence[str], created_by: str, now: datetime
+        self,
+        name: str,
+        query: str,
+        channels: Sequence[str],
+        created_by: str,
+        now: datetime,
+        *,
+        updates: Updates = Updates.EDIT,
     ) -> Watchlist:
         """Raises DuplicateName when the name (in any letter case) is taken."""
         ...
@@ -309,6 +337,7 @@ class CommandStore(Protocol):
         *,
         query: str | None = None,
         channels: Sequence[str] | None = None,
+        updates: Updates | None = None,
         now: datetime,
     ) -> bool:
         """Only a watchlist made in chat; None leaves a field as it is."""
@@ -368,9 +397,14 @@ class OpsStore(Protocol):
         ...
 
     async def sync_config_watchlists(
-        self, items: Sequence[tuple[str, str, Sequence[str]]], now: datetime
+        self,
+        items: Sequence[tuple[str, str, Sequence[str]]],
+        now: datetime,
+        *,
+        updates: Mapping[str, Updates] | None = None,
     ) -> None:
-        """(name, query, channels) per watchlist of the file; others of the file are removed."""
+        """(name, query, channels) per watchlist of the file; others of the file are removed.
+        `updates`: the watchlists of the file that say other than Updates.EDIT, by name."""
         ...
 
     async def get_feed_by_id(self, feed_id: int) -> FeedState | None: ...

@@ -3,7 +3,7 @@ SQLite that the contract makes every backend keep (see storage/memory/__init__.p
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -100,8 +100,10 @@ class StoryRow:
     first_seen: float
     revision: int = 0
     alertable: bool = False
+    sources: list[str] = field(default_factory=list)  # the other feeds, in the order they came
 
-    def stored(self) -> StoredStory:
+    def stored(self, *, sources: bool = False) -> StoredStory:
+        """`sources`: with the other feeds (as the outbox reads a story; the planner does not)."""
         return StoredStory(
             self.id,
             self.feed_id,
@@ -109,6 +111,7 @@ class StoryRow:
             dt(self.first_seen) or datetime.fromtimestamp(0, UTC),
             self.revision,
             self.alertable,
+            tuple(self.sources) if sources else (),
         )
 
 
@@ -131,6 +134,8 @@ class CardRow:
     update_count: int = 0
     digest: bool = False
     digest_group: str | None = None
+    thread: bool = False
+    shown_revision: int = 0
 
     def value(self) -> Delivery:
         return Delivery(
@@ -147,6 +152,8 @@ class CardRow:
             update_count=self.update_count,
             created_at=dt(self.created_at),
             digest_group=self.digest_group,
+            thread=self.thread,
+            shown_revision=self.shown_revision,
         )
 
 

@@ -121,6 +121,7 @@ class IngestTables(MemoryBase):
             if existing is not None:  # one card per story and destination: renew its terms
                 card = self._deliveries[existing]
                 card.matched, card.watchlists = tuple(route.matched), tuple(route.watchlists)
+                card.thread = route.thread
                 continue
             card = CardRow(
                 self._next_id("deliveries"),
@@ -131,9 +132,24 @@ class IngestTables(MemoryBase):
                 tuple(route.matched),
                 next_attempt_at=stamp,
                 created_at=stamp,
+                thread=route.thread,
             )
             self._deliveries[card.id] = card
             self._cards.setdefault(sid, {})[route.target] = card.id
+        for source in batch.sources:
+            story = self._stories.get(source.story_id)
+            if story is None or source.feed in story.sources:
+                continue
+            story.sources.append(source.feed)
+            for delivery_id in self._cards.get(source.story_id, {}).values():
+                card = self._deliveries[delivery_id]
+                if (
+                    card.status == DeliveryStatus.SENT
+                    and not card.digest
+                    and card.thread
+                    and not card.update_pending
+                ):
+                    card.update_pending, card.next_attempt_at = True, stamp
         self._record_poll(feed.id, outcome, now, baseline_done=True)
         return ids
 

@@ -32,12 +32,14 @@ class OutboxTables(MemoryBase):
                 continue
             story = self._stories.get(card.story_id)
             if story is not None:
-                due.append((card.value(), story.stored()))
+                due.append((card.value(), story.stored(sources=card.thread)))
         return limited(due, limit)
 
-    def _behind(self, card: CardRow, revision: int | None) -> bool:
+    def _behind(self, card: CardRow, revision: int | None, sources: int | None) -> bool:
+        story = self._stories[card.story_id]
         shown = _NO_REVISION if revision is None else revision
-        return shown < self._stories[card.story_id].revision
+        named = _NO_REVISION if sources is None else sources
+        return shown < story.revision or (card.thread and named < len(story.sources))
 
     async def mark_sent(
         self,
@@ -47,6 +49,7 @@ class OutboxTables(MemoryBase):
         *,
         digest: bool = False,
         revision: int | None = None,
+        sources: int | None = None,
     ) -> None:
         card = self._deliveries.get(delivery_id)
         if card is None:
@@ -54,17 +57,26 @@ class OutboxTables(MemoryBase):
         card.status, card.message_id, card.error = DeliveryStatus.SENT, message_id, None
         card.sent_at = card.next_attempt_at = ts(now)
         card.digest = digest
-        card.update_pending = not digest and self._behind(card, revision)
+        card.shown_revision = revision or 0
+        card.update_pending = not digest and self._behind(card, revision, sources)
 
     async def mark_update_done(
-        self, delivery_id: int, now: datetime, *, revision: int | None = None
+        self,
+        delivery_id: int,
+        now: datetime,
+        *,
+        revision: int | None = None,
+        sources: int | None = None,
     ) -> None:
         card = self._deliveries.get(delivery_id)
         if card is None:
             return
-        card.update_count += 1
+        if revision is None or revision > card.shown_revision:
+            card.update_count += 1  # a rewrite shown; a new source alone is not counted
+        if revision is not None:
+            card.shown_revision = max(card.shown_revision, revision)
         card.attempts, card.error = 0, None
-        card.update_pending = self._behind(card, revision)
+        card.update_pending = self._behind(card, revision, sources)
 
     async def mark_failed(self, delivery_id: int, error: str, now: datetime) -> None:
         card = self._deliveries.get(delivery_id)

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from bot.core.models import Origin, Subscription, Watchlist
+from bot.core.models import Origin, Subscription, Updates, Watchlist
 from bot.core.store import AuditEntry, DuplicateName
 from storage.memory.base import MemoryBase, limited, moment, nocase, ts
 
@@ -21,10 +21,16 @@ class QueryTables(MemoryBase):
         return next((w for w in self._watchlists.values() if nocase(w.name) == wanted), None)
 
     async def sync_config_watchlists(
-        self, items: Sequence[tuple[str, str, Sequence[str]]], now: datetime
+        self,
+        items: Sequence[tuple[str, str, Sequence[str]]],
+        now: datetime,
+        *,
+        updates: Mapping[str, Updates] | None = None,
     ) -> None:
+        modes = updates or {}
         for name, query, channels in items:
             found = self._watchlist_named(name)
+            mode = Updates(modes.get(name, Updates.EDIT))
             if found is None:
                 found = Watchlist(
                     self._next_id("watchlists"),
@@ -33,9 +39,16 @@ class QueryTables(MemoryBase):
                     tuple(channels),
                     Origin.CONFIG,
                     "config file",
+                    mode,
                 )
-            else:  # the name and who made it stay; the file's query and channels win
-                found = replace(found, query=query, channels=tuple(channels), origin=Origin.CONFIG)
+            else:  # the name and who made it stay; the file's query, channels and mode win
+                found = replace(
+                    found,
+                    query=query,
+                    channels=tuple(channels),
+                    origin=Origin.CONFIG,
+                    updates=mode,
+                )
             self._watchlists[found.id] = found
         names = {nocase(name) for name, _, _ in items}
         for watchlist in list(self._watchlists.values()):
@@ -50,12 +63,25 @@ class QueryTables(MemoryBase):
         return self._watchlist_named(name)
 
     async def add_watchlist(
-        self, name: str, query: str, channels: Sequence[str], created_by: str, now: datetime
+        self,
+        name: str,
+        query: str,
+        channels: Sequence[str],
+        created_by: str,
+        now: datetime,
+        *,
+        updates: Updates = Updates.EDIT,
     ) -> Watchlist:
         if self._watchlist_named(name) is not None:
             raise DuplicateName(f"a watchlist named {name!r} already exists")
         added = Watchlist(
-            self._next_id("watchlists"), name, query, tuple(channels), Origin.CHAT, created_by
+            self._next_id("watchlists"),
+            name,
+            query,
+            tuple(channels),
+            Origin.CHAT,
+            created_by,
+            Updates(updates),
         )
         self._watchlists[added.id] = added
         self._queries_changed()
@@ -67,6 +93,7 @@ class QueryTables(MemoryBase):
         *,
         query: str | None = None,
         channels: Sequence[str] | None = None,
+        updates: Updates | None = None,
         now: datetime,
     ) -> bool:
         self._queries_changed()
@@ -77,6 +104,7 @@ class QueryTables(MemoryBase):
             found,
             query=found.query if query is None else query,
             channels=found.channels if channels is None else tuple(channels),
+            updates=found.updates if updates is None else Updates(updates),
         )
         return True
 

@@ -227,10 +227,11 @@ class IngestTables(PostgresBase):
                 # One row after another, in order: the cards' ids follow the batch.
                 await conn.executemany(
                     """INSERT INTO deliveries (story_id, target, watchlists, subscriber, matched,
-                         next_attempt_at, created_at)
-                       VALUES ($1, $2, $3, $4, $5, $6, $6)
+                         next_attempt_at, created_at, thread)
+                       VALUES ($1, $2, $3, $4, $5, $6, $6, $7)
                        ON CONFLICT (story_id, target) DO UPDATE SET
-                         matched = excluded.matched, watchlists = excluded.watchlists""",
+                         matched = excluded.matched, watchlists = excluded.watchlists,
+                         thread = excluded.thread""",
                     [
                         (
                             story_id(d.story),
@@ -239,9 +240,30 @@ class IngestTables(PostgresBase):
                             d.route.subscriber,
                             json.dumps(d.route.matched, ensure_ascii=False),
                             now,
+                            d.route.thread,
                         )
                         for d in batch.deliveries
                     ],
+                )
+            if batch.sources:
+                # A feed new to a story makes its sent thread-mode cards due for an edit (their
+                # sources line); not counted toward the update cap. Each (story, feed) once.
+                await conn.execute(
+                    """WITH added AS (
+                         INSERT INTO story_sources (story_id, feed_name, seen_at)
+                         SELECT s.id, src.feed, $3
+                         FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY
+                              AS src(story_id, feed, n)
+                         JOIN stories s ON s.id = src.story_id
+                         ORDER BY src.n
+                         ON CONFLICT DO NOTHING
+                         RETURNING story_id)
+                       UPDATE deliveries SET update_pending = true, next_attempt_at = $3
+                       WHERE story_id IN (SELECT story_id FROM added) AND status = 'sent'
+                         AND NOT digest AND thread AND NOT update_pending""",
+                    [r.story_id for r in batch.sources],
+                    [r.feed for r in batch.sources],
+                    now,
                 )
             await self._record_poll(conn, feed.id, outcome, now, baseline_done=True)
         return ids

@@ -4,6 +4,7 @@ the edits a sent card is owed when its story is revised."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from bot.core.models import Delivery, DeliveryStatus, StoredStory
@@ -19,8 +20,11 @@ _DELIVERY_AND_STORY = f"{_DELIVERY}, {columns('s', STORY_COLUMNS, _PREFIX)}"
 # FOR SHARE: a poll revising the story at this moment holds its row until it commits; reading
 # the revision under a share lock waits for that commit, so a revision landing while its card
 # is being sent is noticed here (read committed would see the old one and lose the update).
-_BEHIND = """coalesce($REV::integer, 2147483647) <
-             (SELECT revision FROM stories s WHERE s.id = deliveries.story_id FOR SHARE)"""
+# Thread mode also: carried by more feeds than the `$SRC` the card named.
+_BEHIND = """(coalesce($REV::integer, 2147483647) <
+             (SELECT revision FROM stories s WHERE s.id = deliveries.story_id FOR SHARE)
+             OR (deliveries.thread AND coalesce($SRC::integer, 2147483647) <
+               (SELECT count(*) FROM story_sources ss WHERE ss.story_id = deliveries.story_id)))"""
 
 
 # The destinations with a card due (a pending card, or a sent one owing an edit).
@@ -61,7 +65,20 @@ class OutboxTables(PostgresBase):
             limit,
             held,
         )
-        return [(delivery_of(r), story_of(r, _PREFIX)) for r in rows]
+        due = [(delivery_of(r), story_of(r, _PREFIX)) for r in rows]
+        wanted = sorted({s.id for d, s in due if d.thread})
+        if not wanted:
+            return due
+        # The other feeds of the stories whose cards are in thread mode (the only cards that
+        # name them), in the order they came.
+        found: dict[int, list[str]] = {}
+        for row in await self._read(
+            """SELECT story_id, feed_name FROM story_sources WHERE story_id = ANY($1::bigint[])
+               ORDER BY seen_at, feed_name""",
+            wanted,
+        ):
+            found.setdefault(row["story_id"], []).append(row["feed_name"])
+        return [(d, replace(s, sources=tuple(found[s.id])) if s.id in found else s) for d, s in due]
 
     async def _claim_destinations(self, now: datetime) -> list[str]:
         """Let go of the destinations with nothing left to send (so that claims spread over the
@@ -126,32 +143,47 @@ class OutboxTables(PostgresBase):
         *,
         digest: bool = False,
         revision: int | None = None,
+        sources: int | None = None,
     ) -> None:
-        """`revision`: the story revision the card showed. If the story was revised meanwhile,
-        the delivery is due for an update at once."""
+        """`revision`: the story revision the card showed. If the story was revised meanwhile
+        (or, in thread mode, gained a source the card did not name), the delivery is due for
+        an update at once."""
+        behind = _BEHIND.replace("$REV", "$4").replace("$SRC", "$6")
         await self._claimed_write(
             [delivery_id],
             f"""UPDATE deliveries SET status = 'sent', message_id = $1, sent_at = $2,
                   error = NULL, digest = $3, next_attempt_at = $2,
-                  update_pending = (NOT $3 AND {_BEHIND.replace("$REV", "$4")})
+                  shown_revision = coalesce($4::integer, 0),
+                  update_pending = (NOT $3 AND {behind})
                 WHERE id = $5""",  # noqa: S608 - a constant
             message_id,
             now,
             digest,
             revision,
             delivery_id,
+            sources,
         )
 
     async def mark_update_done(
-        self, delivery_id: int, now: datetime, *, revision: int | None = None
+        self,
+        delivery_id: int,
+        now: datetime,
+        *,
+        revision: int | None = None,
+        sources: int | None = None,
     ) -> None:
+        behind = _BEHIND.replace("$REV", "$1").replace("$SRC", "$3")
         await self._claimed_write(
             [delivery_id],
-            f"""UPDATE deliveries SET update_count = update_count + 1, attempts = 0, error = NULL,
-                  update_pending = {_BEHIND.replace("$REV", "$1")}
+            f"""UPDATE deliveries SET attempts = 0, error = NULL,
+                  update_count = update_count
+                    + (coalesce($1::integer, 2147483647) > shown_revision)::integer,
+                  shown_revision = greatest(shown_revision, coalesce($1::integer, shown_revision)),
+                  update_pending = {behind}
                 WHERE id = $2""",  # noqa: S608 - a constant
             revision,
             delivery_id,
+            sources,
         )
 
     async def mark_failed(self, delivery_id: int, error: str, now: datetime) -> None:

@@ -9,7 +9,7 @@ from datetime import datetime
 
 import asyncpg
 
-from bot.core.models import Subscription, Watchlist
+from bot.core.models import Subscription, Updates, Watchlist
 from bot.core.store import AuditEntry
 from storage.errors import DuplicateName
 from storage.postgres.base import PostgresBase, fold, rowcount, utc
@@ -23,17 +23,31 @@ class QueryTables(PostgresBase):
         self.queries_version += 1
 
     async def sync_config_watchlists(
-        self, items: Sequence[tuple[str, str, Sequence[str]]], now: datetime
+        self,
+        items: Sequence[tuple[str, str, Sequence[str]]],
+        now: datetime,
+        *,
+        updates: Mapping[str, Updates] | None = None,
     ) -> None:
+        modes = updates or {}
         async with self._transaction() as conn:
             await conn.executemany(
                 """INSERT INTO watchlists (name, query, channels, origin, created_by,
-                     created_at, updated_at)
-                   VALUES ($1, $2, $3, 'config', 'config file', $4, $4)
+                     created_at, updated_at, updates)
+                   VALUES ($1, $2, $3, 'config', 'config file', $4, $4, $5)
                    ON CONFLICT (ascii_lower(name)) DO UPDATE SET query = excluded.query,
                      channels = excluded.channels, origin = 'config',
-                     updated_at = excluded.updated_at""",
-                [(name, query, json.dumps(list(channels)), now) for name, query, channels in items],
+                     updated_at = excluded.updated_at, updates = excluded.updates""",
+                [
+                    (
+                        name,
+                        query,
+                        json.dumps(list(channels)),
+                        now,
+                        str(modes.get(name, Updates.EDIT)),
+                    )
+                    for name, query, channels in items
+                ],
             )
             await conn.execute(
                 """DELETE FROM watchlists WHERE origin = 'config'
@@ -56,17 +70,25 @@ class QueryTables(PostgresBase):
         return watchlist_of(rows[0]) if rows else None
 
     async def add_watchlist(
-        self, name: str, query: str, channels: Sequence[str], created_by: str, now: datetime
+        self,
+        name: str,
+        query: str,
+        channels: Sequence[str],
+        created_by: str,
+        now: datetime,
+        *,
+        updates: Updates = Updates.EDIT,
     ) -> Watchlist:
         try:
             await self._write(
                 """INSERT INTO watchlists (name, query, channels, origin, created_by, created_at,
-                     updated_at) VALUES ($1, $2, $3, 'chat', $4, $5, $5)""",
+                     updated_at, updates) VALUES ($1, $2, $3, 'chat', $4, $5, $5, $6)""",
                 name,
                 query,
                 json.dumps(list(channels)),
                 created_by,
                 now,
+                str(updates),
             )
         except asyncpg.UniqueViolationError as exc:
             raise DuplicateName(f"a watchlist named {name!r} already exists") from exc
@@ -81,16 +103,19 @@ class QueryTables(PostgresBase):
         *,
         query: str | None = None,
         channels: Sequence[str] | None = None,
+        updates: Updates | None = None,
         now: datetime,
     ) -> bool:
         changed = await self._write(
             """UPDATE watchlists SET query = coalesce($1, query),
-                 channels = coalesce($2, channels), updated_at = $3
+                 channels = coalesce($2, channels), updated_at = $3,
+                 updates = coalesce($5, updates)
                WHERE ascii_lower(name) = $4 AND origin = 'chat'""",
             query,
             None if channels is None else json.dumps(list(channels)),
             now,
             fold(name),
+            None if updates is None else str(updates),
         )
         self._queries_changed()
         return changed > 0

@@ -339,10 +339,11 @@ def _write_poll_batch(
     if batch.deliveries:
         conn.executemany(
             """INSERT INTO deliveries (story_id, target, watchlists, subscriber, matched,
-                 next_attempt_at, created_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?)
+                 next_attempt_at, created_at, thread)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                ON CONFLICT (story_id, target) DO UPDATE SET
-                 matched = excluded.matched, watchlists = excluded.watchlists""",
+                 matched = excluded.matched, watchlists = excluded.watchlists,
+                 thread = excluded.thread""",
             [
                 (
                     story_id(d.story),
@@ -352,9 +353,26 @@ def _write_poll_batch(
                     json.dumps(d.route.matched, ensure_ascii=False),
                     stamp,
                     stamp,
+                    int(d.route.thread),
                 )
                 for d in batch.deliveries
             ],
         )
+    for source in batch.sources:
+        added = conn.execute(
+            """INSERT INTO story_sources (story_id, feed_name, seen_at)
+               SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM stories WHERE id = ?)
+               ON CONFLICT DO NOTHING""",
+            (source.story_id, source.feed, stamp, source.story_id),
+        ).rowcount
+        if added:
+            # A feed new to the story: its sent thread-mode cards name it (not counted toward
+            # the update cap: one edit per feed, and only in thread mode).
+            conn.execute(
+                """UPDATE deliveries SET update_pending = 1, next_attempt_at = ?
+                   WHERE story_id = ? AND status = 'sent' AND digest = 0 AND thread = 1
+                     AND update_pending = 0""",
+                (stamp, source.story_id),
+            )
     write_poll(conn, feed.id, outcome, now, True)
     return ids

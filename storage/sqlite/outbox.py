@@ -4,17 +4,24 @@ the edits a sent card is owed when its story is revised."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from bot.core.models import Delivery, DeliveryStatus, StoredStory
 from storage.rows import DELIVERY_COLUMNS, STORY_COLUMNS, columns
-from storage.sqlite.base import SqliteBase, delivery_of, story_of
+from storage.sqlite.base import SqliteBase, chunks, delivery_of, marks, story_of
 
 _DELIVERY = columns("d", DELIVERY_COLUMNS)
 _STORY = columns("s", STORY_COLUMNS)
 # A join of both: the story's columns are prefixed, both tables have an `id`.
 _PREFIX = "s_"
 _DELIVERY_AND_STORY = f"{_DELIVERY}, {columns('s', STORY_COLUMNS, _PREFIX)}"
+# Whether a card is behind its story, given (revision, sources) it showed (None: nothing to
+# compare, so not behind): revised since, or, in thread mode, carried by a feed it did not name.
+_BEHIND = """coalesce(?, 1 << 62) <
+               (SELECT revision FROM stories s WHERE s.id = deliveries.story_id)
+             OR (deliveries.thread = 1 AND coalesce(?, 1 << 62) <
+               (SELECT count(*) FROM story_sources ss WHERE ss.story_id = deliveries.story_id))"""
 
 
 class OutboxTables(SqliteBase):
@@ -38,7 +45,27 @@ class OutboxTables(SqliteBase):
                 ORDER BY d.id LIMIT ?""",  # noqa: S608 - column lists are constants
             (stamp, stamp, stamp, limit),
         )
-        return [(delivery_of(r), story_of(r, _PREFIX)) for r in rows]
+        due = [(delivery_of(r), story_of(r, _PREFIX)) for r in rows]
+        return await self._with_sources(due)
+
+    async def _with_sources(
+        self, due: list[tuple[Delivery, StoredStory]]
+    ) -> list[tuple[Delivery, StoredStory]]:
+        """The other feeds of the stories whose cards are in thread mode (the only cards
+        that name them), in the order they came."""
+        wanted = sorted({s.id for d, s in due if d.thread})
+        if not wanted:
+            return due
+        found: dict[int, list[str]] = {}
+        for chunk in chunks(wanted):
+            rows = await self._read_tuples(
+                f"""SELECT story_id, feed_name FROM story_sources
+                    WHERE story_id IN ({marks(len(chunk))}) ORDER BY seen_at, feed_name""",  # noqa: S608 - placeholders only
+                list(chunk),
+            )
+            for story_id, feed in rows:
+                found.setdefault(story_id, []).append(feed)
+        return [(d, replace(s, sources=tuple(found[s.id])) if s.id in found else s) for d, s in due]
 
     async def mark_sent(
         self,
@@ -48,35 +75,44 @@ class OutboxTables(SqliteBase):
         *,
         digest: bool = False,
         revision: int | None = None,
+        sources: int | None = None,
     ) -> None:
-        """`revision`: the story revision the card showed. If the story was revised meanwhile,
-        the delivery is due for an update at once."""
+        """`revision`: the story revision the card showed. If the story was revised meanwhile
+        (or, in thread mode, gained a source the card did not name), the delivery is due for
+        an update at once."""
         await self._write(
-            """UPDATE deliveries SET status = 'sent', message_id = ?, sent_at = ?, error = NULL,
-                 digest = ?, next_attempt_at = ?,
-                 update_pending = ? = 0 AND coalesce(?, 1 << 62) <
-                                  (SELECT revision FROM stories s WHERE s.id = deliveries.story_id)
-               WHERE id = ?""",
+            f"""UPDATE deliveries SET status = 'sent', message_id = ?, sent_at = ?, error = NULL,
+                 digest = ?, next_attempt_at = ?, shown_revision = coalesce(?, 0),
+                 update_pending = ? = 0 AND ({_BEHIND})
+               WHERE id = ?""",  # noqa: S608 - a constant
             (
                 message_id,
                 now.timestamp(),
                 int(digest),
                 now.timestamp(),
+                revision,
                 int(digest),
                 revision,
+                sources,
                 delivery_id,
             ),
         )
 
     async def mark_update_done(
-        self, delivery_id: int, now: datetime, *, revision: int | None = None
+        self,
+        delivery_id: int,
+        now: datetime,
+        *,
+        revision: int | None = None,
+        sources: int | None = None,
     ) -> None:
         await self._write(
-            """UPDATE deliveries SET update_count = update_count + 1, attempts = 0, error = NULL,
-                 update_pending = coalesce(?, 1 << 62) <
-                                  (SELECT revision FROM stories s WHERE s.id = deliveries.story_id)
-               WHERE id = ?""",
-            (revision, delivery_id),
+            f"""UPDATE deliveries SET attempts = 0, error = NULL,
+                 update_count = update_count + (coalesce(?, 1 << 62) > shown_revision),
+                 shown_revision = max(shown_revision, coalesce(?, shown_revision)),
+                 update_pending = {_BEHIND}
+               WHERE id = ?""",  # noqa: S608 - a constant
+            (revision, revision, revision, sources, delivery_id),
         )
 
     async def mark_failed(self, delivery_id: int, error: str, now: datetime) -> None:

@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
-from bot.core.models import Subscription, Watchlist
+from bot.core.models import Subscription, Updates, Watchlist
 from bot.core.store import AuditEntry
 from storage.errors import DuplicateName
 from storage.rows import WATCHLIST_COLUMNS, watchlist_of
@@ -22,19 +22,31 @@ class QueryTables(SqliteBase):
         self.queries_version += 1
 
     async def sync_config_watchlists(
-        self, items: Sequence[tuple[str, str, Sequence[str]]], now: datetime
+        self,
+        items: Sequence[tuple[str, str, Sequence[str]]],
+        now: datetime,
+        *,
+        updates: Mapping[str, Updates] | None = None,
     ) -> None:
+        modes = updates or {}
         async with self._transaction() as db:
             names = [name for name, _, _ in items]
             for name, query, channels in items:
                 await db.execute(
                     """INSERT INTO watchlists (name, query, channels, origin, created_by,
-                         created_at, updated_at)
-                       VALUES (?, ?, ?, 'config', 'config file', ?, ?)
+                         created_at, updated_at, updates)
+                       VALUES (?, ?, ?, 'config', 'config file', ?, ?, ?)
                        ON CONFLICT (name) DO UPDATE SET query = excluded.query,
                          channels = excluded.channels, origin = 'config',
-                         updated_at = excluded.updated_at""",
-                    (name, query, json.dumps(list(channels)), now.timestamp(), now.timestamp()),
+                         updated_at = excluded.updated_at, updates = excluded.updates""",
+                    (
+                        name,
+                        query,
+                        json.dumps(list(channels)),
+                        now.timestamp(),
+                        now.timestamp(),
+                        str(modes.get(name, Updates.EDIT)),
+                    ),
                 )
             placeholders = marks(len(names)) or "''"
             await db.execute(
@@ -55,12 +67,19 @@ class QueryTables(SqliteBase):
         return watchlist_of(rows[0]) if rows else None
 
     async def add_watchlist(
-        self, name: str, query: str, channels: Sequence[str], created_by: str, now: datetime
+        self,
+        name: str,
+        query: str,
+        channels: Sequence[str],
+        created_by: str,
+        now: datetime,
+        *,
+        updates: Updates = Updates.EDIT,
     ) -> Watchlist:
         try:
             await self._write(
                 """INSERT INTO watchlists (name, query, channels, origin, created_by, created_at,
-                     updated_at) VALUES (?, ?, ?, 'chat', ?, ?, ?)""",
+                     updated_at, updates) VALUES (?, ?, ?, 'chat', ?, ?, ?, ?)""",
                 (
                     name,
                     query,
@@ -68,6 +87,7 @@ class QueryTables(SqliteBase):
                     created_by,
                     now.timestamp(),
                     now.timestamp(),
+                    str(updates),
                 ),
             )
         except sqlite3.IntegrityError as exc:
@@ -83,15 +103,18 @@ class QueryTables(SqliteBase):
         *,
         query: str | None = None,
         channels: Sequence[str] | None = None,
+        updates: Updates | None = None,
         now: datetime,
     ) -> bool:
         changed = await self._write(
             """UPDATE watchlists SET query = coalesce(?, query),
-                 channels = coalesce(?, channels), updated_at = ?
+                 channels = coalesce(?, channels), updates = coalesce(?, updates),
+                 updated_at = ?
                WHERE name = ? AND origin = 'chat'""",
             (
                 query,
                 None if channels is None else json.dumps(list(channels)),
+                None if updates is None else str(updates),
                 now.timestamp(),
                 name,
             ),

@@ -26,6 +26,7 @@ TABLES = (
     "feeds",
     "stories",
     "story_keys",
+    "story_sources",
     "watchlists",
     "subscriptions",
     "deliveries",
