@@ -43,6 +43,7 @@ class OpsNotices:
         self.senders = senders
         self.failing_after = failing_after
         self._refusing: set[str] = set()  # destinations already reported as refusing cards
+        self._threads_dropped: set[int] = set()  # cards whose thread reply was reported lost
         self._skipped: set[tuple[QueryKey, str]] = set()  # (whose query, its text)
 
     async def notify(self, text: str) -> None:
@@ -78,6 +79,18 @@ class OpsNotices:
         await self.notify(
             f"Cannot deliver to {delivery.target}: {error}. Cards for it are marked failed; "
             "fix the permission or the watchlist's channel."
+        )
+
+    async def thread_reply_dropped(self, delivery: Delivery, error: str) -> None:
+        """An update that could not go under its card (the card was deleted, threads are not
+        allowed there). Told once per card: the update cap bounds the attempts anyway, and a
+        deleted card must not become a stream of notices."""
+        if delivery.id in self._threads_dropped:
+            return
+        self._threads_dropped.add(delivery.id)
+        await self.notify(
+            f"An update of a card in {delivery.target} was not posted in its thread: {error}. "
+            "Nothing was posted in the channel instead (this is said once per card)."
         )
 
     def delivered(self, delivery: Delivery) -> None:

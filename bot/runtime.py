@@ -34,7 +34,7 @@ from bot.core.cluster import Coordinator
 from bot.core.commands import Commands, CommandSettings
 from bot.core.delivery import DeliverySettings, DeliveryWorker
 from bot.core.destinations import Destinations
-from bot.core.models import Delivery, FeedSpec, Origin, StoredStory
+from bot.core.models import Delivery, FeedSpec, Origin, StoredStory, Updates
 from bot.core.pipeline import IngestSettings, Pipeline, PollReport
 from bot.core.ports import ParsedFeed, Sender
 from bot.core.routing import QueryBook
@@ -231,8 +231,11 @@ class Runtime:
             senders,
             clock=clock,
             destinations=self.destinations,
-            settings=DeliverySettings(burst_limit=alerts.burst_limit),
+            settings=DeliverySettings(
+                burst_limit=alerts.burst_limit, max_updates=alerts.max_updates
+            ),
             on_permanent_failure=self.notices.delivery_failed,
+            on_thread_dropped=self.notices.thread_reply_dropped,
             on_sent=self._delivered,
         )
         self.pipeline = Pipeline(
@@ -472,5 +475,7 @@ async def sync_config(storage: Storage, settings: Settings, now: datetime) -> No
         now,
     )
     await storage.sync_config_watchlists(
-        [(w.name, w.query, w.channels) for w in settings.watchlists], now
+        [(w.name, w.query, w.channels) for w in settings.watchlists],
+        now,
+        updates={w.name: w.updates for w in settings.watchlists if w.updates != Updates.EDIT},
     )

@@ -37,6 +37,9 @@ class RecordingSender:
     async def edit(self, card: Card, message_id: str) -> SendResult:
         raise AssertionError("ops notices never edit cards")
 
+    async def reply(self, card: Card, message_id: str) -> SendResult:
+        raise AssertionError("ops notices never reply under cards")
+
     async def send_digest(self, digest: Digest) -> SendResult:
         raise AssertionError("ops notices never send digests")
 

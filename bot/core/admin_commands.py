@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.core.durations import format_duration, parse_duration
 from bot.core.identity import safe_link
-from bot.core.models import FeedSpec, FeedState, Origin, Watchlist
+from bot.core.models import UPDATE_MODES, FeedSpec, FeedState, Origin, Updates, Watchlist
 from bot.core.ports import FeedError
 from bot.core.replies import (
     Actor,
@@ -33,6 +33,37 @@ if TYPE_CHECKING:
     from bot.core.models import StoredStory
 
 URL_LIMIT = 2000
+
+# What a reply adds about a watchlist's updates mode.
+_UPDATES_SAID = {
+    Updates.EDIT: "",
+    Updates.THREAD: (
+        ", updates posted as replies in a thread under each card, which names every feed "
+        "that carries the story"
+    ),
+}
+
+_UPDATES_NOW = {
+    Updates.EDIT: "edits its cards in place when a story is updated",
+    Updates.THREAD: (
+        "posts updates as replies in a thread under each card, which names every feed that "
+        "carries the story"
+    ),
+}
+
+
+def _updates_mode(value: str | None) -> Updates | Reply | None:
+    """The `updates` option as given (None: not given), or why it is refused."""
+    if value is None or not value.strip():
+        return None
+    word = value.strip().casefold()
+    if word not in UPDATE_MODES:
+        return refused(
+            f"updates must be {' or '.join(repr(m) for m in UPDATE_MODES)}, "
+            f"not {value.strip()[:40]!r}."
+        )
+    return Updates(word)
+
 
 _Entry = TypeVar("_Entry", Watchlist, FeedState)  # what chat may edit
 
@@ -65,7 +96,9 @@ class AdminCommands:
 
     # --- watchlists ----------------------------------------------------------------------------
 
-    async def watchlist_add(self, actor: Actor, name: str, query: str, channel: str) -> Reply:
+    async def watchlist_add(
+        self, actor: Actor, name: str, query: str, channel: str, updates: str | None = None
+    ) -> Reply:
         cleaned = clean_name(name, "watchlist")
         if isinstance(cleaned, Reply):
             return cleaned
@@ -73,35 +106,69 @@ class AdminCommands:
         parsed, error = query_or_refusal(query)
         if error:
             return error
+        mode = _updates_mode(updates)
+        if isinstance(mode, Reply):
+            return mode
         if not self.services.destinations.is_channel(channel or ""):
             return refused(f"{channel!r} is not a channel this bot can post to.")
         existing = await self.store.get_watchlist(name)
         if existing is not None:
             return refused(f"A watchlist named {existing.name!r} already exists; edit it instead.")
-        await self.store.add_watchlist(name, parsed.text, [channel], actor.key, self.clock())
-        await self._audit(actor, "watchlist.add", name=name, query=parsed.text, channel=channel)
+        mode = mode or Updates.EDIT
+        await self.store.add_watchlist(
+            name, parsed.text, [channel], actor.key, self.clock(), updates=mode
+        )
+        detail: dict[str, Any] = {"name": name, "query": parsed.text, "channel": channel}
+        if mode != Updates.EDIT:
+            detail["updates"] = str(mode)
+        await self._audit(actor, "watchlist.add", **detail)
         return Reply(
             hinted(
-                f"Watchlist {name!r} added: {parsed.text} -> {channel}. "
-                "It applies from the next poll.",
+                f"Watchlist {name!r} added: {parsed.text} -> {channel}"
+                f"{_UPDATES_SAID[mode]}. It applies from the next poll.",
                 parsed,
             )
         )
 
-    async def watchlist_edit(self, actor: Actor, name: str, query: str) -> Reply:
+    async def watchlist_edit(
+        self, actor: Actor, name: str, query: str | None = None, updates: str | None = None
+    ) -> Reply:
         existing = self._editable(
             "watchlist", await self.store.get_watchlist(" ".join((name or "").split())), name
         )
         if isinstance(existing, Reply):
             return existing
-        parsed, error = query_or_refusal(query)
-        if error:
-            return error
-        await self.store.update_watchlist(existing.name, query=parsed.text, now=self.clock())
-        await self._audit(
-            actor, "watchlist.edit", name=existing.name, old=existing.query, query=parsed.text
+        mode = _updates_mode(updates)
+        if isinstance(mode, Reply):
+            return mode
+        if not (query or "").strip() and mode is None:
+            return refused(
+                "Give the watchlist's new query, its updates mode "
+                f"({' or '.join(UPDATE_MODES)}), or both."
+            )
+        parsed = None
+        if (query or "").strip():
+            parsed, error = query_or_refusal(query or "")
+            if error:
+                return error
+        await self.store.update_watchlist(
+            existing.name,
+            query=parsed.text if parsed else None,
+            updates=mode,
+            now=self.clock(),
         )
-        return Reply(hinted(f"Watchlist {existing.name!r} now watches: {parsed.text}", parsed))
+        detail: dict[str, Any] = {"name": existing.name}
+        said = []
+        if parsed is not None:
+            detail.update(old=existing.query, query=parsed.text)
+            said.append(f"Watchlist {existing.name!r} now watches: {parsed.text}")
+        if mode is not None:
+            detail.update(old_updates=str(existing.updates), updates=str(mode))
+            who = "It" if said else f"Watchlist {existing.name!r}"
+            said.append(f"{who} now {_UPDATES_NOW[mode]}")
+        await self._audit(actor, "watchlist.edit", **detail)
+        text = ". ".join(said)
+        return Reply(hinted(text, parsed) if parsed else text + ".")
 
     async def watchlist_remove(self, actor: Actor, name: str) -> Reply:
         existing = self._editable(
@@ -123,6 +190,7 @@ class AdminCommands:
                 ReplyItem(
                     w.name,
                     detail=f"{w.query} -> {', '.join(w.channels)}"
+                    + (" · updates in a thread" if w.updates == Updates.THREAD else "")
                     + (" (config file)" if w.origin == Origin.CONFIG else ""),
                 )
                 for w in watchlists

@@ -18,6 +18,7 @@ from typing import Any
 
 from bot.core.admin_commands import URL_LIMIT
 from bot.core.commands import Commands
+from bot.core.models import UPDATE_MODES
 from bot.core.replies import MAX_HOURS, MAX_LIMIT, NAME_LIMIT, Actor, Reply, refused
 
 QUERY_LIMIT = 1000  # characters: far beyond any real query, short of any abuse
@@ -34,6 +35,7 @@ class Kind(StrEnum):
     HOURS = "hours"  # a span of time, in hours (a float)
     INTEGER = "integer"  # a whole number
     INTERVAL = "interval"  # a duration as text: "90s", "5m", "1h"
+    CHOICE = "choice"  # one word of the argument's `choices`, as text
 
 
 class Who(StrEnum):
@@ -58,6 +60,7 @@ class Arg:
     label: str = ""  # what usage lines and messages call it; default: its name
     flag: str = ""  # where options are typed as `--flag value`, the flag; default: its name
     suggest: Suggest | None = None  # values to offer as the person types, from what they typed
+    choices: tuple[str, ...] = ()  # a CHOICE's words (the handler still checks what it gets)
 
     @property
     def called(self) -> str:
@@ -126,6 +129,15 @@ def _name(help: str, *, required: bool = True) -> Arg:
 
 
 _HOURS = Arg("hours", Kind.HOURS, "How far back to look (default 24)", False, low=1, high=MAX_HOURS)
+# A watchlist's `updates` option, as in the config file.
+_UPDATES = Arg(
+    "updates",
+    Kind.CHOICE,
+    "Updates of an alerted story: edit the card (default) or also reply in a thread under it",
+    False,
+    high=max(len(u) for u in UPDATE_MODES),
+    choices=UPDATE_MODES,
+)
 
 # --- the catalog -------------------------------------------------------------------------------
 
@@ -190,15 +202,22 @@ CATALOG: tuple[Command, ...] = (
             _name("A name for the watchlist"),
             _query('e.g. Putin OR Kremlin, "North Korea" NEAR/10 missile'),
             Arg("channel", Kind.CHANNEL, "Where the alerts go (default: this channel)", False),
+            _UPDATES,
         ),
         who=Who.ADMINS,
+        example="Floods #desk flood OR flooding --updates thread",
     ),
     Command(
         "watchlist edit",
-        "Change a watchlist's query",
+        "Change a watchlist's query or how its cards show updates",
         Commands.watchlist_edit,
-        (_name("The watchlist"), _query("Its new query", label="new query")),
+        (
+            _name("The watchlist"),
+            _query("Its new query (default: unchanged)", label="new query", required=False),
+            _UPDATES,
+        ),
         who=Who.ADMINS,
+        example="Floods --updates thread",
     ),
     Command(
         "watchlist remove",

@@ -40,6 +40,10 @@ class DeliverySettings:
     max_backoff: timedelta = timedelta(minutes=5)
     batch: int = 500
     digest_size: int = 10  # headlines per digest message: what fits any platform's limits
+    # A card is edited for a rewrite at most this many times (alerts.max_updates; the store
+    # applies it when a rewrite lands): no thread reply beyond it either, whatever else (a
+    # new source) brings the card up for an edit.
+    max_updates: int = 3
 
 
 # "Whatever its retry time": further ahead than any backoff or Retry-After ever schedules.
@@ -47,6 +51,12 @@ RELEASE_HORIZON = timedelta(days=3650)
 
 FailureHook = Callable[[Delivery, str], Awaitable[None]]
 SentHook = Callable[[Delivery, StoredStory, datetime], None]
+
+
+def _sources_shown(delivery: Delivery, story: StoredStory) -> int | None:
+    """How many other feeds the card named (thread mode); None: it names none, whatever the
+    story's sources (edit mode shows none, so none can make it behind)."""
+    return len(story.sources) if delivery.thread else None
 
 
 def prominence(delivery: Delivery, story: StoredStory) -> tuple[bool, int, int]:
@@ -83,6 +93,7 @@ class DeliveryWorker:
         settings: DeliverySettings | None = None,
         on_permanent_failure: FailureHook | None = None,
         on_sent: SentHook | None = None,
+        on_thread_dropped: FailureHook | None = None,
     ) -> None:
         self.store = store
         self.senders = dict(senders)
@@ -91,6 +102,7 @@ class DeliveryWorker:
         self.settings = settings or DeliverySettings()
         self.on_permanent_failure = on_permanent_failure
         self.on_sent = on_sent
+        self.on_thread_dropped = on_thread_dropped
         self._wake = asyncio.Event()
         self._released: set[str] = set()
         self._stopping = False
@@ -253,34 +265,77 @@ class DeliveryWorker:
         return handled
 
     async def _send_one(self, sender: Sender, delivery: Delivery, story: StoredStory) -> bool:
-        is_update = delivery.status == DeliveryStatus.SENT
-        card = build_card(delivery, story, update=is_update)
-        if is_update:
-            result = await self._guard(sender.edit(card, delivery.message_id or ""), card)
-        else:
-            result = await self._guard(sender.send(card), card)
+        if delivery.status == DeliveryStatus.SENT:
+            return await self._update(sender, delivery, story)
+        card = build_card(delivery, story)
+        result = await self._guard(sender.send(card), card)
         now = self.clock()
         if result.ok:
-            if is_update:
-                await self.store.mark_update_done(delivery.id, now, revision=story.revision)
-            else:
-                await self.store.mark_sent(
-                    delivery.id, result.message_id or "", now, revision=story.revision
-                )
-                self.sent += 1
-                if self.on_sent is not None:
-                    self.on_sent(delivery, story, now)
+            await self.store.mark_sent(
+                delivery.id,
+                result.message_id or "",
+                now,
+                revision=story.revision,
+                sources=_sources_shown(delivery, story),
+            )
+            self.sent += 1
+            if self.on_sent is not None:
+                self.on_sent(delivery, story, now)
             return True
         if result.permanent:
-            if is_update:
-                # The card was posted; an edit that cannot be made (message deleted) is dropped.
-                log.info("update of delivery %d dropped: %s", delivery.id, result.error)
-                await self.store.mark_update_done(delivery.id, now, revision=story.revision)
-                return True
             await self._permanent(delivery, result.error or "refused")
             return True
-        await self._retry(delivery, result, update=is_update)
+        await self._retry(delivery, result, update=False)
         return False
+
+    async def _update(self, sender: Sender, delivery: Delivery, story: StoredStory) -> bool:
+        """A sent card behind its story: edited in place; in thread mode a rewrite (not a new
+        source alone) also goes under it as a reply, within the update cap. The edit comes
+        first: a card that is gone fails it, and then nothing is posted, least of all at the
+        top level. A re-run after a crash or a transient failure edits again (harmless) and
+        replies with the same idempotency key."""
+        rewrite = story.revision > delivery.shown_revision
+        # "Updated" marks a card that shows a rewrite: not one that only names a new source.
+        card = build_card(delivery, story, update=rewrite or delivery.update_count > 0)
+        message_id = delivery.message_id or ""
+        reply = delivery.thread and rewrite and delivery.update_count < self.settings.max_updates
+        result = await self._guard(sender.edit(card, message_id), card)
+        if result.ok and reply:
+            result = await self._guard(sender.reply(card, message_id), card)
+            if not result.ok and result.permanent:
+                log.warning(
+                    "thread reply for delivery %d to %s dropped: %s; the card itself was "
+                    "edited, nothing was posted in the channel",
+                    delivery.id,
+                    delivery.target,
+                    result.error,
+                )
+                await self._thread_dropped(delivery, result.error or "refused")
+        elif not result.ok and result.permanent:
+            # The card was posted; an edit that cannot be made (message deleted) is dropped.
+            log.info("update of delivery %d dropped: %s", delivery.id, result.error)
+            if reply:
+                await self._thread_dropped(
+                    delivery, f"the card cannot be edited any more ({result.error})"
+                )
+        if not result.ok and not result.permanent:
+            await self._retry(delivery, result, update=True)
+            return False
+        await self.store.mark_update_done(
+            delivery.id,
+            self.clock(),
+            revision=story.revision,
+            sources=_sources_shown(delivery, story),
+        )
+        return True
+
+    async def _thread_dropped(self, delivery: Delivery, error: str) -> None:
+        if self.on_thread_dropped is not None:
+            try:
+                await self.on_thread_dropped(delivery, error)
+            except Exception:
+                # An ops notice that cannot go out must not hold the card's update back.
+                log.exception("reporting the dropped thread reply of %d failed", delivery.id)
 
     async def _send_digest(
         self, sender: Sender, target: str, items: list[tuple[Delivery, StoredStory]]

@@ -141,6 +141,13 @@ class Sender(Protocol):
 
     async def edit(self, card: Card, message_id: str) -> SendResult: ...
 
+    async def reply(self, card: Card, message_id: str) -> SendResult:
+        """Post the card's update as a reply under the card `message_id` (a thread on it).
+        Must be idempotent per (card.delivery_id, card.revision): a re-send after a crash
+        must not post a second reply. Never posts at the top level: a card that is gone is a
+        permanent failure."""
+        ...
+
     async def send_digest(self, digest: Digest) -> SendResult: ...
 
     async def notify(self, target: str, text: str) -> SendResult:

@@ -46,6 +46,10 @@ class ToySender:
         self.cards.append(card)
         return SendResult.sent(message_id)
 
+    async def reply(self, card: Card, message_id: str) -> SendResult:
+        self.cards.append(card)
+        return SendResult.sent(f"{message_id}-reply")
+
     async def send_digest(self, digest: Digest) -> SendResult:
         self.digests.append(digest)
         return SendResult.sent(f"toy-digest-{len(self.digests)}")

@@ -38,10 +38,10 @@ class Clock:
 class Call:
     """One thing a sender was asked to do."""
 
-    kind: str  # "send", "edit", "digest" or "notify"
+    kind: str  # "send", "edit", "reply", "digest" or "notify"
     channel: str
     headlines: tuple[str, ...]
-    message_id: str | None = None  # the message an edit was for
+    message_id: str | None = None  # the message an edit (or a reply) was for
     card: Card | None = None
     digest: Digest | None = None
 
@@ -76,6 +76,9 @@ class RecordingSender:
 
     async def edit(self, card: Card, message_id: str) -> SendResult:
         return self._answer(Call("edit", card.channel, (card.headline,), message_id, card=card))
+
+    async def reply(self, card: Card, message_id: str) -> SendResult:
+        return self._answer(Call("reply", card.channel, (card.headline,), message_id, card=card))
 
     async def send_digest(self, digest: Digest) -> SendResult:
         headlines = tuple(c.headline for c in digest.cards)

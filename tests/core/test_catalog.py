@@ -145,6 +145,9 @@ def test_discord_options_are_the_declared_arguments(command: Command) -> None:
             )
         elif arg.kind is Kind.CHANNEL:
             assert option["type"] == 7
+        elif arg.kind is Kind.CHOICE:
+            assert option["type"] == 3
+            assert [c["value"] for c in option["choices"]] == list(arg.choices)
         else:
             assert (option["type"], option["max_length"]) == (3, arg.high)
     if command.group:
@@ -176,6 +179,7 @@ SAMPLES: dict[Kind, tuple[str, Any]] = {
     Kind.HOURS: ("6h", 6.0),
     Kind.INTEGER: ("3", 3),
     Kind.INTERVAL: ("10m", "10m"),
+    Kind.CHOICE: ("thread", "thread"),
 }
 
 

@@ -101,6 +101,7 @@ __all__ = [
     "FakeEdit",
     "FakeMessage",
     "FakeRequest",
+    "FakeThread",
     "InteractionReply",
     "point_discord_at",
 ]
@@ -117,6 +118,7 @@ _EMBED_LINKS = 1 << 14
 _ATTACH_FILES = 1 << 15
 _READ_HISTORY = 1 << 16
 _EXTERNAL_EMOJIS = 1 << 18
+_CREATE_PUBLIC_THREADS = 1 << 35
 _SEND_IN_THREADS = 1 << 38
 BOT_PERMISSIONS = (
     _VIEW_CHANNEL
@@ -125,8 +127,13 @@ BOT_PERMISSIONS = (
     | _ATTACH_FILES
     | _READ_HISTORY
     | _EXTERNAL_EMOJIS
+    | _CREATE_PUBLIC_THREADS
     | _SEND_IN_THREADS
 )
+CREATE_PUBLIC_THREADS = _CREATE_PUBLIC_THREADS
+SEND_MESSAGES_IN_THREADS = _SEND_IN_THREADS
+THREAD_NAME_LIMIT = 100
+PUBLIC_THREAD = 11
 ADMINISTRATOR = 1 << 3
 # GUILD_PRESENCES, GUILD_MEMBERS, MESSAGE_CONTENT
 PRIVILEGED_INTENTS = (1 << 8) | (1 << 1) | (1 << 15)
@@ -218,6 +225,20 @@ class FakeMessage:
     @property
     def ephemeral(self) -> bool:
         return bool(self.flags & EPHEMERAL)
+
+
+@dataclass
+class FakeThread:
+    """A thread started from a message (POST /channels/{channel}/messages/{message}/threads).
+    As on Discord, the thread's channel id is the message's id: what is posted in it is in
+    ``fake.messages_in(thread.id)``."""
+
+    id: int  # = the message it was started from
+    parent_id: int  # the channel of that message
+    name: str
+    auto_archive_duration: int | None
+    payload: dict[str, Any]
+    attempts: int = 1  # POSTs that asked to start it (the later ones answered 160004)
 
 
 @dataclass(frozen=True)
@@ -692,6 +713,7 @@ class FakeDiscord:
         self.edits: list[FakeEdit] = []
         self.deleted: list[FakeMessage] = []
         self.deduplicated: list[FakeMessage] = []  # one entry per nonce replay
+        self.threads: dict[int, FakeThread] = {}  # by thread id (= its starter message's id)
         self.requests: list[tuple[str, str]] = []
         self.log: list[FakeRequest] = []
         self.unknown_routes: list[tuple[str, str]] = []
@@ -880,6 +902,14 @@ class FakeDiscord:
 
     def messages_in(self, channel_id: int) -> list[FakeMessage]:
         return [m for m in self.messages if m.channel_id == int(channel_id)]
+
+    def thread_on(self, message_id: int) -> FakeThread | None:
+        """The thread started from a message, if any."""
+        return self.threads.get(int(message_id))
+
+    def replies_to(self, message_id: int) -> list[FakeMessage]:
+        """What was posted in the thread started from a message (none without a thread)."""
+        return self.messages_in(message_id) if int(message_id) in self.threads else []
 
     def dms_to(self, user_id: int) -> list[FakeMessage]:
         return [m for m in self.messages if m.dm_recipient_id == int(user_id)]
@@ -1752,6 +1782,7 @@ class FakeDiscord:
         router.add_get(msg, self._get_message)
         router.add_patch(msg, self._patch_message)
         router.add_delete(msg, self._delete_message)
+        router.add_post(msg + "/threads", self._start_thread)
         router.add_put(p + "/applications/{app_id}/commands", self._put_commands)
         router.add_get(p + "/applications/{app_id}/commands", self._get_commands)
         router.add_put(p + "/applications/{app_id}/guilds/{guild_id}/commands", self._put_commands)
@@ -2006,7 +2037,16 @@ class FakeDiscord:
         if missing is not None:
             return missing
         assert cid is not None
-        if cid not in self._dm_recipient:
+        thread = self.threads.get(cid)
+        if thread is not None:
+            # In a thread, the parent channel's permissions count, Send Messages in Threads
+            # instead of Send Messages.
+            allowed = self._bot_permissions(thread.parent_id)
+            if not allowed & _VIEW_CHANNEL:
+                return _error(403, 50001, "Missing Access")
+            if not allowed & _SEND_IN_THREADS:
+                return _error(403, 50013, "Missing Permissions")
+        elif cid not in self._dm_recipient:
             allowed = self._bot_permissions(cid)
             if not allowed & _VIEW_CHANNEL:
                 return _error(403, 50001, "Missing Access")
@@ -2076,6 +2116,75 @@ class FakeDiscord:
         message.deleted = True
         self.deleted.append(message)
         return _no_content()
+
+    async def _start_thread(self, request: web.Request) -> web.Response:
+        """A public thread from a message, whose id becomes the thread's (channel) id. A second
+        start on the same message: 400 / 160004, as Discord answers."""
+        failure = await self._infrastructure_failure(injected=False)
+        if failure is not None:
+            return failure
+        cid, missing = self._channel_or_404(request.match_info["channel_id"])
+        if missing is not None:
+            return missing
+        assert cid is not None
+        if cid in self._dm_recipient or cid in self.threads:
+            return _error(400, 50024, "Cannot execute action on this channel type")
+        allowed = self._bot_permissions(cid)
+        if not allowed & _VIEW_CHANNEL:
+            return _error(403, 50001, "Missing Access")
+        if not allowed & _CREATE_PUBLIC_THREADS:
+            return _error(403, 50013, "Missing Permissions")
+        message = self._messages_by_id.get(_snowflake_param(request.match_info["message_id"]) or 0)
+        if message is None or message.channel_id != cid or message.deleted:
+            return _error(404, 10008, "Unknown Message")
+        payload = request[_BODY] or {}
+        existing = self.threads.get(message.id)
+        if existing is not None:
+            existing.attempts += 1
+            return _error(400, 160004, "A thread has already been created for this message")
+        name = payload.get("name")
+        if not isinstance(name, str) or not 1 <= len(name) <= THREAD_NAME_LIMIT:
+            return _error(
+                400,
+                50035,
+                "Invalid Form Body",
+                {
+                    "name": {
+                        "_errors": [
+                            {
+                                "code": "BASE_TYPE_BAD_LENGTH",
+                                "message": f"Must be between 1 and {THREAD_NAME_LIMIT} in length.",
+                            }
+                        ]
+                    }
+                },
+            )
+        archive = payload.get("auto_archive_duration")
+        if archive not in (None, 60, 1440, 4320, 10080):
+            return _error(400, 50035, "Invalid Form Body")
+        thread = FakeThread(message.id, cid, name, archive, payload)
+        self.threads[message.id] = thread
+        parent = self._channels[cid]
+        self._channels[message.id] = {
+            "id": str(message.id),
+            "type": PUBLIC_THREAD,
+            "guild_id": parent["guild_id"],
+            "parent_id": str(cid),
+            "name": name,
+            "owner_id": str(self.bot_user_id),
+            "last_message_id": None,
+            "rate_limit_per_user": 0,
+            "message_count": 0,
+            "member_count": 1,
+            "flags": 0,
+            "thread_metadata": {
+                "archived": False,
+                "auto_archive_duration": archive or 4320,
+                "archive_timestamp": _iso(_now()),
+                "locked": False,
+            },
+        }
+        return _json(self._channels[message.id], status=201)
 
     # ------------------------------------------------------------------ application commands
 

@@ -607,6 +607,14 @@ class FakeSlack:
         cid = self._lookup_channel(channel_id) or channel_id
         return [m for m in self.messages if m.channel == cid and not m.deleted]
 
+    def top_level_in(self, channel_id: str) -> list[FakeSlackMessage]:
+        """What a channel shows: its messages without the replies in threads."""
+        return [m for m in self.messages_in(channel_id) if not m.thread_ts]
+
+    def replies_to(self, channel_id: str, ts: str) -> list[FakeSlackMessage]:
+        """The replies in the thread under a message (chat.postMessage with its thread_ts)."""
+        return [m for m in self.messages_in(channel_id) if m.thread_ts == ts and m.ts != ts]
+
     def dms_to(self, user_id: str) -> list[FakeSlackMessage]:
         """Messages in the app's DM with the user (via conversations.open or channel=U...)."""
         dm_id = self._dms.get(user_id)
@@ -1264,7 +1272,12 @@ class FakeSlack:
 
     def _conversations_replies(self, args: dict) -> dict:
         cid = self._channel(args)
-        parent = self._find_message(cid, str(args.get("ts") or ""))
+        self._member_of(cid)
+        try:
+            parent = self._find_message(cid, str(args.get("ts") or ""))
+        except _ApiError:
+            # Slack's answer for a parent that is gone (or never was): thread_not_found.
+            raise _ApiError("thread_not_found") from None
         include_metadata = _truthy(args.get("include_all_metadata", False))
         thread = [parent] + [
             m

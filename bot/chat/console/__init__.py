@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.chat.preflight import Check
-from bot.core.cards import Card, Digest
+from bot.core.cards import Card, Digest, sources_line
 from bot.core.destinations import PrefixedForm
 from bot.core.ports import SendResult
 from bot.core.text import truncate
@@ -68,6 +68,8 @@ def card_json(card: Card) -> dict[str, Any]:
         image=card.image,
         delivery_id=card.delivery_id,
     )
+    if card.sources:
+        data["sources"] = list(card.sources)
     return data
 
 
@@ -89,6 +91,9 @@ def render_text(card: Card) -> str:
         lines.append(truncate(card.summary, 300))
     if card.matched:
         lines.append("matched: " + ", ".join(card.matched))
+    sources = sources_line(card.sources)
+    if sources:
+        lines.append(sources)
     if card.url:
         lines.append(card.url)
     return "\n".join(lines) + "\n"
@@ -129,6 +134,10 @@ class ConsoleSender:
         # A terminal cannot edit a line already printed: print the revision, marked update.
         result = self._write(self._render(card))
         return SendResult.sent(message_id) if result.ok else result
+
+    async def reply(self, card: Card, message_id: str) -> SendResult:
+        # A terminal has no threads: the edit already printed the update, marked as one.
+        return SendResult.sent(message_id)
 
     async def send_digest(self, digest: Digest) -> SendResult:
         if self.format == "jsonl":

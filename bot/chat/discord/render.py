@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 
 import discord
 
-from bot.core.cards import Card, Digest, is_urgent
+from bot.core.cards import Card, Digest, is_urgent, sources_line
 from bot.core.commands import Reply, ReplyItem
 from bot.core.text import ELLIPSIS, truncate
 
@@ -148,6 +148,21 @@ def delivery_nonce(delivery_id: int) -> str:
     return _nonce("newsbot-", str(delivery_id))
 
 
+def update_nonce(delivery_id: int, revision: int) -> str:
+    """The idempotency key of one thread reply: one per card and story revision."""
+    return _nonce("newsbot-u", f"{delivery_id}r{revision}")
+
+
+THREAD_NAME_LIMIT = 100  # Discord's limit on a thread's name
+
+
+def thread_name(card: Card) -> str:
+    """The thread started on a card: named after its headline. A name is shown as plain text
+    (no markdown, no mentions), on one line."""
+    name = " ".join((card.headline or "").split()) or "Updates"
+    return neutralise_mentions(truncate("Updates: " + name, THREAD_NAME_LIMIT))[:THREAD_NAME_LIMIT]
+
+
 def digest_nonce(delivery_ids: Iterable[int]) -> str:
     """A digest is identified by all the cards it carries: after a crash, the same set re-sent is
     de-duplicated, while a different set (more cards arrived) is posted rather than lost."""
@@ -201,6 +216,9 @@ def render_card(card: Card) -> discord.Embed:
         matched = fit(", ".join(card.matched), FIELD_VALUE_LIMIT)
         if matched:
             embed.add_field(name="Matched", value=matched, inline=True)
+    sources = sources_line(card.sources)
+    if sources:
+        embed.add_field(name="Sources", value=fit(sources, FIELD_VALUE_LIMIT), inline=False)
     embed.set_footer(text=_plain(_who(card.watchlists, card.subscriber), FOOTER_LIMIT))
     image = http_url(card.image)
     if image:

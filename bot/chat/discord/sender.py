@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import aiohttp
 import discord
@@ -23,6 +24,8 @@ from bot.chat.discord.render import (
     render_card,
     render_digest,
     render_notice,
+    thread_name,
+    update_nonce,
 )
 from bot.core.cards import Card, Digest
 from bot.core.destinations import DestinationError, DestinationKind
@@ -37,6 +40,10 @@ UNKNOWN_USER = 10013
 MISSING_ACCESS = 50001
 CANNOT_DM = 50007
 MISSING_PERMISSIONS = 50013
+THREAD_EXISTS = 160004  # "A thread has already been created for this message"
+THREAD_ARCHIVE_MINUTES: Literal[10080] = (
+    10080  # a week; a reply to an archived thread opens it again
+)
 
 _PERMANENT_REASONS = {
     MISSING_PERMISSIONS: (
@@ -112,6 +119,20 @@ def result_for(exc: BaseException) -> SendResult:
     return SendResult.retry(f"{type(exc).__name__}: {exc}")
 
 
+_THREAD_PERMISSIONS = (
+    "the bot may not reply in a thread there (50013 Missing Permissions): give it Create "
+    "Public Threads and Send Messages in Threads in that channel"
+)
+
+
+def _thread_result(exc: discord.HTTPException) -> SendResult:
+    """A thread reply's failure: as any send's, but a missing permission names the thread
+    permissions, not those of posting a card."""
+    if isinstance(exc, discord.Forbidden) and exc.code == MISSING_PERMISSIONS:
+        return SendResult.failed(_THREAD_PERMISSIONS)
+    return result_for(exc)
+
+
 class DiscordSender:
     """Implements bot.core.ports.Sender for Discord."""
 
@@ -157,6 +178,43 @@ class DiscordSender:
             return SendResult.sent(message_id)
 
         return await self._call(card.channel, patch, f"update of delivery {card.delivery_id}")
+
+    async def reply(self, card: Card, message_id: str) -> SendResult:
+        """The update in the thread on the card: the thread is started from the card the first
+        time (its id is the card's message id, so nothing needs recording), then the update is
+        posted in it with a nonce per card and revision. A card that was deleted fails with
+        10008 when the thread is started: nothing is posted anywhere."""
+        if not message_id.isdigit():
+            return SendResult.failed(f"no Discord message to reply under ({message_id!r})")
+        embed = render_card(card)
+        parent = int(message_id)
+
+        async def post(channel: discord.PartialMessageable) -> SendResult:
+            try:
+                await self.client.http.start_thread_with_message(
+                    channel.id,
+                    parent,
+                    name=thread_name(card),
+                    auto_archive_duration=THREAD_ARCHIVE_MINUTES,
+                )
+                thread = self.client.get_partial_messageable(
+                    parent, type=discord.ChannelType.public_thread
+                )
+            except discord.HTTPException as exc:
+                if exc.code != THREAD_EXISTS:
+                    return _thread_result(exc)
+                thread = self.client.get_partial_messageable(
+                    parent, type=discord.ChannelType.public_thread
+                )
+            try:
+                message = await thread.send(
+                    embed=embed, nonce=update_nonce(card.delivery_id, card.revision)
+                )
+            except discord.HTTPException as exc:
+                return _thread_result(exc)
+            return SendResult.sent(str(message.id))
+
+        return await self._call(card.channel, post, f"thread reply of delivery {card.delivery_id}")
 
     async def send_digest(self, digest: Digest) -> SendResult:
         embed = render_digest(digest)

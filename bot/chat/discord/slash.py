@@ -17,7 +17,7 @@ import contextlib
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable
-from typing import Any
+from typing import Any, Literal
 
 import discord
 from discord import app_commands
@@ -115,6 +115,9 @@ def _annotation(arg: Arg) -> Any:
             annotation: Any = app_commands.Range[int, arg.low or 1, arg.high]
         case Kind.CHANNEL:
             annotation = PostableChannel
+        case Kind.CHOICE:
+            # A Literal of the words: Discord offers them as the option's choices.
+            annotation = Literal.__getitem__(arg.choices)
         case _:
             annotation = app_commands.Range[str, 1, arg.high]
     return annotation if arg.required else annotation | None

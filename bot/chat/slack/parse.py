@@ -36,7 +36,7 @@ HELP = "help"  # Slack's own: the usage lines, all or one
 ACTIONS = {"delete": "remove", "rm": "remove", "ls": "list", "new": "add"}
 # Numbers and intervals are typed as `--flag value`, anywhere after the sub-command (the other
 # arguments are words, in a fixed order); a usage line shows the value as this.
-PLACEHOLDER = {Kind.HOURS: "N", Kind.INTEGER: "N", Kind.INTERVAL: "10m"}
+PLACEHOLDER = {Kind.HOURS: "N", Kind.INTEGER: "N", Kind.INTERVAL: "10m", Kind.CHOICE: "word"}
 _FLAG_KINDS = frozenset(PLACEHOLDER)
 
 
@@ -68,7 +68,8 @@ def _usage_line(command: Command) -> str:
         else:
             parts.append(f"<{arg.called}>" if arg.required else f"[{arg.called}]")
     for arg in filter(_is_flag, command.args):
-        flag = f"--{arg.option} {PLACEHOLDER[arg.kind]}"
+        shown = "|".join(arg.choices) if arg.kind is Kind.CHOICE else PLACEHOLDER[arg.kind]
+        flag = f"--{arg.option} {shown}"
         parts.append(flag if arg.required else f"[{flag}]")
     notes = [
         *(["admins"] if command.admins_only else []),
@@ -233,9 +234,10 @@ def _flags(
             if not (following.kind == "word" and _FLAG.match(following.raw)):
                 raw = following.value
                 i += 1
-        if arg.kind is Kind.INTERVAL:
+        if arg.kind in (Kind.INTERVAL, Kind.CHOICE):
             if not raw or not raw.strip():
-                raise CommandSyntaxError(f"--{flag} needs a value.", command)
+                hint = f" ({' or '.join(arg.choices)})" if arg.choices else ""
+                raise CommandSyntaxError(f"--{flag} needs a value{hint}.", command)
             values[arg.name] = raw.strip()
         else:
             values[arg.name] = _number(flag, raw, command, arg.kind)

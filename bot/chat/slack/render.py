@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.core.cards import Card, Digest
+from bot.core.cards import Card, Digest, sources_line
 from bot.core.commands import Reply, ReplyItem
 from bot.core.identity import safe_link
 from bot.core.models import StoredStory
@@ -183,6 +183,9 @@ def render_card(card: Card) -> dict[str, Any]:
     )
     matched = "Matched: " + fit(", ".join(card.matched), 1000) if card.matched else ""
     blocks.append(context(f"{fit(card.source, 300)} · {_when(card.published)}", matched, who))
+    sources = sources_line(card.sources)
+    if sources:
+        blocks.append(context(":newspaper: " + fit(sources, 1000)))
     return {"text": _card_fallback(card), "blocks": blocks}
 
 

@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 EVENT_ALERT = "newsbot_alert"
 EVENT_DIGEST = "newsbot_digest"
+EVENT_UPDATE = "newsbot_update"  # a thread reply: one per card and story revision
 PACE = 1.0  # seconds between posts to one channel (docs.slack.dev: 1 message/s/channel)
 HISTORY_LIMIT = 200
 MAX_INLINE_RETRY_AFTER = 10.0
@@ -68,6 +69,7 @@ PERMANENT: dict[str, str] = {
     "restricted_action": "the workspace does not let the bot post in that channel",
     "ekm_access_denied": "the workspace's key management refused access",
     "message_not_found": "the message to edit no longer exists",
+    "thread_not_found": "the card to reply under no longer exists",
     "cant_update_message": "Slack does not allow editing that message",
     "edit_window_closed": "the message is too old to edit",
 }
@@ -203,6 +205,7 @@ class SlackSender:
         self._uncertain: set[int] = set()  # posts that may have landed unheard
         self._posted: OrderedDict[int, str] = OrderedDict()  # by this process
         self._unchecked: set[str] = set()  # channels whose history we may not read
+        self._replied: OrderedDict[tuple[int, int], str] = OrderedDict()  # by this process
 
     # --- the Sender protocol -----------------------------------------------------------------
 
@@ -211,6 +214,9 @@ class SlackSender:
 
     async def edit(self, card: Card, message_id: str) -> SendResult:
         return await self._guard(self._edit(card, message_id), card.channel)
+
+    async def reply(self, card: Card, message_id: str) -> SendResult:
+        return await self._guard(self._reply(card, message_id), card.channel)
 
     async def send_digest(self, digest: Digest) -> SendResult:
         return await self._guard(self._send_digest(digest), digest.channel)
@@ -262,6 +268,66 @@ class SlackSender:
             finally:
                 self._next_post[channel] = self.clock() + self.pace
         return SendResult.sent(message)
+
+    async def _reply(self, card: Card, message: str) -> SendResult:
+        """The update as a reply in the card's thread (chat.postMessage with thread_ts). The
+        thread is read first (conversations.replies, every time: a card gets a few replies
+        at most): a reply already there for this revision (a re-send after a crash) is not
+        posted again, and a card that is gone fails here, before anything is posted."""
+        channel, _, ts = message.partition("/")
+        if not channel or not ts:
+            return SendResult.failed(f"{message!r} is not a Slack message id (channel/ts)")
+        key = (card.delivery_id, card.revision)
+        if key in self._replied:
+            return SendResult.sent(self._replied[key])
+        async with self._lock(channel):
+            found = await self._reply_in_thread(channel, ts, key)
+            if found is not None:
+                log.info(
+                    "the update of delivery %d (revision %d) is already in its thread; not "
+                    "posting it again",
+                    *key,
+                )
+                posted = found
+            else:
+                posted = await self._post(
+                    channel, render_card(card), _update_metadata(card), [], thread_ts=ts
+                )
+        self._replied[key] = posted
+        while len(self._replied) > REMEMBERED:
+            self._replied.popitem(last=False)
+        return SendResult.sent(posted)
+
+    async def _reply_in_thread(self, channel: str, ts: str, key: tuple[int, int]) -> str | None:
+        try:
+            response = await self.client.conversations_replies(
+                channel=channel, ts=ts, limit=self.history_limit, include_all_metadata=True
+            )
+        except SlackApiError as exc:
+            error = exc.response.get("error")
+            if error == "missing_scope":
+                log.warning(
+                    "cannot read the thread of %s in %s (missing_scope, needs %s): replying "
+                    "without the duplicate check",
+                    ts,
+                    channel,
+                    exc.response.get("needed"),
+                )
+                return None
+            if error == "message_not_found":  # what some workspaces say for a deleted parent
+                error = "thread_not_found"
+                raise _Stop(SendResult.failed(f"{PERMANENT[error]} [{error}]")) from exc
+            raise _Stop(classify(exc)[0]) from exc
+        except Exception as exc:
+            raise _Stop(classify(exc)[0]) from exc
+        for reply in response.get("messages") or []:
+            metadata = reply.get("metadata")
+            if not isinstance(metadata, dict) or metadata.get("event_type") != EVENT_UPDATE:
+                continue
+            payload = metadata.get("event_payload") or {}
+            if (payload.get("delivery_id"), payload.get("revision")) == key:
+                return message_id(channel, reply["ts"])
+        return None
 
     async def _send_digest(self, digest: Digest) -> SendResult:
         ids = [c.delivery_id for c in digest.cards]
@@ -338,6 +404,8 @@ class SlackSender:
         payload: dict[str, Any],
         metadata: dict[str, Any] | None,
         ids: Sequence[int],
+        *,
+        thread_ts: str | None = None,
     ) -> str:
         await self._wait_turn(channel)
         try:
@@ -348,6 +416,7 @@ class SlackSender:
                 unfurl_links=False,
                 unfurl_media=False,
                 metadata=metadata,
+                thread_ts=thread_ts,
             )
         except Exception as exc:
             result, maybe_landed = classify(exc)
@@ -404,6 +473,17 @@ class SlackSender:
             self._posted.move_to_end(delivery_id)
         while len(self._posted) > REMEMBERED:
             self._posted.popitem(last=False)
+
+
+def _update_metadata(card: Card) -> dict[str, Any]:
+    return {
+        "event_type": EVENT_UPDATE,
+        "event_payload": {
+            "delivery_id": card.delivery_id,
+            "revision": card.revision,
+            "story_id": card.story_id,
+        },
+    }
 
 
 def _alert_metadata(card: Card) -> dict[str, Any]:

@@ -61,29 +61,58 @@ PARSED = [
     # watchlists
     (
         "watchlist add Korea <#C0123ABC|newsdesk> Pyongyang OR Seoul",
-        inv("watchlist add", name="Korea", channel="slack:C0123ABC", query="Pyongyang OR Seoul"),
+        inv(
+            "watchlist add",
+            name="Korea",
+            channel="slack:C0123ABC",
+            query="Pyongyang OR Seoul",
+            updates=None,
+        ),
     ),
     (
         'watchlist add "North Korea" <#C0123ABC|newsdesk> "Kim Jong Un"',
-        inv("watchlist add", name="North Korea", channel="slack:C0123ABC", query='"Kim Jong Un"'),
+        inv(
+            "watchlist add",
+            name="North Korea",
+            channel="slack:C0123ABC",
+            query='"Kim Jong Un"',
+            updates=None,
+        ),
     ),
     (
         "watchlist add North Korea <#G0123ABC> DPRK",
-        inv("watchlist add", name="North Korea", channel="slack:G0123ABC", query="DPRK"),
+        inv(
+            "watchlist add",
+            name="North Korea",
+            channel="slack:G0123ABC",
+            query="DPRK",
+            updates=None,
+        ),
     ),
     (
         "watchlist add Korea C0123ABC DPRK",
-        inv("watchlist add", name="Korea", channel="slack:C0123ABC", query="DPRK"),
+        inv("watchlist add", name="Korea", channel="slack:C0123ABC", query="DPRK", updates=None),
     ),
     (
         "watchlists new CNN news slack:C0123ABC CNN",
-        inv("watchlist add", name="CNN news", channel="slack:C0123ABC", query="CNN"),
+        inv("watchlist add", name="CNN news", channel="slack:C0123ABC", query="CNN", updates=None),
     ),
     (
         'watchlist edit "North Korea" Kim AND Putin',
-        inv("watchlist edit", name="North Korea", query="Kim AND Putin"),
+        inv("watchlist edit", name="North Korea", query="Kim AND Putin", updates=None),
     ),
-    ("watchlist edit Korea DPRK", inv("watchlist edit", name="Korea", query="DPRK")),
+    ("watchlist edit Korea DPRK", inv("watchlist edit", name="Korea", query="DPRK", updates=None)),
+    ("watchlist edit Korea", inv("watchlist edit", name="Korea", query=None, updates=None)),
+    (
+        "watchlist edit Korea --updates thread",
+        inv("watchlist edit", name="Korea", query=None, updates="thread"),
+    ),
+    (
+        "watchlist add Korea C0123ABC DPRK --updates thread",
+        inv(
+            "watchlist add", name="Korea", channel="slack:C0123ABC", query="DPRK", updates="thread"
+        ),
+    ),
     ("watchlist remove North Korea", inv("watchlist remove", name="North Korea")),
     ('watchlist delete "North Korea"', inv("watchlist remove", name="North Korea")),
     ("watchlist list", inv("watchlist list")),
@@ -133,7 +162,11 @@ REFUSED = [
     ("watchlist add <#C0123ABC|desk> DPRK", "watchlist add", "name before the channel"),
     ('watchlist add "Korea" DPRK', "watchlist add", "give the channel"),
     ("watchlist add Korea <#C0123ABC|desk>", "watchlist add", "Give the query"),
-    ("watchlist edit Korea", "watchlist edit", "new query"),
+    (
+        "watchlist edit Korea --updates",
+        "watchlist edit",
+        "--updates needs a value (edit or thread)",
+    ),
     ("watchlist remove", "watchlist remove", "Give the watchlist's name"),
     ('watchlist remove ""', "watchlist remove", "Give the watchlist a name"),
     ("watchlist list all", "watchlist list", "takes no arguments"),
