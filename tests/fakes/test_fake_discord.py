@@ -336,6 +336,51 @@ async def test_edit_and_delete_are_recorded(
     assert info.value.code == 10008
 
 
+async def test_a_thread_is_started_once_on_a_message_and_takes_messages(
+    fake: FakeDiscord, bot: Harness, channel_id: int
+) -> None:
+    card = await bot.text_channel(channel_id).send("alert")
+    http = bot.client.http
+    thread = await http.start_thread_with_message(
+        channel_id, card.id, name="Updates: alert", auto_archive_duration=10080
+    )
+    assert (thread["id"], thread["parent_id"], thread["type"]) == (
+        str(card.id),
+        str(channel_id),
+        11,
+    )
+    with pytest.raises(discord.HTTPException) as again:
+        await http.start_thread_with_message(
+            channel_id, card.id, name="Updates: alert", auto_archive_duration=10080
+        )
+    assert (again.value.status, again.value.code) == (400, 160004)
+    inside = bot.client.get_partial_messageable(card.id, type=discord.ChannelType.public_thread)
+    reply = await inside.send("update", nonce="u-1")
+    assert (await inside.send("update", nonce="u-1")).id == reply.id  # nonces hold in threads
+    assert [m.content for m in fake.replies_to(card.id)] == ["update"]
+    assert fake.messages_in(channel_id) == [fake.messages_in(channel_id)[0]]  # not in the channel
+    assert fake.thread_on(card.id).attempts == 2
+    other = await bot.text_channel(channel_id).send("another")
+    await other.delete()
+    with pytest.raises(discord.NotFound) as gone:
+        await http.start_thread_with_message(
+            channel_id, other.id, name="x", auto_archive_duration=60
+        )
+    assert gone.value.code == 10008
+
+
+async def test_threads_need_their_own_permissions(
+    fake: FakeDiscord, bot: Harness, channel_id: int
+) -> None:
+    card = await bot.text_channel(channel_id).send("alert")
+    fake.deny_permissions(channel_id, 1 << 35)  # Create Public Threads
+    with pytest.raises(discord.Forbidden) as refused:
+        await bot.client.http.start_thread_with_message(
+            channel_id, card.id, name="x", auto_archive_duration=60
+        )
+    assert refused.value.code == 50013
+
+
 async def test_dm_is_recorded_for_the_recipient(fake: FakeDiscord, bot: Harness) -> None:
     user = await bot.client.fetch_user(777)
     dm = await user.create_dm()

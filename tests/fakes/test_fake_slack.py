@@ -195,6 +195,26 @@ async def test_post_message_with_blocks_and_metadata_shows_in_history(
     assert [m["ts"] for m in rest["messages"]] == [first["ts"]]
 
 
+async def test_thread_replies_are_apart_from_the_channel_and_a_gone_parent_is_refused(
+    fake: FakeSlack, web: AsyncWebClient
+) -> None:
+    parent = await web.chat_postMessage(channel=NEWSDESK, text="card")
+    metadata = {"event_type": "newsbot_update", "event_payload": {"delivery_id": 1}}
+    await web.chat_postMessage(
+        channel=NEWSDESK, text="update", thread_ts=parent["ts"], metadata=metadata
+    )
+    assert [m.text for m in fake.top_level_in(NEWSDESK)] == ["card"]
+    assert [m.text for m in fake.replies_to(NEWSDESK, parent["ts"])] == ["update"]
+    thread = await web.conversations_replies(
+        channel=NEWSDESK, ts=parent["ts"], include_all_metadata=True
+    )
+    assert [m.get("metadata") for m in thread["messages"]] == [None, metadata]
+    await web.chat_delete(channel=NEWSDESK, ts=parent["ts"])
+    with pytest.raises(SlackApiError) as gone:
+        await web.conversations_replies(channel=NEWSDESK, ts=parent["ts"])
+    assert gone.value.response["error"] == "thread_not_found"
+
+
 async def test_form_encoded_arguments_are_understood(fake: FakeSlack, web: AsyncWebClient) -> None:
     blocks = [{"type": "divider"}]
     metadata = {"event_type": "e", "event_payload": {"k": 1}}
