@@ -34,7 +34,8 @@ from bot.core.cluster import Coordinator
 from bot.core.commands import Commands, CommandSettings
 from bot.core.delivery import DeliverySettings, DeliveryWorker
 from bot.core.destinations import Destinations
-from bot.core.models import Delivery, FeedSpec, Origin, StoredStory
+from bot.core.models import Delivery, FeedSpec, Origin, StoredStory, WatchlistSpec
+from bot.core.pings import PingBook
 from bot.core.pipeline import IngestSettings, Pipeline, PollReport
 from bot.core.ports import ParsedFeed, Sender
 from bot.core.routing import QueryBook
@@ -234,6 +235,7 @@ class Runtime:
             settings=DeliverySettings(burst_limit=alerts.burst_limit),
             on_permanent_failure=self.notices.delivery_failed,
             on_sent=self._delivered,
+            pings=self._pings,
         )
         self.pipeline = Pipeline(
             storage,
@@ -295,6 +297,11 @@ class Runtime:
             platform.link.when_up(functools.partial(self.worker.release, platform.name))
         self._started: set[str] = set()
         self._closed = False
+
+    async def _pings(self) -> PingBook:
+        """Who the watchlists ping, from the same book the matcher uses (rebuilt when a
+        watchlist changes, here or, on PostgreSQL, in another worker)."""
+        return (await self.queries.current()).pings
 
     @property
     def reader(self) -> ports.FeedReader:
@@ -472,5 +479,9 @@ async def sync_config(storage: Storage, settings: Settings, now: datetime) -> No
         now,
     )
     await storage.sync_config_watchlists(
-        [(w.name, w.query, w.channels) for w in settings.watchlists], now
+        [
+            WatchlistSpec(w.name, w.query, w.channels, w.ping, w.ping_when)
+            for w in settings.watchlists
+        ],
+        now,
     )

@@ -24,6 +24,8 @@ from pydantic import (
 
 from bot.core.destinations import DestinationError, Destinations
 from bot.core.durations import parse_duration
+from bot.core.models import PingWhen
+from bot.core.pings import PingError, parse_pings, ping_when
 from bot.core.query import QueryError, parse_query
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
@@ -166,6 +168,29 @@ class WatchlistEntry(_Section):
     name: str = Field(min_length=1, max_length=100)
     query: str
     channels: list[str] = Field(default_factory=lambda: ["console:desk"])
+    # Who its cards may ping (bot.core.pings): nobody unless listed.
+    ping: list[str] = Field(default_factory=list)
+    ping_when: PingWhen = PingWhen.URGENT
+
+    @field_validator("ping")
+    @classmethod
+    def _ping(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        destinations = _destinations(info)
+        name = info.data.get("name", "?")
+        try:
+            for item in value:
+                destinations.check_ping(item)
+            return [str(p) for p in parse_pings(value)]
+        except PingError as exc:
+            raise ValueError(f"watchlist {name!r}: {exc}") from None
+
+    @field_validator("ping_when", mode="before")
+    @classmethod
+    def _ping_when(cls, value: Any, info: ValidationInfo) -> PingWhen:
+        try:
+            return ping_when(value)
+        except PingError as exc:
+            raise ValueError(f"watchlist {info.data.get('name', '?')!r}: {exc}") from None
 
     @field_validator("query")
     @classmethod

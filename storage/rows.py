@@ -15,6 +15,7 @@ from bot.core.models import (
     DeliveryStatus,
     FeedState,
     Origin,
+    PingWhen,
     StoredStory,
     Story,
     Watchlist,
@@ -77,7 +78,16 @@ FEED_COLUMNS = (
     "retry_at",
     "created_by",
 )
-WATCHLIST_COLUMNS = ("id", "name", "query", "channels", "origin", "created_by")
+WATCHLIST_COLUMNS = (
+    "id",
+    "name",
+    "query",
+    "channels",
+    "origin",
+    "created_by",
+    "ping",
+    "ping_when",
+)
 
 _EPOCH = datetime.fromtimestamp(0, UTC)
 
@@ -159,4 +169,6 @@ def watchlist_of(row: Row) -> Watchlist:
         channels=tuple(json.loads(row["channels"])),
         origin=Origin(row["origin"]),
         created_by=row["created_by"],
+        ping=tuple(json.loads(row["ping"])),
+        ping_when=PingWhen(row["ping_when"]),
     )

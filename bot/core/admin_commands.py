@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.core.durations import format_duration, parse_duration
 from bot.core.identity import safe_link
-from bot.core.models import FeedSpec, FeedState, Origin, Watchlist
+from bot.core.models import FeedSpec, FeedState, Origin, PingWhen, Watchlist
+from bot.core.pings import PingError, parse_pings
 from bot.core.ports import FeedError
 from bot.core.replies import (
     Actor,
@@ -103,6 +104,61 @@ class AdminCommands:
         )
         return Reply(hinted(f"Watchlist {existing.name!r} now watches: {parsed.text}", parsed))
 
+    async def watchlist_ping(self, actor: Actor, name: str, pings: str) -> Reply:
+        """Who the watchlist's cards ping, and when: "role:<id> user:<id> ..." (what each
+        platform can send: Destinations.check_ping), "urgent" or "always" (when), or "off".
+        Admins only (the catalog checks it): a ping reaches people who did not ask for it."""
+        existing = self._editable(
+            "watchlist", await self.store.get_watchlist(" ".join((name or "").split())), name
+        )
+        if isinstance(existing, Reply):
+            return existing
+        entries: list[str] = []
+        when: PingWhen | None = None
+        off = False
+        for word in (pings or "").replace(",", " ").split():
+            folded = word.lower()
+            if folded in (PingWhen.URGENT, PingWhen.ALWAYS):
+                when = PingWhen(folded)
+            elif folded in ("off", "none", "nobody"):
+                off = True
+            else:
+                entries.append(word)
+        destinations = self.services.destinations
+        example = "e.g. `role:123456789012345678 urgent`, `usergroup:S0123ABCD always` or `off`"
+        if off and entries:
+            return refused(f"Give who to ping, or off, not both ({example}).")
+        if not off and not entries and when is None:
+            return refused(f"Say who to ping ({destinations.ping_help}), and when; {example}.")
+        try:
+            checked = [str(destinations.check_ping(entry)) for entry in entries]
+            ping = [str(p) for p in parse_pings(checked)]
+        except PingError as exc:
+            return refused(f"{exc}.")
+        if not off and not ping:  # only "when" changes
+            if not existing.ping:
+                return refused(f"{existing.name!r} pings nobody yet: say who ({example}).")
+            ping = list(existing.ping)
+        when = when or existing.ping_when
+        await self.store.update_watchlist(
+            existing.name, ping=ping, ping_when=when, now=self.clock()
+        )
+        await self._audit(
+            actor,
+            "watchlist.ping",
+            name=existing.name,
+            old=[*existing.ping, existing.ping_when.value],
+            ping=ping,
+            ping_when=when.value,
+        )
+        if not ping:
+            return Reply(f"Watchlist {existing.name!r} pings nobody now.")
+        return Reply(
+            f"Watchlist {existing.name!r} now pings {', '.join(ping)} "
+            + ("on every new card." if when == PingWhen.ALWAYS else "on urgent stories only.")
+            + " Only these are ever mentioned; an updated card does not ping again."
+        )
+
     async def watchlist_remove(self, actor: Actor, name: str) -> Reply:
         existing = self._editable(
             "watchlist", await self.store.get_watchlist(" ".join((name or "").split())), name
@@ -123,6 +179,7 @@ class AdminCommands:
                 ReplyItem(
                     w.name,
                     detail=f"{w.query} -> {', '.join(w.channels)}"
+                    + (f" · pings {', '.join(w.ping)} ({w.ping_when})" if w.ping else "")
                     + (" (config file)" if w.origin == Origin.CONFIG else ""),
                 )
                 for w in watchlists

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from bot.core.identity import safe_link
 from bot.core.models import Delivery, StoredStory
+from bot.core.pings import Ping
 
 _URGENT_CAPS = re.compile(r"^\W*(BREAKING|URGENT|FLASH|ALERT)\b")
 _URGENT_MARKED = re.compile(
@@ -39,6 +40,9 @@ class Card:
     update: bool = False
     delivery_id: int = 0
     story_id: int = 0
+    # Who this card may ping: the only mentions it carries (bot.core.pings). Set by the
+    # delivery worker for a new card; never on an update.
+    pings: tuple[Ping, ...] = ()
 
 
 def build_card(delivery: Delivery, stored: StoredStory, *, update: bool = False) -> Card:

@@ -12,12 +12,16 @@ per destination, with the same idempotency keys as any retry.
 
 More than `burst_limit` cards for one channel within `burst_window` is a burst: the most
 prominent of them (urgent, then matched by the most watchlists and terms) get full cards, in
-outbox order, and the rest are listed in digests."""
+outbox order, and the rest are listed in digests.
+
+A new card carries the pings its watchlists ask for (bot.core.pings), as they are when it is
+sent; a digest carries the union of its cards' pings; an update carries none."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -27,6 +31,7 @@ from bot.core.cards import Card, Digest, build_card
 from bot.core.cluster import LeaseLost
 from bot.core.destinations import DestinationError, DestinationKind, Destinations
 from bot.core.models import Delivery, DeliveryStatus, StoredStory, platform_of
+from bot.core.pings import PingBook
 from bot.core.ports import DeliveryStore, Sender, SendResult
 
 log = logging.getLogger(__name__)
@@ -47,6 +52,7 @@ RELEASE_HORIZON = timedelta(days=3650)
 
 FailureHook = Callable[[Delivery, str], Awaitable[None]]
 SentHook = Callable[[Delivery, StoredStory, datetime], None]
+PingSource = Callable[[], Awaitable[PingBook]]  # who the watchlists ping, as they are now
 
 
 def prominence(delivery: Delivery, story: StoredStory) -> tuple[bool, int, int]:
@@ -83,6 +89,7 @@ class DeliveryWorker:
         settings: DeliverySettings | None = None,
         on_permanent_failure: FailureHook | None = None,
         on_sent: SentHook | None = None,
+        pings: PingSource | None = None,
     ) -> None:
         self.store = store
         self.senders = dict(senders)
@@ -91,6 +98,8 @@ class DeliveryWorker:
         self.settings = settings or DeliverySettings()
         self.on_permanent_failure = on_permanent_failure
         self.on_sent = on_sent
+        self._ping_source = pings
+        self._pings = PingBook()  # read again at each step: an edit in chat applies at once
         self._wake = asyncio.Event()
         self._released: set[str] = set()
         self._stopping = False
@@ -145,6 +154,8 @@ class DeliveryWorker:
         async with self._busy:
             now = self.clock()
             due = await self.store.due_deliveries(now, self.settings.batch)
+            if self._ping_source is not None and (due or self._released):
+                self._pings = await self._ping_source()
             released, self._released = self._released, set()
             owed: list[tuple[Delivery, StoredStory]] = []
             more = False
@@ -255,6 +266,8 @@ class DeliveryWorker:
     async def _send_one(self, sender: Sender, delivery: Delivery, story: StoredStory) -> bool:
         is_update = delivery.status == DeliveryStatus.SENT
         card = build_card(delivery, story, update=is_update)
+        if not is_update:  # an edit of a posted card never pings again
+            card = self._with_pings(card)
         if is_update:
             result = await self._guard(sender.edit(card, delivery.message_id or ""), card)
         else:
@@ -285,7 +298,7 @@ class DeliveryWorker:
     async def _send_digest(
         self, sender: Sender, target: str, items: list[tuple[Delivery, StoredStory]]
     ) -> bool:
-        cards = tuple(build_card(d, s) for d, s in items)
+        cards = tuple(self._with_pings(build_card(d, s)) for d, s in items)
         result = await self._guard(sender.send_digest(Digest(target, cards)), cards[0])
         now = self.clock()
         if result.ok:
@@ -302,6 +315,10 @@ class DeliveryWorker:
         for delivery, _ in items:
             await self._retry(delivery, result, update=False)
         return False
+
+    def _with_pings(self, card: Card) -> Card:
+        pings = self._pings.for_card(card.watchlists, urgent=card.urgent) if self._pings else ()
+        return dataclasses.replace(card, pings=pings) if pings else card
 
     async def _guard(self, call: Awaitable[SendResult], card: Card) -> SendResult:
         try:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import NamedTuple
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +91,13 @@ class FeedState:
     created_by: str | None = None
 
 
+class PingWhen(StrEnum):
+    """When a watchlist's pings go out with its card (bot.core.pings)."""
+
+    URGENT = "urgent"  # only on a card the headline marks urgent (cards.is_urgent)
+    ALWAYS = "always"  # on every new card of the watchlist
+
+
 @dataclass(frozen=True, slots=True)
 class Watchlist:
     id: int
@@ -97,6 +106,21 @@ class Watchlist:
     channels: tuple[str, ...]
     origin: Origin
     created_by: str | None = None
+    # Who its cards may ping, as written ("role:<id>", "user:<id>", "usergroup:<id>"); none by
+    # default. Checked when set (config file, chat); read by bot.core.pings.
+    ping: tuple[str, ...] = ()
+    ping_when: PingWhen = PingWhen.URGENT
+
+
+class WatchlistSpec(NamedTuple):
+    """A watchlist as the config file states it (what `sync_config_watchlists` makes true).
+    A tuple, so that a plain (name, query, channels) still reads as one with no pings."""
+
+    name: str
+    query: str
+    channels: Sequence[str]
+    ping: Sequence[str] = ()
+    ping_when: PingWhen = PingWhen.URGENT
 
 
 @dataclass(frozen=True, slots=True)

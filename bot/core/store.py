@@ -22,10 +22,12 @@ from bot.core.models import (
     Delivery,
     FeedSpec,
     FeedState,
+    PingWhen,
     StoredStory,
     Story,
     Subscription,
     Watchlist,
+    WatchlistSpec,
 )
 from bot.core.routing import Route
 
@@ -309,6 +311,8 @@ class CommandStore(Protocol):
         *,
         query: str | None = None,
         channels: Sequence[str] | None = None,
+        ping: Sequence[str] | None = None,
+        ping_when: PingWhen | None = None,
         now: datetime,
     ) -> bool:
         """Only a watchlist made in chat; None leaves a field as it is."""
@@ -367,10 +371,9 @@ class OpsStore(Protocol):
         the file now claims becomes the file's."""
         ...
 
-    async def sync_config_watchlists(
-        self, items: Sequence[tuple[str, str, Sequence[str]]], now: datetime
-    ) -> None:
-        """(name, query, channels) per watchlist of the file; others of the file are removed."""
+    async def sync_config_watchlists(self, items: Sequence[WatchlistSpec], now: datetime) -> None:
+        """Each watchlist of the file as the file states it (a plain (name, query, channels)
+        tuple reads as one that pings nobody); others of the file are removed."""
         ...
 
     async def get_feed_by_id(self, feed_id: int) -> FeedState | None: ...

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from bot.core.models import Origin, Subscription, Watchlist
+from bot.core.models import Origin, PingWhen, Subscription, Watchlist, WatchlistSpec
 from bot.core.store import AuditEntry, DuplicateName
 from storage.memory.base import MemoryBase, limited, moment, nocase, ts
 
@@ -20,24 +20,30 @@ class QueryTables(MemoryBase):
         wanted = nocase(name)
         return next((w for w in self._watchlists.values() if nocase(w.name) == wanted), None)
 
-    async def sync_config_watchlists(
-        self, items: Sequence[tuple[str, str, Sequence[str]]], now: datetime
-    ) -> None:
-        for name, query, channels in items:
-            found = self._watchlist_named(name)
+    async def sync_config_watchlists(self, items: Sequence[WatchlistSpec], now: datetime) -> None:
+        specs = [WatchlistSpec(*item) for item in items]
+        for spec in specs:
+            found = self._watchlist_named(spec.name)
             if found is None:
                 found = Watchlist(
                     self._next_id("watchlists"),
-                    name,
-                    query,
-                    tuple(channels),
+                    spec.name,
+                    spec.query,
+                    tuple(spec.channels),
                     Origin.CONFIG,
                     "config file",
                 )
-            else:  # the name and who made it stay; the file's query and channels win
-                found = replace(found, query=query, channels=tuple(channels), origin=Origin.CONFIG)
+            # The name and who made it stay; the file's query, channels and pings win.
+            found = replace(
+                found,
+                query=spec.query,
+                channels=tuple(spec.channels),
+                origin=Origin.CONFIG,
+                ping=tuple(spec.ping),
+                ping_when=PingWhen(spec.ping_when),
+            )
             self._watchlists[found.id] = found
-        names = {nocase(name) for name, _, _ in items}
+        names = {nocase(spec.name) for spec in specs}
         for watchlist in list(self._watchlists.values()):
             if watchlist.origin == Origin.CONFIG and nocase(watchlist.name) not in names:
                 del self._watchlists[watchlist.id]
@@ -67,6 +73,8 @@ class QueryTables(MemoryBase):
         *,
         query: str | None = None,
         channels: Sequence[str] | None = None,
+        ping: Sequence[str] | None = None,
+        ping_when: PingWhen | None = None,
         now: datetime,
     ) -> bool:
         self._queries_changed()
@@ -77,6 +85,8 @@ class QueryTables(MemoryBase):
             found,
             query=found.query if query is None else query,
             channels=found.channels if channels is None else tuple(channels),
+            ping=found.ping if ping is None else tuple(ping),
+            ping_when=found.ping_when if ping_when is None else PingWhen(ping_when),
         )
         return True
 

@@ -181,6 +181,13 @@ VALID: dict[str, tuple[dict[str, Any], list[str]]] = {
         {"name": "rivers DESK", "query": "Severn OR Trent"},
         ["Watchlist 'Rivers desk' now watches: Severn OR Trent"],
     ),
+    "watchlist ping": (
+        {"name": "rivers DESK", "pings": "role:NIGHTS user:ann always"},
+        [
+            "Watchlist 'Rivers desk' now pings role:NIGHTS, user:ann on every new card. Only "
+            "these are ever mentioned; an updated card does not ping again."
+        ],
+    ),
     "watchlist remove": ({"name": "Rivers desk"}, ["Watchlist 'Rivers desk' removed."]),
     "watchlist list": (
         {},
@@ -222,6 +229,7 @@ ADMIN_VERBS = {
     "watchlist add": "add watchlists",
     "watchlist edit": "edit watchlists",
     "watchlist remove": "remove watchlists",
+    "watchlist ping": "ping watchlists",
     "watchlist list": "list watchlists",
     "watchlist test": "test watchlists",
     "feed add": "add feeds",

@@ -861,6 +861,7 @@ EVERY_COMMAND = [
     ("watchlist add", {"name": "Theirs", "query": "flood", "channel": CH_FOREIGN}),
     ("watchlist edit", {"name": "Mine", "query": "nothing"}),
     ("watchlist remove", {"name": "Mine"}),
+    ("watchlist ping", {"name": "Mine", "pings": f"role:{ADMIN_ROLE} always"}),
     ("watchlist list", {}),
     ("watchlist test", {"query": "flood"}),
     ("feed add", {"url": "https://wire.example/other.xml"}),
