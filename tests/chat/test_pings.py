@@ -56,7 +56,7 @@ class Newsroom:
         self.out = io.StringIO()
         self.bot: NewsBot | None = None
 
-    async def start(self, *watchlists: dict[str, Any], **slack: Any) -> NewsBot:
+    async def start(self, *watchlists: dict[str, Any], alerts: dict | None = None) -> NewsBot:
         channels = [f"discord:{DISCORD_CHANNEL}", f"slack:{SLACK_CHANNEL}", "console:desk"]
         settings = settings_from_dict(
             {
@@ -67,7 +67,8 @@ class Newsroom:
                     "api_base": self.discord.api_base,
                     "gateway_url": self.discord.gateway_url,
                 },
-                "slack": {"api_base": self.slack.api_base, **slack},
+                "slack": {"api_base": self.slack.api_base},
+                "alerts": alerts or {},
                 "feeds": [{"name": "Wire", "url": self.feeds.url("wire.xml")}],
                 "watchlists": [{"channels": channels, **w} for w in watchlists],
             },
@@ -292,3 +293,36 @@ async def test_an_admin_turns_pings_on_in_chat_and_the_next_urgent_story_pings(
     assert "pings nobody now" in off.text
     await newsroom.publish(story("BREAKING: second flood wall fails", "c3"))
     assert "<!subteam" not in slack_mentions(newsroom.slack_card("second flood wall fails"))
+
+
+async def test_a_burst_digest_pings_once_for_the_urgent_story_it_lists(newsroom: Newsroom) -> None:
+    await newsroom.start(FLOODS, alerts={"burst_limit": 1})
+    await newsroom.publish(
+        story("Flood gauges steady on the Wye", "b1"),
+        story("BREAKING: Carlisle flood wall fails", "b2"),
+        story("FLASH: Cockermouth flood barrier overtopped", "b3"),
+        story("Ouse flood barrier raised in York", "b4"),
+    )
+    # One full card (an urgent one: the most prominent), the rest in one digest.
+    full, digest = newsroom.discord.messages_in(DISCORD_CHANNEL)
+    assert full.content == f"<@&{ROLE}>"
+    assert digest.embeds[0]["title"] == "3 more stories in a burst"
+    assert digest.content == f"<@&{ROLE}>"  # once, for the urgent story among its lines
+    assert digest.allowed_mentions == {"parse": [], "roles": [ROLE]}
+
+    slack_full, slack_digest = newsroom.slack.messages_in(SLACK_CHANNEL)
+    assert slack_full.blocks is not None and slack_full.blocks[0]["text"]["text"] == (
+        f"<!subteam^{GROUP}>"
+    )
+    assert slack_digest.blocks is not None
+    assert slack_digest.blocks[0]["text"]["text"] == f"<!subteam^{GROUP}>"
+    assert slack_mentions(slack_digest).count("<!subteam^") == 2  # the section and the text
+
+    # A burst of routine stories: its digest pings nobody.
+    await newsroom.publish(
+        *(story(f"Flood gauges steady on river {n}", f"q{n}") for n in range(4)),
+    )
+    [later] = newsroom.discord.messages_in(DISCORD_CHANNEL)[2:]  # the channel is still busy
+    assert later.embeds[0]["title"] == "4 more stories in a burst"
+    assert not later.content
+    assert later.allowed_mentions == NOBODY
