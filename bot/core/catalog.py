@@ -219,7 +219,7 @@ CATALOG: tuple[Command, ...] = (
         ),
         who=Who.ADMINS,
         note="nobody is pinged unless named here",
-        example="Floods role:123456789012345678 urgent",
+        example="Floods usergroup:S0123ABCD urgent",
     ),
     Command(
         "watchlist remove",
