@@ -129,3 +129,17 @@ def test_each_platform_sends_its_own_pings_and_leaves_the_others_out() -> None:
 
 def _fields(card: Card) -> dict:
     return {name: getattr(card, name) for name in Card.__dataclass_fields__}
+
+
+def test_the_console_shows_who_would_be_pinged() -> None:
+    from bot.chat.console import render_digest_text, render_text
+    from bot.core.cards import Digest
+
+    role = Ping(PingKind.ROLE, ROLE)
+    card = Card(
+        "BREAKING: flood", None, "Wire", None, "", ("flood",), "console:desk", pings=(role,)
+    )
+    assert f"would ping: role:{ROLE}\n" in render_text(card)
+    quiet = Card("Flood gauges steady", None, "Wire", None, "", ("flood",), "console:desk")
+    assert "would ping" not in render_text(quiet)
+    assert f"would ping: role:{ROLE}\n" in render_digest_text(Digest("console:desk", (quiet, card)))
