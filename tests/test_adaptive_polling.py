@@ -251,6 +251,23 @@ async def test_a_feed_is_not_fetched_in_the_hours_its_skiphours_name(tmp_path, f
         assert feed_server.count("night.xml") == 2
 
 
+async def test_a_retry_after_of_years_on_a_failure_waits_the_ceiling_at_most(tmp_path, feed_server):
+    clock = Clock()
+    Newsroom(feed_server, clock)
+    feed_server.set("wire.xml", status=429, headers={"Retry-After": "999999999"})
+    runtime = await build(
+        _settings({"path": str(tmp_path / "bot.db")}, feed_server),
+        stdout=io.StringIO(),
+        clock=clock,
+    )
+    async with runtime:
+        wire = await runtime.storage.get_feed("wire")
+        assert wire is not None
+        await runtime.polling.scheduled(wire.id)
+        after = await runtime.storage.get_feed("wire")
+        assert after is not None and after.retry_at == START + timedelta(hours=1)
+
+
 @pytest.mark.parametrize(
     ("polling", "message"),
     [
