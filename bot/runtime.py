@@ -37,6 +37,7 @@ from bot.core.destinations import Destinations
 from bot.core.models import Delivery, FeedSpec, Origin, StoredStory, WatchlistSpec
 from bot.core.pings import PingBook
 from bot.core.pipeline import IngestSettings, Pipeline, PollReport
+from bot.core.polling import PollingPolicy
 from bot.core.ports import ParsedFeed, Sender
 from bot.core.routing import QueryBook
 from bot.core.store import Storage
@@ -250,6 +251,7 @@ class Runtime:
             on_alerts=self.worker.wake,
             on_feed_health=self.notices.feed_health,
             concurrency=settings.fetch.concurrency,
+            polling=polling_policy(settings),
         )
         self.polling = Polling(
             storage,
@@ -471,11 +473,32 @@ async def build(
         raise
 
 
+def polling_policy(settings: Settings) -> PollingPolicy:
+    """[polling] as the core's value."""
+    polling = settings.polling
+    return PollingPolicy(
+        min_interval=polling.min_interval,
+        max_interval=polling.max_interval,
+        adaptive=polling.adaptive,
+        honour_http_hints=polling.honour_http_hints,
+        honour_feed_hints=polling.honour_feed_hints,
+    )
+
+
 async def sync_config(storage: Storage, settings: Settings, now: datetime) -> None:
     """The config file's feeds and watchlists, as the file says them (see DESIGN: the file
     manages its own; chat's live in the database)."""
     await storage.sync_config_feeds(
-        [FeedSpec(f.name, f.url, settings.feed_interval(f), Origin.CONFIG) for f in settings.feeds],
+        [
+            FeedSpec(
+                f.name,
+                f.url,
+                settings.feed_interval(f),
+                Origin.CONFIG,
+                fixed=f.interval is not None,
+            )
+            for f in settings.feeds
+        ],
         now,
     )
     await storage.sync_config_watchlists(

@@ -151,6 +151,28 @@ class FetchSettings(_Section):
         return value
 
 
+class PollingSettings(_Section):
+    """Adaptive polling (bot.core.polling): a feed without its own `interval` is polled twice
+    per gap between its stories, never more often than min_interval nor less often than
+    max_interval. Until its rate is known it is polled every [fetch] default_interval."""
+
+    min_interval: Duration = timedelta(seconds=30)
+    max_interval: Duration = timedelta(hours=1)
+    adaptive: bool = True  # false: every feed at its configured interval
+    # The server's Cache-Control max-age and Retry-After, and the document's <ttl>, <skipHours>
+    # and <skipDays>: they only ever lengthen the interval, up to max_interval.
+    honour_http_hints: bool = True
+    honour_feed_hints: bool = True
+
+    @model_validator(mode="after")
+    def _order(self) -> PollingSettings:
+        if self.min_interval < timedelta(seconds=1):
+            raise ValueError("min_interval must be at least 1s")
+        if self.max_interval < self.min_interval:
+            raise ValueError("max_interval must not be less than min_interval")
+        return self
+
+
 class FeedEntry(_Section):
     name: str = Field(min_length=1, max_length=100)
     url: str
@@ -291,6 +313,7 @@ class Settings(_Section):
     console: ConsoleSettings = ConsoleSettings()
     alerts: AlertSettings = AlertSettings()
     fetch: FetchSettings = FetchSettings()
+    polling: PollingSettings = PollingSettings()
     feeds: list[FeedEntry] = Field(default_factory=list)
     watchlists: list[WatchlistEntry] = Field(default_factory=list)
     discord: DiscordSettings = DiscordSettings()

@@ -246,13 +246,17 @@ class AdminCommands:
         name = cleaned
         if await self.store.get_feed(name) is not None:
             return refused(f"A feed named {name!r} already exists; pick another name.")
-        await self.store.add_feed(FeedSpec(name, url, every, Origin.CHAT), actor.key, self.clock())
+        # Its own interval is a fixed override; without one it follows its publishing rate.
+        spec = FeedSpec(name, url, every, Origin.CHAT, fixed=bool(interval))
+        await self.store.add_feed(spec, actor.key, self.clock())
         await self._audit(actor, "feed.add", name=name, url=url, interval=format_duration(every))
         await self.services.feeds_changed()
         newest = probed.stories[:3]
         return Reply(
             f"Feed {name!r} added: {len(probed.stories)} stories found, polled every "
-            f"{format_duration(every)}. Its first poll records what is there without alerting.",
+            f"{format_duration(every)}"
+            f"{'' if interval else ' until its publishing rate is known'}. "
+            "Its first poll records what is there without alerting.",
             tuple(ReplyItem(s.title, safe_link(s.link)) for s in newest),
         )
 
@@ -285,8 +289,7 @@ class AdminCommands:
                 ReplyItem(
                     feed.name,
                     detail=f"{health} · last success {ago(feed.last_success_at, now)} · "
-                    f"{per_feed.get(feed.id, 0)} stories in 24h · every "
-                    f"{format_duration(feed.interval)}"
+                    f"{per_feed.get(feed.id, 0)} stories in 24h · {feed.describe_polling()}"
                     + (" · config file" if feed.origin == Origin.CONFIG else ""),
                 )
             )

@@ -8,6 +8,9 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import NamedTuple
 
+from bot.core.durations import format_duration
+from bot.core.polling import PollSchedule
+
 
 @dataclass(frozen=True, slots=True)
 class Story:
@@ -67,6 +70,9 @@ class FeedSpec:
     url: str
     interval: timedelta
     origin: Origin = Origin.CONFIG
+    # The feed's own interval (config `interval`, chat `feed add ... interval`): a fixed
+    # override. Otherwise `interval` is the default, used until the feed's rate is known.
+    fixed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +95,21 @@ class FeedState:
     failures: int = 0
     retry_at: datetime | None = None
     created_by: str | None = None
+    fixed: bool = False  # see FeedSpec.fixed
+    schedule: PollSchedule | None = None  # None until its first successful poll
+
+    @property
+    def poll_interval(self) -> timedelta:
+        """The wait between two polls now: the adaptive one once known (bot.core.polling)."""
+        return self.interval if self.schedule is None else self.schedule.interval
+
+    def describe_polling(self) -> str:
+        """ "every 30s (publishes every ~1m)": how often and why, for the feed list."""
+        if self.schedule is not None:
+            return self.schedule.describe()
+        return f"every {format_duration(self.interval)}" + (
+            " (fixed)" if self.fixed else " (rate not known yet)"
+        )
 
 
 class PingWhen(StrEnum):

@@ -29,6 +29,7 @@ from bot.core.models import (
     Watchlist,
     WatchlistSpec,
 )
+from bot.core.polling import PollSchedule
 from bot.core.routing import Route
 
 # Newest stories a windowed key lookup returns per key (see IngestStore.find_keys). On formulaic
@@ -80,6 +81,8 @@ class PollOutcome:
     error: str | None = None
     failures: int = 0
     retry_at: datetime | None = None
+    # The feed's polling after this poll (bot.core.polling); None leaves it as it is.
+    schedule: PollSchedule | None = None
 
 
 class StoryRef(NamedTuple):

@@ -207,8 +207,8 @@ VALID: dict[str, tuple[dict[str, Any], list[str]]] = {
     "feed add": (
         {"url": AGENCY_URL},
         [
-            "Feed 'Agency Wire' added: 3 stories found, polled every 5m. Its first poll "
-            "records what is there without alerting.",
+            "Feed 'Agency Wire' added: 3 stories found, polled every 5m until its publishing "
+            "rate is known. Its first poll records what is there without alerting.",
             "Agency story 1",
             "Agency story 2",
             "Agency story 3",
@@ -219,8 +219,10 @@ VALID: dict[str, tuple[dict[str, Any], list[str]]] = {
         {},
         [
             "2 feeds:",
-            "Local news | not polled yet · last success never · 0 stories in 24h · every 10m",
-            "Wire | ok · last success 60m ago · 3 stories in 24h · every 2m · config file",
+            "Local news | not polled yet · last success never · 0 stories in 24h · every 10m "
+            "(rate not known yet)",
+            "Wire | ok · last success 60m ago · 3 stories in 24h · every 2m (rate not known "
+            "yet) · config file",
         ],
     ),
 }
@@ -665,7 +667,7 @@ async def test_a_persons_subscriptions_together_are_capped_in_words_and_near() -
 
 async def test_an_interval_left_empty_takes_the_default(desk: Desk) -> None:
     reply = await desk.run("feed add", ADMIN, url=AGENCY_URL, interval="")
-    assert reply.ok and "polled every 5m." in reply.text
+    assert reply.ok and "polled every 5m until its publishing rate is known." in reply.text
 
 
 async def test_a_subscription_typed_with_surrounding_spaces_can_be_stopped(desk: Desk) -> None:
