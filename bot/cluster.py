@@ -33,6 +33,7 @@ from bot.core.cluster import (
 )
 from bot.core.delivery import DeliveryWorker
 from bot.core.models import FeedState
+from bot.core.polling import next_allowed
 from bot.core.store import Storage
 from bot.ops import ClusterFigures, Metrics
 from bot.scheduler import Polling
@@ -284,11 +285,14 @@ class ClusterWorker:
 
     def next_poll_in(self, feed: FeedState, spent: timedelta = timedelta(0)) -> timedelta:
         """One interval after the claim (the poll's own time is part of it, so a feed keeps its
-        pace), or at the retry time of a feed that backs off."""
+        pace), or at the retry time of a feed that backs off. The interval is the one its poll
+        left it (adaptive: bot.core.polling), and the hours and days the feed asks to skip are
+        skipped."""
         now = self.clock()
         if feed.retry_at is not None and feed.retry_at > now:
             return feed.retry_at - now
-        return max(feed.interval - spent, timedelta(0))
+        due = now + max(feed.poll_interval - spent, timedelta(0))
+        return next_allowed(feed.schedule, self.polling.pipeline.polling, due) - now
 
     # --- reporting ---------------------------------------------------------------------------
 

@@ -34,8 +34,10 @@ from bot.core.cluster import Coordinator
 from bot.core.commands import Commands, CommandSettings
 from bot.core.delivery import DeliverySettings, DeliveryWorker
 from bot.core.destinations import Destinations
-from bot.core.models import Delivery, FeedSpec, Origin, StoredStory, Updates
+from bot.core.models import Delivery, FeedSpec, Origin, StoredStory, WatchlistSpec
+from bot.core.pings import PingBook
 from bot.core.pipeline import IngestSettings, Pipeline, PollReport
+from bot.core.polling import PollingPolicy
 from bot.core.ports import ParsedFeed, Sender
 from bot.core.routing import QueryBook
 from bot.core.store import Storage
@@ -237,6 +239,7 @@ class Runtime:
             on_permanent_failure=self.notices.delivery_failed,
             on_thread_dropped=self.notices.thread_reply_dropped,
             on_sent=self._delivered,
+            pings=self._pings,
         )
         self.pipeline = Pipeline(
             storage,
@@ -251,6 +254,7 @@ class Runtime:
             on_alerts=self.worker.wake,
             on_feed_health=self.notices.feed_health,
             concurrency=settings.fetch.concurrency,
+            polling=polling_policy(settings),
         )
         self.polling = Polling(
             storage,
@@ -298,6 +302,11 @@ class Runtime:
             platform.link.when_up(functools.partial(self.worker.release, platform.name))
         self._started: set[str] = set()
         self._closed = False
+
+    async def _pings(self) -> PingBook:
+        """Who the watchlists ping, from the same book the matcher uses (rebuilt when a
+        watchlist changes, here or, on PostgreSQL, in another worker)."""
+        return (await self.queries.current()).pings
 
     @property
     def reader(self) -> ports.FeedReader:
@@ -467,15 +476,38 @@ async def build(
         raise
 
 
+def polling_policy(settings: Settings) -> PollingPolicy:
+    """[polling] as the core's value."""
+    polling = settings.polling
+    return PollingPolicy(
+        min_interval=polling.min_interval,
+        max_interval=polling.max_interval,
+        adaptive=polling.adaptive,
+        honour_http_hints=polling.honour_http_hints,
+        honour_feed_hints=polling.honour_feed_hints,
+    )
+
+
 async def sync_config(storage: Storage, settings: Settings, now: datetime) -> None:
     """The config file's feeds and watchlists, as the file says them (see DESIGN: the file
     manages its own; chat's live in the database)."""
     await storage.sync_config_feeds(
-        [FeedSpec(f.name, f.url, settings.feed_interval(f), Origin.CONFIG) for f in settings.feeds],
+        [
+            FeedSpec(
+                f.name,
+                f.url,
+                settings.feed_interval(f),
+                Origin.CONFIG,
+                fixed=f.interval is not None,
+            )
+            for f in settings.feeds
+        ],
         now,
     )
     await storage.sync_config_watchlists(
-        [(w.name, w.query, w.channels) for w in settings.watchlists],
+        [
+            WatchlistSpec(w.name, w.query, w.channels, w.ping, w.ping_when, w.updates)
+            for w in settings.watchlists
+        ],
         now,
-        updates={w.name: w.updates for w in settings.watchlists if w.updates != Updates.EDIT},
     )

@@ -4,7 +4,10 @@ Polling, what each of its jobs does around the pipeline.
 One job per feed, each on its own interval. Polls are spread evenly over the interval (feed i of n
 starts at i/n of it) with a little jitter, so a thousand feeds never fire in the same second;
 the first poll of each feed still happens within seconds of start-up. Jobs never overlap
-(`max_instances=1`) and missed runs collapse into one (`coalesce=True`)."""
+(`max_instances=1`) and missed runs collapse into one (`coalesce=True`).
+
+A feed's interval follows its publishing rate (bot.core.polling): after each poll, the feed's
+job alone is re-timed when its interval moved; the others are not touched."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.core.cluster import LeaseLost
+from bot.core.durations import format_duration
 from bot.core.models import FeedState, Origin
 from bot.core.pipeline import Pipeline, PollReport, PollStatus
 from bot.core.ports import FeedError, FetchStatus, ParsedFeed
@@ -64,7 +68,8 @@ class FeedScheduler:
                 del self._intervals[feed_id]
         by_interval: dict[timedelta, list[FeedState]] = {}
         for feed in feeds:
-            by_interval.setdefault(feed.interval, []).append(feed)
+            # The interval its last poll left it (adaptive), kept across restarts by the store.
+            by_interval.setdefault(feed.poll_interval, []).append(feed)
         for interval, group in by_interval.items():
             for index, feed in enumerate(sorted(group, key=lambda f: f.id)):
                 if self._intervals.get(feed.id) == interval:
@@ -74,12 +79,7 @@ class FeedScheduler:
                 soon = spread * index / len(group) if first_run_soon else offset
                 self._scheduler.add_job(
                     self._poll,
-                    IntervalTrigger(
-                        seconds=interval.total_seconds(),
-                        start_date=now + offset,
-                        jitter=min(interval.total_seconds() * 0.05, 15),
-                        timezone=UTC,
-                    ),
+                    _trigger(interval, now + offset),
                     args=[feed.id],
                     id=self._job_id(feed.id),
                     name=f"poll {feed.name}",
@@ -90,6 +90,23 @@ class FeedScheduler:
                     next_run_time=now + soon,
                 )
                 self._intervals[feed.id] = interval
+
+    def retime(self, feed_id: int, interval: timedelta) -> bool:
+        """Poll this feed every `interval` from now on, the next poll one interval from now;
+        nothing when that is its interval already (or it has no job). True when re-timed."""
+        if self._intervals.get(feed_id, interval) == interval:
+            return False
+        job_id = self._job_id(feed_id)
+        if self._scheduler.get_job(job_id) is None:
+            return False
+        self._scheduler.modify_job(job_id, misfire_grace_time=max(1, int(interval.total_seconds())))
+        self._scheduler.reschedule_job(job_id, trigger=_trigger(interval, self._clock() + interval))
+        self._intervals[feed_id] = interval
+        return True
+
+    def interval_of(self, feed_id: int) -> timedelta | None:
+        """The interval the feed's job runs at (None: no job)."""
+        return self._intervals.get(feed_id)
 
     def every(
         self,
@@ -114,6 +131,15 @@ class FeedScheduler:
     @staticmethod
     def _job_id(feed_id: int) -> str:
         return f"feed:{feed_id}"
+
+
+def _trigger(interval: timedelta, start: datetime) -> IntervalTrigger:
+    return IntervalTrigger(
+        seconds=interval.total_seconds(),
+        start_date=start,
+        jitter=min(interval.total_seconds() * 0.05, 15),
+        timezone=UTC,
+    )
 
 
 class Polling:
@@ -207,6 +233,15 @@ class Polling:
             except Exception:
                 log.exception("reporting the failed poll of feed %r failed", feed.name)
         self.last_poll_at = self.clock()
+        if report.schedule is not None and self.per_feed_jobs:
+            moved_from = self.scheduler.interval_of(feed.id)
+            if self.scheduler.retime(feed.id, report.schedule.interval):
+                log.debug(
+                    "feed %r: polled %s, was every %s",
+                    feed.name,
+                    report.schedule.describe(),
+                    format_duration(moved_from or feed.interval),
+                )
         self.metrics.poll(report)
         if report.warning:
             log.info("feed %r: %s", feed.name, report.warning)

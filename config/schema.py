@@ -24,7 +24,8 @@ from pydantic import (
 
 from bot.core.destinations import DestinationError, Destinations
 from bot.core.durations import parse_duration
-from bot.core.models import Updates
+from bot.core.models import PingWhen, Updates
+from bot.core.pings import PingError, parse_pings, ping_when
 from bot.core.query import QueryError, parse_query
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
@@ -150,6 +151,28 @@ class FetchSettings(_Section):
         return value
 
 
+class PollingSettings(_Section):
+    """Adaptive polling (bot.core.polling): a feed without its own `interval` is polled twice
+    per gap between its stories, never more often than min_interval nor less often than
+    max_interval. Until its rate is known it is polled every [fetch] default_interval."""
+
+    min_interval: Duration = timedelta(seconds=30)
+    max_interval: Duration = timedelta(hours=1)
+    adaptive: bool = True  # false: every feed at its configured interval
+    # The server's Cache-Control max-age and Retry-After, and the document's <ttl>, <skipHours>
+    # and <skipDays>: they only ever lengthen the interval, up to max_interval.
+    honour_http_hints: bool = True
+    honour_feed_hints: bool = True
+
+    @model_validator(mode="after")
+    def _order(self) -> PollingSettings:
+        if self.min_interval < timedelta(seconds=1):
+            raise ValueError("min_interval must be at least 1s")
+        if self.max_interval < self.min_interval:
+            raise ValueError("max_interval must not be less than min_interval")
+        return self
+
+
 class FeedEntry(_Section):
     name: str = Field(min_length=1, max_length=100)
     url: str
@@ -170,6 +193,29 @@ class WatchlistEntry(_Section):
     # How an update of an alerted story shows: "edit" the card in place (the default), or
     # "thread": also a reply under the card, and the card names every feed that carries it.
     updates: Updates = Updates.EDIT
+    # Who its cards may ping (bot.core.pings): nobody unless listed.
+    ping: list[str] = Field(default_factory=list)
+    ping_when: PingWhen = PingWhen.URGENT
+
+    @field_validator("ping")
+    @classmethod
+    def _ping(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        destinations = _destinations(info)
+        name = info.data.get("name", "?")
+        try:
+            for item in value:
+                destinations.check_ping(item)
+            return [str(p) for p in parse_pings(value)]
+        except PingError as exc:
+            raise ValueError(f"watchlist {name!r}: {exc}") from None
+
+    @field_validator("ping_when", mode="before")
+    @classmethod
+    def _ping_when(cls, value: Any, info: ValidationInfo) -> PingWhen:
+        try:
+            return ping_when(value)
+        except PingError as exc:
+            raise ValueError(f"watchlist {info.data.get('name', '?')!r}: {exc}") from None
 
     @field_validator("query")
     @classmethod
@@ -270,6 +316,7 @@ class Settings(_Section):
     console: ConsoleSettings = ConsoleSettings()
     alerts: AlertSettings = AlertSettings()
     fetch: FetchSettings = FetchSettings()
+    polling: PollingSettings = PollingSettings()
     feeds: list[FeedEntry] = Field(default_factory=list)
     watchlists: list[WatchlistEntry] = Field(default_factory=list)
     discord: DiscordSettings = DiscordSettings()

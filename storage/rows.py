@@ -15,11 +15,13 @@ from bot.core.models import (
     DeliveryStatus,
     FeedState,
     Origin,
+    PingWhen,
     StoredStory,
     Story,
     Updates,
     Watchlist,
 )
+from bot.core.polling import PollSchedule
 
 
 class Row(Protocol):
@@ -79,8 +81,27 @@ FEED_COLUMNS = (
     "failures",
     "retry_at",
     "created_by",
+    # bot.core.polling: whether the interval is the feed's own, and its schedule
+    "interval_fixed",
+    "poll_interval_s",
+    "poll_reason",
+    "publish_gap_s",
+    "last_new_at",
+    "feed_ttl_s",
+    "skip_hours",
+    "skip_days",
 )
-WATCHLIST_COLUMNS = ("id", "name", "query", "channels", "origin", "created_by", "updates")
+WATCHLIST_COLUMNS = (
+    "id",
+    "name",
+    "query",
+    "channels",
+    "origin",
+    "created_by",
+    "updates",
+    "ping",
+    "ping_when",
+)
 
 _EPOCH = datetime.fromtimestamp(0, UTC)
 
@@ -153,7 +174,45 @@ def feed_of(row: Row, when: When) -> FeedState:
         failures=row["failures"],
         retry_at=when(row["retry_at"]),
         created_by=row["created_by"],
+        fixed=bool(row["interval_fixed"]),
+        schedule=schedule_of(row, when),
     )
+
+
+def schedule_of(row: Row, when: When) -> PollSchedule | None:
+    """The feed's polling (bot.core.polling), stored in plain columns; None until its first
+    successful poll."""
+    if row["poll_interval_s"] is None:
+        return None
+    gap, ttl = row["publish_gap_s"], row["feed_ttl_s"]
+    return PollSchedule(
+        interval=timedelta(seconds=row["poll_interval_s"]),
+        reason=row["poll_reason"] or "",
+        gap=None if gap is None else timedelta(seconds=gap),
+        last_new_at=when(row["last_new_at"]),
+        ttl=None if ttl is None else timedelta(seconds=ttl),
+        skip_hours=numbers_of(row["skip_hours"]),
+        skip_days=numbers_of(row["skip_days"]),
+    )
+
+
+def schedule_values(
+    schedule: PollSchedule,
+) -> tuple[int, str, float | None, float | None, str, str]:
+    """poll_interval_s, poll_reason, publish_gap_s, feed_ttl_s, skip_hours, skip_days (the
+    backend writes last_new_at in its own time form)."""
+    return (
+        round(schedule.interval.total_seconds()),
+        schedule.reason,
+        None if schedule.gap is None else schedule.gap.total_seconds(),
+        None if schedule.ttl is None else schedule.ttl.total_seconds(),
+        ",".join(str(n) for n in sorted(schedule.skip_hours)),
+        ",".join(str(n) for n in sorted(schedule.skip_days)),
+    )
+
+
+def numbers_of(text: str | None) -> frozenset[int]:
+    return frozenset(int(n) for n in (text or "").split(",") if n.strip().isdigit())
 
 
 def watchlist_of(row: Row) -> Watchlist:
@@ -165,4 +224,6 @@ def watchlist_of(row: Row) -> Watchlist:
         origin=Origin(row["origin"]),
         created_by=row["created_by"],
         updates=Updates(row["updates"]),
+        ping=tuple(json.loads(row["ping"])),
+        ping_when=PingWhen(row["ping_when"]),
     )

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.core.durations import format_duration, parse_duration
 from bot.core.identity import safe_link
-from bot.core.models import UPDATE_MODES, FeedSpec, FeedState, Origin, Updates, Watchlist
+from bot.core.models import UPDATE_MODES, FeedSpec, FeedState, Origin, PingWhen, Updates, Watchlist
+from bot.core.pings import PingError, parse_pings
 from bot.core.ports import FeedError
 from bot.core.replies import (
     Actor,
@@ -170,6 +171,61 @@ class AdminCommands:
         text = ". ".join(said)
         return Reply(hinted(text, parsed) if parsed else text + ".")
 
+    async def watchlist_ping(self, actor: Actor, name: str, pings: str) -> Reply:
+        """Who the watchlist's cards ping, and when: "role:<id> user:<id> ..." (what each
+        platform can send: Destinations.check_ping), "urgent" or "always" (when), or "off".
+        Admins only (the catalog checks it): a ping reaches people who did not ask for it."""
+        existing = self._editable(
+            "watchlist", await self.store.get_watchlist(" ".join((name or "").split())), name
+        )
+        if isinstance(existing, Reply):
+            return existing
+        entries: list[str] = []
+        when: PingWhen | None = None
+        off = False
+        for word in (pings or "").replace(",", " ").split():
+            folded = word.lower()
+            if folded in (PingWhen.URGENT, PingWhen.ALWAYS):
+                when = PingWhen(folded)
+            elif folded in ("off", "none", "nobody"):
+                off = True
+            else:
+                entries.append(word)
+        destinations = self.services.destinations
+        example = "e.g. `role:123456789012345678 urgent`, `usergroup:S0123ABCD always` or `off`"
+        if off and entries:
+            return refused(f"Give who to ping, or off, not both ({example}).")
+        if not off and not entries and when is None:
+            return refused(f"Say who to ping ({destinations.ping_help}), and when; {example}.")
+        try:
+            checked = [str(destinations.check_ping(entry)) for entry in entries]
+            ping = [str(p) for p in parse_pings(checked)]
+        except PingError as exc:
+            return refused(f"{exc}.")
+        if not off and not ping:  # only "when" changes
+            if not existing.ping:
+                return refused(f"{existing.name!r} pings nobody yet: say who ({example}).")
+            ping = list(existing.ping)
+        when = when or existing.ping_when
+        await self.store.update_watchlist(
+            existing.name, ping=ping, ping_when=when, now=self.clock()
+        )
+        await self._audit(
+            actor,
+            "watchlist.ping",
+            name=existing.name,
+            old=[*existing.ping, existing.ping_when.value],
+            ping=ping,
+            ping_when=when.value,
+        )
+        if not ping:
+            return Reply(f"Watchlist {existing.name!r} pings nobody now.")
+        return Reply(
+            f"Watchlist {existing.name!r} now pings {', '.join(ping)} "
+            + ("on every new card." if when == PingWhen.ALWAYS else "on urgent stories only.")
+            + " Only these are ever mentioned; an updated card does not ping again."
+        )
+
     async def watchlist_remove(self, actor: Actor, name: str) -> Reply:
         existing = self._editable(
             "watchlist", await self.store.get_watchlist(" ".join((name or "").split())), name
@@ -191,6 +247,7 @@ class AdminCommands:
                     w.name,
                     detail=f"{w.query} -> {', '.join(w.channels)}"
                     + (" · updates in a thread" if w.updates == Updates.THREAD else "")
+                    + (f" · pings {', '.join(w.ping)} ({w.ping_when})" if w.ping else "")
                     + (" (config file)" if w.origin == Origin.CONFIG else ""),
                 )
                 for w in watchlists
@@ -257,13 +314,17 @@ class AdminCommands:
         name = cleaned
         if await self.store.get_feed(name) is not None:
             return refused(f"A feed named {name!r} already exists; pick another name.")
-        await self.store.add_feed(FeedSpec(name, url, every, Origin.CHAT), actor.key, self.clock())
+        # Its own interval is a fixed override; without one it follows its publishing rate.
+        spec = FeedSpec(name, url, every, Origin.CHAT, fixed=bool(interval))
+        await self.store.add_feed(spec, actor.key, self.clock())
         await self._audit(actor, "feed.add", name=name, url=url, interval=format_duration(every))
         await self.services.feeds_changed()
         newest = probed.stories[:3]
         return Reply(
             f"Feed {name!r} added: {len(probed.stories)} stories found, polled every "
-            f"{format_duration(every)}. Its first poll records what is there without alerting.",
+            f"{format_duration(every)}"
+            f"{'' if interval else ' until its publishing rate is known'}. "
+            "Its first poll records what is there without alerting.",
             tuple(ReplyItem(s.title, safe_link(s.link)) for s in newest),
         )
 
@@ -296,8 +357,7 @@ class AdminCommands:
                 ReplyItem(
                     feed.name,
                     detail=f"{health} · last success {ago(feed.last_success_at, now)} · "
-                    f"{per_feed.get(feed.id, 0)} stories in 24h · every "
-                    f"{format_duration(feed.interval)}"
+                    f"{per_feed.get(feed.id, 0)} stories in 24h · {feed.describe_polling()}"
                     + (" · config file" if feed.origin == Origin.CONFIG else ""),
                 )
             )

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from bot.core.identity import safe_link
 from bot.core.models import Delivery, StoredStory
+from bot.core.pings import Ping
 
 _URGENT_CAPS = re.compile(r"^\W*(BREAKING|URGENT|FLASH|ALERT)\b")
 _URGENT_MARKED = re.compile(
@@ -43,6 +44,9 @@ class Card:
     # its own first, once more than one does. Renderers show "N sources now report: ...".
     sources: tuple[str, ...] = ()
     revision: int = 0  # the story revision the card shows (a thread reply's idempotency key)
+    # Who this card may ping: the only mentions it carries (bot.core.pings). Set by the
+    # delivery worker for a new card; never on an update or a thread reply.
+    pings: tuple[Ping, ...] = ()
 
 
 # A card names at most this many sources, each cut to SOURCE_NAME_LIMIT characters; the rest

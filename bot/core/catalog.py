@@ -23,6 +23,7 @@ from bot.core.replies import MAX_HOURS, MAX_LIMIT, NAME_LIMIT, Actor, Reply, ref
 
 QUERY_LIMIT = 1000  # characters: far beyond any real query, short of any abuse
 INTERVAL_LIMIT = 20  # characters: "1h30m" and the like
+PINGS_LIMIT = 1000  # characters: twenty pings and a word
 
 
 class Kind(StrEnum):
@@ -36,6 +37,9 @@ class Kind(StrEnum):
     INTEGER = "integer"  # a whole number
     INTERVAL = "interval"  # a duration as text: "90s", "5m", "1h"
     CHOICE = "choice"  # one word of the argument's `choices`, as text
+    # Who to ping and when, as words ("role:<id> user:<id> always", "off"); typed on a line,
+    # it runs to the end of the line. A platform may turn its own mention markup into these.
+    PINGS = "pings"
 
 
 class Who(StrEnum):
@@ -218,6 +222,23 @@ CATALOG: tuple[Command, ...] = (
         ),
         who=Who.ADMINS,
         example="Floods --updates thread",
+    ),
+    Command(
+        "watchlist ping",
+        "Who a watchlist's cards ping, and when (urgent stories or always)",
+        Commands.watchlist_ping,
+        (
+            _name("The watchlist"),
+            Arg(
+                "pings",
+                Kind.PINGS,
+                'e.g. "role:123456789012345678 urgent", "usergroup:S0123 always" or "off"',
+                high=PINGS_LIMIT,
+            ),
+        ),
+        who=Who.ADMINS,
+        note="nobody is pinged unless named here",
+        example="Floods usergroup:S0123ABCD urgent",
     ),
     Command(
         "watchlist remove",

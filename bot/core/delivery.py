@@ -12,12 +12,16 @@ per destination, with the same idempotency keys as any retry.
 
 More than `burst_limit` cards for one channel within `burst_window` is a burst: the most
 prominent of them (urgent, then matched by the most watchlists and terms) get full cards, in
-outbox order, and the rest are listed in digests."""
+outbox order, and the rest are listed in digests.
+
+A new card carries the pings its watchlists ask for (bot.core.pings), as they are when it is
+sent; a digest carries the union of its cards' pings; an update carries none."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -27,6 +31,7 @@ from bot.core.cards import Card, Digest, build_card
 from bot.core.cluster import LeaseLost
 from bot.core.destinations import DestinationError, DestinationKind, Destinations
 from bot.core.models import Delivery, DeliveryStatus, StoredStory, platform_of
+from bot.core.pings import PingBook
 from bot.core.ports import DeliveryStore, Sender, SendResult
 
 log = logging.getLogger(__name__)
@@ -51,6 +56,7 @@ RELEASE_HORIZON = timedelta(days=3650)
 
 FailureHook = Callable[[Delivery, str], Awaitable[None]]
 SentHook = Callable[[Delivery, StoredStory, datetime], None]
+PingSource = Callable[[], Awaitable[PingBook]]  # who the watchlists ping, as they are now
 
 
 def _sources_shown(delivery: Delivery, story: StoredStory) -> int | None:
@@ -94,6 +100,7 @@ class DeliveryWorker:
         on_permanent_failure: FailureHook | None = None,
         on_sent: SentHook | None = None,
         on_thread_dropped: FailureHook | None = None,
+        pings: PingSource | None = None,
     ) -> None:
         self.store = store
         self.senders = dict(senders)
@@ -103,6 +110,8 @@ class DeliveryWorker:
         self.on_permanent_failure = on_permanent_failure
         self.on_sent = on_sent
         self.on_thread_dropped = on_thread_dropped
+        self._ping_source = pings
+        self._pings = PingBook()  # read again at each step: an edit in chat applies at once
         self._wake = asyncio.Event()
         self._released: set[str] = set()
         self._stopping = False
@@ -157,6 +166,8 @@ class DeliveryWorker:
         async with self._busy:
             now = self.clock()
             due = await self.store.due_deliveries(now, self.settings.batch)
+            if self._ping_source is not None and (due or self._released):
+                self._pings = await self._ping_source()
             released, self._released = self._released, set()
             owed: list[tuple[Delivery, StoredStory]] = []
             more = False
@@ -266,8 +277,9 @@ class DeliveryWorker:
 
     async def _send_one(self, sender: Sender, delivery: Delivery, story: StoredStory) -> bool:
         if delivery.status == DeliveryStatus.SENT:
+            # An edit of a posted card, and a reply under it, never ping again.
             return await self._update(sender, delivery, story)
-        card = build_card(delivery, story)
+        card = self._with_pings(build_card(delivery, story))
         result = await self._guard(sender.send(card), card)
         now = self.clock()
         if result.ok:
@@ -340,7 +352,7 @@ class DeliveryWorker:
     async def _send_digest(
         self, sender: Sender, target: str, items: list[tuple[Delivery, StoredStory]]
     ) -> bool:
-        cards = tuple(build_card(d, s) for d, s in items)
+        cards = tuple(self._with_pings(build_card(d, s)) for d, s in items)
         result = await self._guard(sender.send_digest(Digest(target, cards)), cards[0])
         now = self.clock()
         if result.ok:
@@ -357,6 +369,10 @@ class DeliveryWorker:
         for delivery, _ in items:
             await self._retry(delivery, result, update=False)
         return False
+
+    def _with_pings(self, card: Card) -> Card:
+        pings = self._pings.for_card(card.watchlists, urgent=card.urgent) if self._pings else ()
+        return dataclasses.replace(card, pings=pings) if pings else card
 
     async def _guard(self, call: Awaitable[SendResult], card: Card) -> SendResult:
         try:

@@ -24,6 +24,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from bot.core.models import dm_target, platform_of
+from bot.core.pings import Ping, PingError, PingForm, parse_ping
 
 # A platform's name starts every destination of it: no colon, nothing a config file must quote.
 _PLATFORM_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
@@ -66,6 +67,12 @@ class DestinationForm(Protocol):
         """The text of a destination of this platform (the inverse of `parse`)."""
         ...
 
+    @property
+    def pings(self) -> tuple[PingForm, ...]:
+        """The pings a card on this platform can carry (bot.core.pings); none: it pings
+        nobody."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class PrefixedForm:
@@ -77,6 +84,7 @@ class PrefixedForm:
     channel: str  # a channel id
     user: str  # a user id
     channel_help: str = "<channel id>"
+    pings: tuple[PingForm, ...] = ()  # the mentions its cards can carry
 
     @property
     def help(self) -> str:
@@ -182,3 +190,21 @@ class Destinations:
         if form is None:
             raise DestinationError(f"no platform {destination.platform!r} is registered")
         return form.format(destination)
+
+    @property
+    def ping_help(self) -> str:
+        """How each platform writes the pings it can send: 'a: "role:<id>"; b: ...'."""
+        ways = [
+            f"{form.platform}: {' or '.join(p.help for p in form.pings)}"
+            for form in self._forms.values()
+            if form.pings
+        ]
+        return "; ".join(ways) or "no chat platform here can ping"
+
+    def check_ping(self, text: str) -> Ping:
+        """The ping `text` names, if some platform can send it (a watchlist may post to
+        several platforms: each sends the pings it can). PingError says why not."""
+        ping = parse_ping(text)
+        if not any(p.accepts(ping) for form in self._forms.values() for p in form.pings):
+            raise PingError(f"{text!r} is not a ping any platform here can send ({self.ping_help})")
+        return ping

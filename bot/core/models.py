@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import NamedTuple
+
+from bot.core.durations import format_duration
+from bot.core.polling import PollSchedule
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +85,9 @@ class FeedSpec:
     url: str
     interval: timedelta
     origin: Origin = Origin.CONFIG
+    # The feed's own interval (config `interval`, chat `feed add ... interval`): a fixed
+    # override. Otherwise `interval` is the default, used until the feed's rate is known.
+    fixed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +110,28 @@ class FeedState:
     failures: int = 0
     retry_at: datetime | None = None
     created_by: str | None = None
+    fixed: bool = False  # see FeedSpec.fixed
+    schedule: PollSchedule | None = None  # None until its first successful poll
+
+    @property
+    def poll_interval(self) -> timedelta:
+        """The wait between two polls now: the adaptive one once known (bot.core.polling)."""
+        return self.interval if self.schedule is None else self.schedule.interval
+
+    def describe_polling(self) -> str:
+        """ "every 30s (publishes every ~1m)": how often and why, for the feed list."""
+        if self.schedule is not None:
+            return self.schedule.describe()
+        return f"every {format_duration(self.interval)}" + (
+            " (fixed)" if self.fixed else " (rate not known yet)"
+        )
+
+
+class PingWhen(StrEnum):
+    """When a watchlist's pings go out with its card (bot.core.pings)."""
+
+    URGENT = "urgent"  # only on a card the headline marks urgent (cards.is_urgent)
+    ALWAYS = "always"  # on every new card of the watchlist
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +142,23 @@ class Watchlist:
     channels: tuple[str, ...]
     origin: Origin
     created_by: str | None = None
+    updates: Updates = Updates.EDIT
+    # Who its cards may ping, as written ("role:<id>", "user:<id>", "usergroup:<id>"); none by
+    # default. Checked when set (config file, chat); read by bot.core.pings.
+    ping: tuple[str, ...] = ()
+    ping_when: PingWhen = PingWhen.URGENT
+
+
+class WatchlistSpec(NamedTuple):
+    """A watchlist as the config file states it (what `sync_config_watchlists` makes true).
+    A tuple, so that a plain (name, query, channels) still reads as one with no pings whose
+    cards are edited in place (updates = "edit")."""
+
+    name: str
+    query: str
+    channels: Sequence[str]
+    ping: Sequence[str] = ()
+    ping_when: PingWhen = PingWhen.URGENT
     updates: Updates = Updates.EDIT
 
 

@@ -12,7 +12,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -37,6 +37,7 @@ from bot.core.plan import (  # re-exported: the planner's names were long import
     is_fresh,
     plan_ingest,
 )
+from bot.core.polling import PollingPolicy, PollSchedule, PollSeen, schedule_after, skipped
 from bot.core.ports import (
     FeedError,
     FeedReader,
@@ -88,7 +89,7 @@ class PollStatus(StrEnum):
     NOT_MODIFIED = "not_modified"  # HTTP 304
     UNCHANGED = "unchanged"  # 200 with the same bytes as last time: not parsed
     ERROR = "error"  # fetch, parse or save failed; the feed backs off
-    SKIPPED = "skipped"  # still backing off from earlier failures
+    SKIPPED = "skipped"  # still backing off from earlier failures, or in its skipHours/Days
     RECOVERED = "recovered"  # told to the health hook only: the first success after failures
 
 
@@ -102,6 +103,9 @@ class PollReport:
     alerts: int = 0
     error: str | None = None
     warning: str | None = None
+    # The feed's polling after a successful poll (bot.core.polling): the scheduler re-times
+    # its job when the interval moved.
+    schedule: PollSchedule | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +117,10 @@ class BackoffPolicy:
     ) -> datetime:
         # Double the wait with every consecutive failure: a dead feed is tried less and less
         # often but never given up on; a server's Retry-After wins when it asks for longer.
-        delay: timedelta = feed.interval * 2 ** min(failures - 1, 16)
-        delay = min(max(delay, feed.interval), self.max_delay)
+        # From the interval the feed is polled at now (adaptive: bot.core.polling).
+        interval = feed.poll_interval
+        delay: timedelta = interval * 2 ** min(failures - 1, 16)
+        delay = min(max(delay, interval), self.max_delay)
         if retry_after is not None:
             delay = max(delay, timedelta(seconds=min(retry_after, 86400)))
         return now + delay
@@ -133,6 +139,7 @@ class Pipeline:
         backoff: BackoffPolicy | None = None,
         on_feed_health: Callable[[FeedState, PollReport, int], Awaitable[None]] | None = None,
         concurrency: int = 32,
+        polling: PollingPolicy | None = None,
     ) -> None:
         """`concurrency`: polls fetching or parsing at once ([fetch] concurrency)."""
         self.store = store
@@ -143,6 +150,7 @@ class Pipeline:
         self.on_alerts = on_alerts
         self.backoff = backoff or BackoffPolicy()
         self.on_feed_health = on_feed_health
+        self.polling = polling or PollingPolicy()
         # One ingest at a time: the plan is computed from what the database holds, and must be
         # applied before the next plan reads it. Fetching and parsing stay concurrent.
         self._ingest_lock = asyncio.Lock()
@@ -159,6 +167,8 @@ class Pipeline:
         now = self.clock()
         if not force and feed.retry_at is not None and feed.retry_at > now:
             return PollReport(feed.name, PollStatus.SKIPPED)
+        if not force and skipped(feed.schedule, self.polling, now):
+            return PollReport(feed.name, PollStatus.SKIPPED)  # its <skipHours> or <skipDays>
         async with self._in_flight:
             return await self._poll(feed)
 
@@ -169,26 +179,44 @@ class Pipeline:
                 error = result.error or "fetch failed"
                 return await self._failed(feed, error, result.retry_after)
             if result.status in (FetchStatus.NOT_MODIFIED, FetchStatus.UNCHANGED):
-                outcome = self._success(feed, result)
-                await self.store.record_poll(feed, outcome, self.clock())
+                now = self.clock()
+                schedule = self._schedule(
+                    feed, PollSeen(max_age=result.max_age, retry_after=result.retry_after), now
+                )
+                outcome = replace(self._success(feed, result), schedule=schedule)
+                await self.store.record_poll(feed, outcome, now)
                 await self._recovered(feed)
-                return PollReport(feed.name, PollStatus(result.status.value))
+                return PollReport(feed.name, PollStatus(result.status.value), schedule=schedule)
             try:
                 parsed = await self.reader.parse(result, feed.name)
             except FeedError as exc:
                 return await self._failed(feed, str(exc), None)
+        seen = PollSeen(
+            parsed=True,
+            published=tuple(s.published for s in parsed.stories if s.published is not None),
+            hints=parsed.hints,
+            max_age=result.max_age,
+            retry_after=result.retry_after,
+        )
         report = await self.ingest(
-            feed, parsed.stories, self._success(feed, result), parsed.identity
+            feed,
+            parsed.stories,
+            self._success(feed, result),
+            parsed.identity,
+            seen=seen,
         )
         await self._recovered(feed)
-        return PollReport(
-            feed.name,
-            PollStatus.NEW,
-            stories=report.stories,
-            new=report.new,
-            updated=report.updated,
-            alerts=report.alerts,
-            warning=parsed.warning,
+        return replace(report, warning=parsed.warning)
+
+    def _schedule(self, feed: FeedState, seen: PollSeen, now: datetime) -> PollSchedule:
+        return schedule_after(
+            self.polling,
+            interval=feed.interval,
+            fixed=feed.fixed,
+            baseline=not feed.baseline_done,
+            prior=feed.schedule,
+            seen=seen,
+            now=now,
         )
 
     def _success(self, feed: FeedState, result: FetchResult) -> PollOutcome:
@@ -201,6 +229,12 @@ class Pipeline:
 
     async def _failed(self, feed: FeedState, error: str, retry_after: float | None) -> PollReport:
         now = self.clock()
+        if not self.polling.honour_http_hints:
+            retry_after = None
+        elif retry_after is not None:
+            # Like every hint: never longer than the ceiling ([polling] max_interval), however
+            # long the server asks (the doubling of the backoff itself may go further).
+            retry_after = min(retry_after, self.polling.max_interval.total_seconds())
         failures = feed.failures + 1
         retry_at = self.backoff.next_retry(feed, failures, now, retry_after)
         outcome = PollOutcome(
@@ -241,8 +275,12 @@ class Pipeline:
         stories: Sequence[Story],
         outcome: PollOutcome,
         identity: DocumentIdentity | None = None,
+        *,
+        seen: PollSeen | None = None,
     ) -> PollReport:
         """`identity`: `identify(stories)`, when the parse worker has computed it already.
+        `seen`: what the poll saw of the feed's rate and hints (its new stories are counted
+        here): the feed's schedule is written with the poll.
 
         Polls are ingested one after the other (each plan is computed from what the database
         holds, and must be written before the next plan reads it), but those waiting when the
@@ -252,6 +290,7 @@ class Pipeline:
             # CPU work that needs no database: off the loop, outside the ingest lock.
             identity = await asyncio.to_thread(identify, stories)
         job = _Ingest(feed, _sightings(feed, stories, identity), outcome, identity.ignore, book)
+        job.seen = seen
         self._waiting.append(job)
         async with self._ingest_lock:
             while not job.done:
@@ -264,6 +303,7 @@ class Pipeline:
             new=len(plan.new_stories),
             updated=sum(1 for r in plan.revisions if r.notify),
             alerts=plan.alerts,
+            schedule=job.schedule,
         )
 
     async def _ingest_waiting(self) -> None:
@@ -324,7 +364,12 @@ class Pipeline:
             targets,
             job.ignore,
         )
-        await session.apply_ingest(job.feed, plan.ingest_batch(), job.outcome, now)
+        outcome = job.outcome
+        if job.seen is not None:
+            seen = replace(job.seen, new=len(plan.new_stories))
+            job.schedule = self._schedule(job.feed, seen, now)
+            outcome = replace(outcome, schedule=job.schedule)
+        await session.apply_ingest(job.feed, plan.ingest_batch(), outcome, now)
         return plan
 
     async def _lookup(
@@ -369,6 +414,8 @@ class _Ingest:
         self.outcome = outcome
         self.ignore = ignore
         self.book = book
+        self.seen: PollSeen | None = None  # for the feed's schedule, once the plan counts
+        self.schedule: PollSchedule | None = None
         self.plan: IngestPlan | None = None
         self.error: BaseException | None = None
         self.done = False

@@ -142,13 +142,13 @@ def plan_ingest(
     targets = targets or {}
     plan = IngestPlan(max_updates=settings.max_updates)
     by_key: dict[int, list[int]] = {}
-    hit_kind: dict[tuple[int, int], KeyKind] = {}
+    # Windowed kinds only count inside the window; the store filters, this makes sure (one
+    # comparison per hit: a first poll of formulaic feeds reads millions).
+    since = now - settings.dedupe_window
     for hit in hits:
-        # Windowed kinds only count inside the window; the store filters, this makes sure.
-        if hit.kind not in PERMANENT_KINDS and now - hit.seen_at > settings.dedupe_window:
+        if hit.seen_at < since and hit.kind not in PERMANENT_KINDS:
             continue
         by_key.setdefault(hit.key, []).append(hit.story_id)
-        hit_kind[(hit.key, hit.story_id)] = hit.kind
     # Stored stories this document still lists (by GUID or link): another item of the document
     # is not one of them moved under a new address.
     listed = {ref for s in sightings for k in s.strong for ref in by_key.get(k.value, ())}

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from bot.core.cards import Card, Digest
 from bot.core.models import FeedState, Story
+from bot.core.polling import FeedHints
 from bot.core.store import (
     AuditEntry,
     CommandStore,
@@ -73,6 +74,7 @@ class FetchResult:
     http_status: int | None = None
     error: str | None = None
     retry_after: float | None = None  # seconds the server asked us to wait
+    max_age: float | None = None  # seconds, from Cache-Control (a success's, or a 304's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,7 @@ class ParsedFeed:
     warning: str | None = None  # recovered from broken markup, say
     # identify(stories), computed by the parse worker; None when nobody has yet.
     identity: DocumentIdentity | None = None
+    hints: FeedHints | None = None  # <ttl>, <skipHours>, <skipDays>; None when not read
 
 
 class FeedError(Exception):

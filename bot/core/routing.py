@@ -12,6 +12,7 @@ from functools import lru_cache
 
 from bot.core.matcher import Matchable, Matcher
 from bot.core.models import Subscription, Updates, Watchlist, dm_target
+from bot.core.pings import PingBook
 from bot.core.query import Query, QueryError, parse_query
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,8 @@ class QueryBook:
 
     def __init__(self, watchlists: Iterable[Watchlist], subscriptions: Iterable[Subscription]):
         self.watchlists = {w.id: w for w in watchlists}
+        # Who each watchlist's cards may ping: read by the delivery worker, rebuilt with this.
+        self.pings = PingBook(self.watchlists.values())
         self.subscriptions = {s.id: s for s in subscriptions}
         compiled: list[tuple[QueryKey, Query]] = []
         texts: dict[QueryKey, tuple[str, str]] = {}

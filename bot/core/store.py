@@ -22,12 +22,15 @@ from bot.core.models import (
     Delivery,
     FeedSpec,
     FeedState,
+    PingWhen,
     StoredStory,
     Story,
     Subscription,
     Updates,
     Watchlist,
+    WatchlistSpec,
 )
+from bot.core.polling import PollSchedule
 from bot.core.routing import Route
 
 # Newest stories a windowed key lookup returns per key (see IngestStore.find_keys). On formulaic
@@ -79,6 +82,8 @@ class PollOutcome:
     error: str | None = None
     failures: int = 0
     retry_at: datetime | None = None
+    # The feed's polling after this poll (bot.core.polling); None leaves it as it is.
+    schedule: PollSchedule | None = None
 
 
 class StoryRef(NamedTuple):
@@ -338,6 +343,8 @@ class CommandStore(Protocol):
         query: str | None = None,
         channels: Sequence[str] | None = None,
         updates: Updates | None = None,
+        ping: Sequence[str] | None = None,
+        ping_when: PingWhen | None = None,
         now: datetime,
     ) -> bool:
         """Only a watchlist made in chat; None leaves a field as it is."""
@@ -396,15 +403,10 @@ class OpsStore(Protocol):
         the file now claims becomes the file's."""
         ...
 
-    async def sync_config_watchlists(
-        self,
-        items: Sequence[tuple[str, str, Sequence[str]]],
-        now: datetime,
-        *,
-        updates: Mapping[str, Updates] | None = None,
-    ) -> None:
-        """(name, query, channels) per watchlist of the file; others of the file are removed.
-        `updates`: the watchlists of the file that say other than Updates.EDIT, by name."""
+    async def sync_config_watchlists(self, items: Sequence[WatchlistSpec], now: datetime) -> None:
+        """Each watchlist of the file as the file states it (a plain (name, query, channels)
+        tuple reads as one that pings nobody and edits its cards in place); others of the file
+        are removed."""
         ...
 
     async def get_feed_by_id(self, feed_id: int) -> FeedState | None: ...

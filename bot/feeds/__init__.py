@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 
 from bot.core.models import FeedState
 from bot.core.ports import FeedError, FetchResult, ParsedFeed
 from bot.feeds.fetch import HttpFetcher
+from bot.feeds.hints import document_hints
 from bot.feeds.parse import ParseLimits
 from bot.feeds.pool import Parsed, ParseJob, ParsePool, ParseTimeout, WorkerDied
 
@@ -52,6 +54,11 @@ class FeedReader:
         return await self.fetcher.fetch(feed)
 
     async def parse(self, result: FetchResult, feed_name: str) -> ParsedFeed:
+        parsed = await self._parse(result, feed_name)
+        # The channel's polling hints: a few regular expressions over its head, on the loop.
+        return dataclasses.replace(parsed, hints=document_hints(result.body or b""))
+
+    async def _parse(self, result: FetchResult, feed_name: str) -> ParsedFeed:
         if result.body is None:
             raise FeedError("nothing to parse")
         job = ParseJob(

@@ -22,6 +22,7 @@ import aiohttp
 from bot.core.models import FeedState, Origin
 from bot.core.ports import FetchResult, FetchStatus
 from bot.feeds.guard import AddressGuard, BlockedAddress
+from bot.feeds.hints import max_age
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +194,9 @@ class HttpFetcher:
                     error=f"HTTP {response.status} redirect, and redirects are "
                     "disabled ([fetch].max_redirects = 0)",
                 )
+            # How long the server would have us wait (bot.core.polling: these only ever lengthen
+            # a feed's interval, up to [polling] max_interval).
+            cached_for = max_age(response.headers.get("Cache-Control"))
             if response.status == 304:
                 return FetchResult(
                     FetchStatus.NOT_MODIFIED,
@@ -201,6 +205,8 @@ class HttpFetcher:
                     etag=feed.etag,
                     last_modified=feed.last_modified,
                     body_hash=feed.body_hash,
+                    max_age=cached_for,
+                    retry_after=parse_retry_after(response.headers.get("Retry-After")),
                 )
             if response.status >= 400:
                 retry_after = None
@@ -238,6 +244,8 @@ class HttpFetcher:
                 last_modified=last_modified,
                 body_hash=digest,
                 http_status=response.status,
+                max_age=cached_for,
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
             )
 
     async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:

@@ -18,6 +18,7 @@ from bot.core.models import (
     Subscription,
     Watchlist,
 )
+from bot.core.polling import PollSchedule
 from bot.core.store import PollOutcome
 
 T = TypeVar("T")
@@ -70,6 +71,8 @@ class FeedRow:
     last_error_at: float | None = None
     failures: int = 0
     retry_at: float | None = None
+    fixed: bool = False
+    schedule: PollSchedule | None = None
 
     def state(self) -> FeedState:
         return FeedState(
@@ -89,6 +92,8 @@ class FeedRow:
             failures=self.failures,
             retry_at=dt(self.retry_at),
             created_by=self.created_by,
+            fixed=self.fixed,
+            schedule=self.schedule,
         )
 
 
@@ -204,6 +209,10 @@ class MemoryBase:
             feed.failures, feed.retry_at = 0, None
             if baseline_done is not None:
                 feed.baseline_done = baseline_done
+            if outcome.schedule is not None:
+                # Whole seconds, as the SQL backends keep it.
+                seconds = round(outcome.schedule.interval.total_seconds())
+                feed.schedule = replace(outcome.schedule, interval=timedelta(seconds=seconds))
         else:
             feed.last_error, feed.last_error_at = outcome.error, ts(now)
             feed.failures = outcome.failures

@@ -29,13 +29,16 @@ class FeedTables(MemoryBase):
                     spec.interval,
                     Origin.CONFIG,
                     "config file",
+                    fixed=spec.fixed,
                 )
                 self._feeds[new.id] = new
                 continue
             if found.url != spec.url:  # a new URL is a new document: its fetch state afresh
                 found.etag = found.last_modified = found.body_hash = None
                 found.failures, found.retry_at = 0, None
-            found.url, found.interval = spec.url, spec.interval
+            if (found.interval, found.fixed) != (spec.interval, spec.fixed):
+                found.schedule = None  # a new interval in the file applies now
+            found.url, found.interval, found.fixed = spec.url, spec.interval, spec.fixed
             found.origin, found.active = Origin.CONFIG, True
         names = {nocase(s.name) for s in specs}
         for feed in self._feeds.values():
@@ -49,7 +52,13 @@ class FeedTables(MemoryBase):
         if existing is not None:
             self._drop_feed(existing)
         feed = FeedRow(
-            self._next_id("feeds"), spec.name, spec.url, spec.interval, spec.origin, created_by
+            self._next_id("feeds"),
+            spec.name,
+            spec.url,
+            spec.interval,
+            spec.origin,
+            created_by,
+            fixed=spec.fixed,
         )
         self._feeds[feed.id] = feed
         return feed.state()

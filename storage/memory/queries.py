@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from bot.core.models import Origin, Subscription, Updates, Watchlist
+from bot.core.models import Origin, PingWhen, Subscription, Updates, Watchlist, WatchlistSpec
 from bot.core.store import AuditEntry, DuplicateName
 from storage.memory.base import MemoryBase, limited, moment, nocase, ts
 
@@ -20,37 +20,31 @@ class QueryTables(MemoryBase):
         wanted = nocase(name)
         return next((w for w in self._watchlists.values() if nocase(w.name) == wanted), None)
 
-    async def sync_config_watchlists(
-        self,
-        items: Sequence[tuple[str, str, Sequence[str]]],
-        now: datetime,
-        *,
-        updates: Mapping[str, Updates] | None = None,
-    ) -> None:
-        modes = updates or {}
-        for name, query, channels in items:
-            found = self._watchlist_named(name)
-            mode = Updates(modes.get(name, Updates.EDIT))
+    async def sync_config_watchlists(self, items: Sequence[WatchlistSpec], now: datetime) -> None:
+        specs = [WatchlistSpec(*item) for item in items]
+        for spec in specs:
+            found = self._watchlist_named(spec.name)
             if found is None:
                 found = Watchlist(
                     self._next_id("watchlists"),
-                    name,
-                    query,
-                    tuple(channels),
+                    spec.name,
+                    spec.query,
+                    tuple(spec.channels),
                     Origin.CONFIG,
                     "config file",
-                    mode,
                 )
-            else:  # the name and who made it stay; the file's query, channels and mode win
-                found = replace(
-                    found,
-                    query=query,
-                    channels=tuple(channels),
-                    origin=Origin.CONFIG,
-                    updates=mode,
-                )
+            # The name and who made it stay; the file's query, channels, mode and pings win.
+            found = replace(
+                found,
+                query=spec.query,
+                channels=tuple(spec.channels),
+                origin=Origin.CONFIG,
+                updates=Updates(spec.updates),
+                ping=tuple(spec.ping),
+                ping_when=PingWhen(spec.ping_when),
+            )
             self._watchlists[found.id] = found
-        names = {nocase(name) for name, _, _ in items}
+        names = {nocase(spec.name) for spec in specs}
         for watchlist in list(self._watchlists.values()):
             if watchlist.origin == Origin.CONFIG and nocase(watchlist.name) not in names:
                 del self._watchlists[watchlist.id]
@@ -94,6 +88,8 @@ class QueryTables(MemoryBase):
         query: str | None = None,
         channels: Sequence[str] | None = None,
         updates: Updates | None = None,
+        ping: Sequence[str] | None = None,
+        ping_when: PingWhen | None = None,
         now: datetime,
     ) -> bool:
         self._queries_changed()
@@ -105,6 +101,8 @@ class QueryTables(MemoryBase):
             query=found.query if query is None else query,
             channels=found.channels if channels is None else tuple(channels),
             updates=found.updates if updates is None else Updates(updates),
+            ping=found.ping if ping is None else tuple(ping),
+            ping_when=found.ping_when if ping_when is None else PingWhen(ping_when),
         )
         return True
 

@@ -132,10 +132,20 @@ class PostgresBase:
         taken over (one statement, so this holds outside a transaction too)."""
         token = self._feed_tokens.get(feed_id)
         if outcome.ok:
+            schedule = outcome.schedule
+            values = (None,) * 6 if schedule is None else rows.schedule_values(schedule)
+            # The schedule in the same (fenced) statement; $8 false leaves it as it was.
             status = await conn.execute(
                 """UPDATE feeds SET etag = $1, last_modified = $2, body_hash = $3,
                      last_poll_at = $4, last_success_at = $4, failures = 0, retry_at = NULL,
-                     baseline_done = coalesce($5, baseline_done)
+                     baseline_done = coalesce($5, baseline_done),
+                     poll_interval_s = CASE WHEN $8 THEN $9::integer ELSE poll_interval_s END,
+                     poll_reason = CASE WHEN $8 THEN $10::text ELSE poll_reason END,
+                     publish_gap_s = CASE WHEN $8 THEN $11::float8 ELSE publish_gap_s END,
+                     feed_ttl_s = CASE WHEN $8 THEN $12::float8 ELSE feed_ttl_s END,
+                     skip_hours = CASE WHEN $8 THEN $13::text ELSE skip_hours END,
+                     skip_days = CASE WHEN $8 THEN $14::text ELSE skip_days END,
+                     last_new_at = CASE WHEN $8 THEN $15::timestamptz ELSE last_new_at END
                    WHERE id = $6 AND ($7::bigint IS NULL OR lease_token = $7)""",
                 outcome.etag,
                 outcome.last_modified,
@@ -144,6 +154,9 @@ class PostgresBase:
                 baseline_done,
                 feed_id,
                 token,
+                schedule is not None,
+                *values,
+                None if schedule is None else schedule.last_new_at,
             )
         else:
             status = await conn.execute(

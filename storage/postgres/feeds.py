@@ -33,9 +33,15 @@ class FeedTables(PostgresBase):
             for (name,) in taken:
                 log.warning("feed %r was added in chat; the config file now manages it", name)
             await conn.executemany(
-                """INSERT INTO feeds (name, url, interval_s, origin, created_at, created_by)
-                   VALUES ($1, $2, $3, 'config', $4, 'config file')
+                """INSERT INTO feeds (name, url, interval_s, interval_fixed, origin, created_at,
+                                    created_by)
+                   VALUES ($1, $2, $3, $5, 'config', $4, 'config file')
                    ON CONFLICT (ascii_lower(name)) DO UPDATE SET
+                     -- a new interval in the file applies now, not after the next poll
+                     poll_interval_s = CASE WHEN feeds.interval_s = excluded.interval_s
+                                             AND feeds.interval_fixed = excluded.interval_fixed
+                                            THEN feeds.poll_interval_s END,
+                     interval_fixed = excluded.interval_fixed,
                      -- a new URL is a new document: start its fetch state afresh
                      etag = CASE WHEN feeds.url = excluded.url THEN feeds.etag END,
                      last_modified = CASE WHEN feeds.url = excluded.url
@@ -46,7 +52,7 @@ class FeedTables(PostgresBase):
                      retry_at = CASE WHEN feeds.url = excluded.url THEN feeds.retry_at END,
                      url = excluded.url, interval_s = excluded.interval_s,
                      origin = 'config', active = true""",
-                [(s.name, s.url, int(s.interval.total_seconds()), now) for s in specs],
+                [(s.name, s.url, int(s.interval.total_seconds()), now, s.fixed) for s in specs],
             )
             await conn.execute(
                 """UPDATE feeds SET active = false WHERE origin = 'config'
@@ -62,14 +68,16 @@ class FeedTables(PostgresBase):
                     fold(spec.name),
                 )
                 await conn.execute(
-                    """INSERT INTO feeds (name, url, interval_s, origin, created_at, created_by)
-                       VALUES ($1, $2, $3, $4, $5, $6)""",
+                    """INSERT INTO feeds (name, url, interval_s, interval_fixed, origin,
+                                        created_at, created_by)
+                       VALUES ($1, $2, $3, $7, $4, $5, $6)""",
                     spec.name,
                     spec.url,
                     int(spec.interval.total_seconds()),
                     spec.origin.value,
                     now,
                     created_by,
+                    spec.fixed,
                 )
         except asyncpg.UniqueViolationError as exc:
             raise DuplicateName(f"a feed named {spec.name!r} already exists") from exc

@@ -9,7 +9,7 @@ from datetime import datetime
 
 import asyncpg
 
-from bot.core.models import Subscription, Updates, Watchlist
+from bot.core.models import PingWhen, Subscription, Updates, Watchlist, WatchlistSpec
 from bot.core.store import AuditEntry
 from storage.errors import DuplicateName
 from storage.postgres.base import PostgresBase, fold, rowcount, utc
@@ -22,37 +22,34 @@ class QueryTables(PostgresBase):
     def _queries_changed(self) -> None:
         self.queries_version += 1
 
-    async def sync_config_watchlists(
-        self,
-        items: Sequence[tuple[str, str, Sequence[str]]],
-        now: datetime,
-        *,
-        updates: Mapping[str, Updates] | None = None,
-    ) -> None:
-        modes = updates or {}
+    async def sync_config_watchlists(self, items: Sequence[WatchlistSpec], now: datetime) -> None:
+        specs = [WatchlistSpec(*item) for item in items]
         async with self._transaction() as conn:
             await conn.executemany(
                 """INSERT INTO watchlists (name, query, channels, origin, created_by,
-                     created_at, updated_at, updates)
-                   VALUES ($1, $2, $3, 'config', 'config file', $4, $4, $5)
+                     created_at, updated_at, ping, ping_when, updates)
+                   VALUES ($1, $2, $3, 'config', 'config file', $4, $4, $5, $6, $7)
                    ON CONFLICT (ascii_lower(name)) DO UPDATE SET query = excluded.query,
                      channels = excluded.channels, origin = 'config',
-                     updated_at = excluded.updated_at, updates = excluded.updates""",
+                     updated_at = excluded.updated_at, ping = excluded.ping,
+                     ping_when = excluded.ping_when, updates = excluded.updates""",
                 [
                     (
-                        name,
-                        query,
-                        json.dumps(list(channels)),
+                        spec.name,
+                        spec.query,
+                        json.dumps(list(spec.channels)),
                         now,
-                        str(modes.get(name, Updates.EDIT)),
+                        json.dumps(list(spec.ping)),
+                        str(spec.ping_when),
+                        str(spec.updates),
                     )
-                    for name, query, channels in items
+                    for spec in specs
                 ],
             )
             await conn.execute(
                 """DELETE FROM watchlists WHERE origin = 'config'
                    AND ascii_lower(name) <> ALL($1::text[])""",
-                [fold(name) for name, _, _ in items],
+                [fold(spec.name) for spec in specs],
             )
         self._queries_changed()
 
@@ -104,17 +101,22 @@ class QueryTables(PostgresBase):
         query: str | None = None,
         channels: Sequence[str] | None = None,
         updates: Updates | None = None,
+        ping: Sequence[str] | None = None,
+        ping_when: PingWhen | None = None,
         now: datetime,
     ) -> bool:
         changed = await self._write(
             """UPDATE watchlists SET query = coalesce($1, query),
-                 channels = coalesce($2, channels), updated_at = $3,
-                 updates = coalesce($5, updates)
+                 channels = coalesce($2, channels), ping = coalesce($5, ping),
+                 ping_when = coalesce($6, ping_when), updates = coalesce($7, updates),
+                 updated_at = $3
                WHERE ascii_lower(name) = $4 AND origin = 'chat'""",
             query,
             None if channels is None else json.dumps(list(channels)),
             now,
             fold(name),
+            None if ping is None else json.dumps(list(ping)),
+            None if ping_when is None else str(ping_when),
             None if updates is None else str(updates),
         )
         self._queries_changed()

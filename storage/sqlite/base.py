@@ -237,6 +237,14 @@ def write_poll(
                 feed_id,
             ),
         )
+        if outcome.schedule is not None:
+            schedule = outcome.schedule
+            conn.execute(
+                """UPDATE feeds SET poll_interval_s = ?, poll_reason = ?, publish_gap_s = ?,
+                     feed_ttl_s = ?, skip_hours = ?, skip_days = ?, last_new_at = ?
+                   WHERE id = ?""",
+                (*rows.schedule_values(schedule), ts(schedule.last_new_at), feed_id),
+            )
     else:
         conn.execute(
             """UPDATE feeds SET last_poll_at = ?, last_error = ?, last_error_at = ?,

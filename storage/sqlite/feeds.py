@@ -30,9 +30,15 @@ class FeedTables(SqliteBase):
                     log.warning("feed %r was added in chat; the config file now manages it", name)
             for spec in specs:
                 await db.execute(
-                    """INSERT INTO feeds (name, url, interval_s, origin, created_at, created_by)
-                       VALUES (?, ?, ?, 'config', ?, 'config file')
+                    """INSERT INTO feeds (name, url, interval_s, interval_fixed, origin,
+                                        created_at, created_by)
+                       VALUES (?, ?, ?, ?, 'config', ?, 'config file')
                        ON CONFLICT (name) DO UPDATE SET
+                         -- a new interval in the file applies now, not after the next poll
+                         poll_interval_s = CASE WHEN feeds.interval_s = excluded.interval_s
+                                                 AND feeds.interval_fixed = excluded.interval_fixed
+                                                THEN feeds.poll_interval_s END,
+                         interval_fixed = excluded.interval_fixed,
                          -- a new URL is a new document: start its fetch state afresh
                          etag = CASE WHEN feeds.url = excluded.url THEN feeds.etag END,
                          last_modified = CASE WHEN feeds.url = excluded.url
@@ -43,7 +49,13 @@ class FeedTables(SqliteBase):
                          retry_at = CASE WHEN feeds.url = excluded.url THEN feeds.retry_at END,
                          url = excluded.url, interval_s = excluded.interval_s,
                          origin = 'config', active = 1""",
-                    (spec.name, spec.url, int(spec.interval.total_seconds()), now.timestamp()),
+                    (
+                        spec.name,
+                        spec.url,
+                        int(spec.interval.total_seconds()),
+                        spec.fixed,
+                        now.timestamp(),
+                    ),
                 )
             placeholders = marks(len(names)) or "''"
             await db.execute(
@@ -57,12 +69,14 @@ class FeedTables(SqliteBase):
             async with self._transaction() as db:
                 await db.execute("DELETE FROM feeds WHERE name = ? AND active = 0", (spec.name,))
                 await db.execute(
-                    """INSERT INTO feeds (name, url, interval_s, origin, created_at, created_by)
-                       VALUES (?, ?, ?, ?, ?, ?)""",
+                    """INSERT INTO feeds (name, url, interval_s, interval_fixed, origin,
+                                        created_at, created_by)
+                       VALUES (?, ?, ?, ?, ?, ?, ?)""",
                     (
                         spec.name,
                         spec.url,
                         int(spec.interval.total_seconds()),
+                        spec.fixed,
                         spec.origin.value,
                         now.timestamp(),
                         created_by,

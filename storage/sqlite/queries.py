@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
-from bot.core.models import Subscription, Updates, Watchlist
+from bot.core.models import PingWhen, Subscription, Updates, Watchlist, WatchlistSpec
 from bot.core.store import AuditEntry
 from storage.errors import DuplicateName
 from storage.rows import WATCHLIST_COLUMNS, watchlist_of
@@ -21,31 +21,28 @@ class QueryTables(SqliteBase):
     def _queries_changed(self) -> None:
         self.queries_version += 1
 
-    async def sync_config_watchlists(
-        self,
-        items: Sequence[tuple[str, str, Sequence[str]]],
-        now: datetime,
-        *,
-        updates: Mapping[str, Updates] | None = None,
-    ) -> None:
-        modes = updates or {}
+    async def sync_config_watchlists(self, items: Sequence[WatchlistSpec], now: datetime) -> None:
+        specs = [WatchlistSpec(*item) for item in items]
         async with self._transaction() as db:
-            names = [name for name, _, _ in items]
-            for name, query, channels in items:
+            names = [spec.name for spec in specs]
+            for spec in specs:
                 await db.execute(
                     """INSERT INTO watchlists (name, query, channels, origin, created_by,
-                         created_at, updated_at, updates)
-                       VALUES (?, ?, ?, 'config', 'config file', ?, ?, ?)
+                         created_at, updated_at, ping, ping_when, updates)
+                       VALUES (?, ?, ?, 'config', 'config file', ?, ?, ?, ?, ?)
                        ON CONFLICT (name) DO UPDATE SET query = excluded.query,
                          channels = excluded.channels, origin = 'config',
-                         updated_at = excluded.updated_at, updates = excluded.updates""",
+                         updated_at = excluded.updated_at, ping = excluded.ping,
+                         ping_when = excluded.ping_when, updates = excluded.updates""",
                     (
-                        name,
-                        query,
-                        json.dumps(list(channels)),
+                        spec.name,
+                        spec.query,
+                        json.dumps(list(spec.channels)),
                         now.timestamp(),
                         now.timestamp(),
-                        str(modes.get(name, Updates.EDIT)),
+                        json.dumps(list(spec.ping)),
+                        str(spec.ping_when),
+                        str(spec.updates),
                     ),
                 )
             placeholders = marks(len(names)) or "''"
@@ -104,17 +101,21 @@ class QueryTables(SqliteBase):
         query: str | None = None,
         channels: Sequence[str] | None = None,
         updates: Updates | None = None,
+        ping: Sequence[str] | None = None,
+        ping_when: PingWhen | None = None,
         now: datetime,
     ) -> bool:
         changed = await self._write(
             """UPDATE watchlists SET query = coalesce(?, query),
                  channels = coalesce(?, channels), updates = coalesce(?, updates),
-                 updated_at = ?
+                 ping = coalesce(?, ping), ping_when = coalesce(?, ping_when), updated_at = ?
                WHERE name = ? AND origin = 'chat'""",
             (
                 query,
                 None if channels is None else json.dumps(list(channels)),
                 None if updates is None else str(updates),
+                None if ping is None else json.dumps(list(ping)),
+                None if ping_when is None else str(ping_when),
                 now.timestamp(),
                 name,
             ),

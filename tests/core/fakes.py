@@ -10,12 +10,22 @@ from datetime import UTC, datetime, timedelta
 
 from bot.core.cards import Card, Digest
 from bot.core.destinations import Destinations, PrefixedForm
+from bot.core.pings import PingForm, PingKind
 from bot.core.ports import SendResult
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
-# Rooms are "toy:<room>"; a person's direct messages are "toy:dm:<nickname>".
-TOY_FORM = PrefixedForm("toy", channel=r"[a-z][a-z0-9-]{1,30}", user=r"[a-z]{2,16}")
+# Rooms are "toy:<room>"; a person's direct messages are "toy:dm:<nickname>". A card may ping a
+# crew ("role:<crew>", upper case) or a person ("user:<nickname>").
+TOY_FORM = PrefixedForm(
+    "toy",
+    channel=r"[a-z][a-z0-9-]{1,30}",
+    user=r"[a-z]{2,16}",
+    pings=(
+        PingForm(PingKind.ROLE, r"[A-Z]{2,16}", "role:<CREW>"),
+        PingForm(PingKind.USER, r"[a-z]{2,16}", "user:<nickname>"),
+    ),
+)
 # A second platform, to show that one platform's state leaves the other's alone.
 PAGER_FORM = PrefixedForm("pager", channel=r"\d{3,8}", user=r"\d{3,8}")
 DESTINATIONS = Destinations([TOY_FORM, PAGER_FORM])

@@ -180,13 +180,15 @@ SAMPLES: dict[Kind, tuple[str, Any]] = {
     Kind.INTEGER: ("3", 3),
     Kind.INTERVAL: ("10m", "10m"),
     Kind.CHOICE: ("thread", "thread"),
+    # A user group picked as you type arrives as Slack's markup: the ping it names.
+    Kind.PINGS: ("<!subteam^S0DESK|@desk> user:U0ANN always", "usergroup:S0DESK user:U0ANN always"),
 }
 
 
 def typed(command: Command) -> str:
     """The command with every argument, typed as its usage line says."""
     words = [a for a in command.args if a.kind not in parse.PLACEHOLDER]
-    words.sort(key=lambda a: a.kind is Kind.QUERY)
+    words.sort(key=lambda a: a.kind in (Kind.QUERY, Kind.PINGS))
     flags = [a for a in command.args if a.kind in parse.PLACEHOLDER]
     return " ".join(
         [

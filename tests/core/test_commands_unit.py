@@ -181,6 +181,13 @@ VALID: dict[str, tuple[dict[str, Any], list[str]]] = {
         {"name": "rivers DESK", "query": "Severn OR Trent"},
         ["Watchlist 'Rivers desk' now watches: Severn OR Trent"],
     ),
+    "watchlist ping": (
+        {"name": "rivers DESK", "pings": "role:NIGHTS user:ann always"},
+        [
+            "Watchlist 'Rivers desk' now pings role:NIGHTS, user:ann on every new card. Only "
+            "these are ever mentioned; an updated card does not ping again."
+        ],
+    ),
     "watchlist remove": ({"name": "Rivers desk"}, ["Watchlist 'Rivers desk' removed."]),
     "watchlist list": (
         {},
@@ -200,8 +207,8 @@ VALID: dict[str, tuple[dict[str, Any], list[str]]] = {
     "feed add": (
         {"url": AGENCY_URL},
         [
-            "Feed 'Agency Wire' added: 3 stories found, polled every 5m. Its first poll "
-            "records what is there without alerting.",
+            "Feed 'Agency Wire' added: 3 stories found, polled every 5m until its publishing "
+            "rate is known. Its first poll records what is there without alerting.",
             "Agency story 1",
             "Agency story 2",
             "Agency story 3",
@@ -212,8 +219,10 @@ VALID: dict[str, tuple[dict[str, Any], list[str]]] = {
         {},
         [
             "2 feeds:",
-            "Local news | not polled yet · last success never · 0 stories in 24h · every 10m",
-            "Wire | ok · last success 60m ago · 3 stories in 24h · every 2m · config file",
+            "Local news | not polled yet · last success never · 0 stories in 24h · every 10m "
+            "(rate not known yet)",
+            "Wire | ok · last success 60m ago · 3 stories in 24h · every 2m (rate not known "
+            "yet) · config file",
         ],
     ),
 }
@@ -222,6 +231,7 @@ ADMIN_VERBS = {
     "watchlist add": "add watchlists",
     "watchlist edit": "edit watchlists",
     "watchlist remove": "remove watchlists",
+    "watchlist ping": "ping watchlists",
     "watchlist list": "list watchlists",
     "watchlist test": "test watchlists",
     "feed add": "add feeds",
@@ -357,6 +367,23 @@ async def test_watchlist_edit_and_remove_change_the_store(desk: Desk) -> None:
     assert edited is not None and edited.query == "Severn OR Trent"
     await desk.run("watchlist remove", ADMIN, name="Rivers desk")
     assert await desk.store.get_watchlist("Rivers desk") is None
+
+
+async def test_a_watchlists_pings_and_thread_mode_are_set_apart_and_both_listed(
+    desk: Desk,
+) -> None:
+    """Issue 18's two options on one watchlist: setting one keeps the other."""
+    await desk.run("watchlist edit", ADMIN, name="Rivers desk", updates="thread")
+    await desk.run("watchlist ping", ADMIN, name="Rivers desk", pings="user:ann always")
+    await desk.run("watchlist edit", ADMIN, name="Rivers desk", query="Severn OR Trent")
+    assert lines(await desk.run("watchlist list", ADMIN))[2] == (
+        "Rivers desk | Severn OR Trent -> toy:rivers · updates in a thread"
+        " · pings user:ann (always)"
+    )
+    await desk.run("watchlist edit", ADMIN, name="Rivers desk", updates="edit")
+    assert lines(await desk.run("watchlist list", ADMIN))[2] == (
+        "Rivers desk | Severn OR Trent -> toy:rivers · pings user:ann (always)"
+    )
 
 
 async def test_a_name_is_found_however_its_spaces_were_typed(desk: Desk) -> None:
@@ -657,7 +684,7 @@ async def test_a_persons_subscriptions_together_are_capped_in_words_and_near() -
 
 async def test_an_interval_left_empty_takes_the_default(desk: Desk) -> None:
     reply = await desk.run("feed add", ADMIN, url=AGENCY_URL, interval="")
-    assert reply.ok and "polled every 5m." in reply.text
+    assert reply.ok and "polled every 5m until its publishing rate is known." in reply.text
 
 
 async def test_a_subscription_typed_with_surrounding_spaces_can_be_stopped(desk: Desk) -> None:

@@ -12,6 +12,7 @@ from bot.core.identity import identify
 from bot.core.ports import FetchResult, FetchStatus
 from bot.feeds import FeedReader
 from bot.feeds.fetch import FetchLimits, HttpFetcher
+from bot.feeds.hints import document_hints
 from bot.feeds.incremental import load
 from bot.feeds.parse import parse_document
 from bot.feeds.pool import ParsePool
@@ -51,7 +52,8 @@ def wire(count: int) -> list[Item]:
 def whole(result: FetchResult, feed_name: str = "Wire"):
     assert result.body is not None
     parsed = parse_document(result.body, feed_name=feed_name, url=URL, headers=result.headers)
-    return replace(parsed, identity=identify(parsed.stories))
+    # The reader adds the channel's polling hints (bot.feeds.hints) to what the parser gives.
+    return replace(parsed, identity=identify(parsed.stories), hints=document_hints(result.body))
 
 
 async def test_a_repoll_parses_only_the_new_and_the_changed_item(reader):

@@ -18,7 +18,9 @@ from bot.core.models import (
     FeedSpec,
     FeedState,
     Origin,
+    PingWhen,
     Story,
+    WatchlistSpec,
 )
 from bot.core.pipeline import IngestPlan, NewStory, PlannedDelivery, PlannedKey, Revision
 from bot.core.ports import PollOutcome
@@ -891,6 +893,44 @@ async def test_a_chat_watchlist_can_be_added_edited_and_removed(storage):
     assert await storage.get_watchlist("Elections") is None
     assert await storage.remove_watchlist("Elections") is False
     assert await storage.update_watchlist("Elections", query="x", now=NOW) is False
+
+
+async def test_a_watchlists_pings_are_kept_as_the_file_and_chat_set_them(storage):
+    await storage.sync_config_watchlists(
+        [
+            WatchlistSpec(
+                "Ukraine desk",
+                "ukraine",
+                [UKRAINE_CHANNEL],
+                ["role:1102938475610293001", "usergroup:S0UKRAINE"],
+                PingWhen.ALWAYS,
+            ),
+            ("Markets desk", "ecb", [MARKETS_CHANNEL]),  # pings nobody
+        ],
+        NOW,
+    )
+    lists = {w.name: w for w in await storage.list_watchlists()}
+    assert lists["Ukraine desk"].ping == ("role:1102938475610293001", "usergroup:S0UKRAINE")
+    assert lists["Ukraine desk"].ping_when == PingWhen.ALWAYS
+    assert (lists["Markets desk"].ping, lists["Markets desk"].ping_when) == ((), PingWhen.URGENT)
+
+    # The file changed: its pings win, and a watchlist that drops them pings nobody.
+    await storage.sync_config_watchlists([("Ukraine desk", "ukraine", [UKRAINE_CHANNEL])], NOW)
+    desk = await storage.get_watchlist("UKRAINE DESK")
+    assert (desk.ping, desk.ping_when) == ((), PingWhen.URGENT)
+
+    await storage.add_watchlist("Elections", "election", [UKRAINE_CHANNEL], "slack:U1", NOW)
+    assert (await storage.get_watchlist("Elections")).ping == ()
+    assert await storage.update_watchlist("Elections", ping=["user:U0ANN"], now=NOW)
+    assert await storage.update_watchlist("Elections", query="election OR ballot", now=NOW)
+    edited = await storage.get_watchlist("Elections")
+    assert (edited.ping, edited.ping_when) == (("user:U0ANN",), PingWhen.URGENT)
+    assert await storage.update_watchlist("Elections", ping_when=PingWhen.ALWAYS, now=NOW)
+    assert (await storage.get_watchlist("Elections")).ping_when == PingWhen.ALWAYS
+    assert await storage.update_watchlist("Elections", ping=[], now=NOW)
+    assert (await storage.get_watchlist("Elections")).ping == ()
+    # The file's pings are the file's: chat cannot change them.
+    assert await storage.update_watchlist("Ukraine desk", ping=["user:U0X"], now=NOW) is False
 
 
 async def test_a_config_watchlist_cannot_be_edited_or_removed_from_chat(storage):

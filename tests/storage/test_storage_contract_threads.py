@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
-from bot.core.models import Origin, Updates
+from bot.core.models import Origin, PingWhen, Updates, WatchlistSpec
 from bot.core.pipeline import IngestPlan, PlannedDelivery
 from bot.core.routing import Route
 from bot.core.store import SourceRow
@@ -42,9 +42,13 @@ async def carried_by(storage, feed, story_id: int, *names: str, now=NOW) -> None
 
 async def test_a_watchlists_updates_mode_is_stored_from_the_file_and_from_chat(storage):
     await storage.sync_config_watchlists(
-        [("Floods", "flood", ["console:desk"]), ("Rates", "ECB", [THREAD_CHANNEL])],
+        [
+            ("Floods", "flood", ["console:desk"]),
+            WatchlistSpec(
+                "Rates", "ECB", [THREAD_CHANNEL], ["user:U0DESK"], PingWhen.ALWAYS, Updates.THREAD
+            ),
+        ],
         NOW,
-        updates={"Rates": Updates.THREAD},
     )
     await storage.add_watchlist(
         "Quakes", "earthquake", [MARKETS_CHANNEL], "slack:U1", NOW, updates=Updates.THREAD
@@ -59,6 +63,16 @@ async def test_a_watchlists_updates_mode_is_stored_from_the_file_and_from_chat(s
     assert (await storage.get_watchlist("Quakes")).updates == Updates.EDIT
     assert await storage.update_watchlist("Quakes", query="quake", now=NOW)  # mode kept
     assert (await storage.get_watchlist("Quakes")).updates == Updates.EDIT
+    # The mode and the pings (issue 18's other half) are set apart and kept apart.
+    rates = await storage.get_watchlist("Rates")
+    assert (rates.ping, rates.ping_when) == (("user:U0DESK",), PingWhen.ALWAYS)
+    assert await storage.update_watchlist("Quakes", updates=Updates.THREAD, now=NOW)
+    assert await storage.update_watchlist("Quakes", ping=["user:U0ANN"], now=NOW)
+    quakes = await storage.get_watchlist("Quakes")
+    assert (quakes.updates, quakes.ping) == (Updates.THREAD, ("user:U0ANN",))
+    assert await storage.update_watchlist("Quakes", updates=Updates.EDIT, now=NOW)
+    quakes = await storage.get_watchlist("Quakes")
+    assert (quakes.updates, quakes.ping) == (Updates.EDIT, ("user:U0ANN",))
     # The file says edit again (by leaving it out): the file wins.
     await storage.sync_config_watchlists([("Rates", "ECB", [THREAD_CHANNEL])], NOW)
     assert (await storage.get_watchlist("Rates")).updates == Updates.EDIT

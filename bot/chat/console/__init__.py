@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from bot.chat.preflight import Check
 from bot.core.cards import Card, Digest, sources_line
 from bot.core.destinations import PrefixedForm
+from bot.core.pings import union
 from bot.core.ports import SendResult
 from bot.core.text import truncate
 
@@ -67,6 +68,8 @@ def card_json(card: Card) -> dict[str, Any]:
         urgent=card.urgent,
         image=card.image,
         delivery_id=card.delivery_id,
+        # Who the card would ping on a chat platform (a watchlist's opt-in pings).
+        pings=[str(p) for p in card.pings],
     )
     if card.sources:
         data["sources"] = list(card.sources)
@@ -94,6 +97,8 @@ def render_text(card: Card) -> str:
     sources = sources_line(card.sources)
     if sources:
         lines.append(sources)
+    if card.pings:
+        lines.append("would ping: " + ", ".join(str(p) for p in card.pings))
     if card.url:
         lines.append(card.url)
     return "\n".join(lines) + "\n"
@@ -101,6 +106,9 @@ def render_text(card: Card) -> str:
 
 def render_digest_text(digest: Digest) -> str:
     lines = [f"── {digest.channel} · {len(digest.cards)} more stories in a burst " + "─" * 20]
+    pings = union(c.pings for c in digest.cards if not c.update)
+    if pings:
+        lines.append("would ping: " + ", ".join(str(p) for p in pings))
     for card in digest.cards:
         who = f"for {card.subscriber}" if card.subscriber else " + ".join(card.watchlists)
         lines.append(

@@ -7,18 +7,26 @@ character, so no masked link (``[text](url)``) can come from outside - the only 
 are ours - and it breaks every mention-shaped string with a zero-width space (the client also
 sends ``AllowedMentions.none()``, so nothing could ping even if a mention slipped through). Links
 are http(s) only, and every field is cut at a word boundary to Discord's limits, the
-6000-character total of an embed included."""
+6000-character total of an embed included.
+
+The one exception is ours, not the feed's: a watchlist's opt-in pings (bot.core.pings). They go
+in the message content, written here from the ids the config or an admin gave, never from card
+text, and the message's `allowed_mentions` names exactly those roles and users (parse: [] - no
+@everyone, @here, or anyone else, even if a mention slipped into the text)."""
 
 from __future__ import annotations
 
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import discord
 
+from bot.chat.discord.destination import DESTINATION_FORM
 from bot.core.cards import Card, Digest, is_urgent, sources_line
 from bot.core.commands import Reply, ReplyItem
+from bot.core.pings import Ping, PingKind, union
 from bot.core.text import ELLIPSIS, truncate
 
 # Discord's limits (discord.com/developers/docs/resources/message#embed-object-embed-limits).
@@ -188,6 +196,52 @@ def _who(watchlists: Sequence[str], subscriber: str | None) -> str:
         return "newsbot"
     label = "Watchlist" if len(watchlists) == 1 else "Watchlists"
     return f"{label}: {', '.join(watchlists)}"
+
+
+# --- pings ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Mentions:
+    """What a message pings: its content line (None: no content, nobody pinged), the
+    allowed_mentions naming exactly those roles and users, and the pings Discord cannot send
+    (a Slack user group or user id on a watchlist that also posts to Slack)."""
+
+    content: str | None
+    allowed: discord.AllowedMentions
+    skipped: tuple[Ping, ...] = ()
+
+
+def render_mentions(pings: Iterable[Ping]) -> Mentions:
+    roles: list[str] = []
+    users: list[str] = []
+    skipped: list[Ping] = []
+    for ping in pings:
+        if not any(form.accepts(ping) for form in DESTINATION_FORM.pings):
+            skipped.append(ping)
+        elif ping.kind == PingKind.ROLE:
+            roles.append(ping.id)
+        else:
+            users.append(ping.id)
+    # The ids are digits (DESTINATION_FORM checked them), so the line is only these mentions.
+    content = " ".join([f"<@&{r}>" for r in roles] + [f"<@{u}>" for u in users]) or None
+    allowed = discord.AllowedMentions(
+        everyone=False,
+        roles=[discord.Object(id=int(r)) for r in roles] or False,
+        users=[discord.Object(id=int(u)) for u in users] or False,
+        replied_user=False,
+    )
+    return Mentions(content, allowed, tuple(skipped))
+
+
+def card_mentions(card: Card) -> Mentions:
+    """A new card's pings; an update's none (the edit must not ping again)."""
+    return render_mentions(() if card.update else card.pings)
+
+
+def digest_mentions(digest: Digest) -> Mentions:
+    """A digest pings, once, everyone its cards would have pinged."""
+    return render_mentions(union(c.pings for c in digest.cards if not c.update))
 
 
 # --- cards ----------------------------------------------------------------------------------------

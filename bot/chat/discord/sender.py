@@ -19,7 +19,10 @@ import discord
 
 from bot.chat.discord.destination import DESTINATION_FORM, PLATFORM
 from bot.chat.discord.render import (
+    Mentions,
+    card_mentions,
     delivery_nonce,
+    digest_mentions,
     digest_nonce,
     render_card,
     render_digest,
@@ -133,6 +136,19 @@ def _thread_result(exc: discord.HTTPException) -> SendResult:
     return result_for(exc)
 
 
+def _note_skipped(mentions: Mentions, target: str, what: str) -> None:
+    """A watchlist that posts to Discord and Slack may name pings of both: Discord sends its
+    own and says which it left out (not a failure: the card goes out)."""
+    if mentions.skipped:
+        log.info(
+            "Discord %s to %s: not pinging %s (not a Discord role or user id; Discord pings "
+            "are role:<digits> or user:<digits>)",
+            what,
+            target,
+            ", ".join(str(p) for p in mentions.skipped),
+        )
+
+
 class DiscordSender:
     """Implements bot.core.ports.Sender for Discord."""
 
@@ -157,9 +173,16 @@ class DiscordSender:
 
     async def send(self, card: Card) -> SendResult:
         embed = render_card(card)
+        mentions = card_mentions(card)
+        _note_skipped(mentions, card.channel, f"delivery {card.delivery_id}")
 
         async def post(channel: discord.PartialMessageable) -> SendResult:
-            message = await channel.send(embed=embed, nonce=delivery_nonce(card.delivery_id))
+            message = await channel.send(
+                mentions.content,
+                embed=embed,
+                nonce=delivery_nonce(card.delivery_id),
+                allowed_mentions=mentions.allowed,
+            )
             return SendResult.sent(str(message.id))
 
         return await self._call(card.channel, post, f"delivery {card.delivery_id}")
@@ -219,9 +242,13 @@ class DiscordSender:
     async def send_digest(self, digest: Digest) -> SendResult:
         embed = render_digest(digest)
         nonce = digest_nonce(c.delivery_id for c in digest.cards)
+        mentions = digest_mentions(digest)
+        _note_skipped(mentions, digest.channel, f"digest of {len(digest.cards)} cards")
 
         async def post(channel: discord.PartialMessageable) -> SendResult:
-            message = await channel.send(embed=embed, nonce=nonce)
+            message = await channel.send(
+                mentions.content, embed=embed, nonce=nonce, allowed_mentions=mentions.allowed
+            )
             return SendResult.sent(str(message.id))
 
         return await self._call(digest.channel, post, f"digest of {len(digest.cards)} cards")

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import re
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable
 from typing import Any, Literal
 
@@ -108,6 +109,10 @@ def actor_for(interaction: discord.Interaction, admin_role_ids: Collection[int])
     )
 
 
+_ROLE_MENTION = re.compile(r"<@&(\d+)>")
+_USER_MENTION = re.compile(r"<@!?(\d+)>")
+
+
 def _annotation(arg: Arg) -> Any:
     """The option type discord.py reads off a callback's signature."""
     match arg.kind:
@@ -125,6 +130,9 @@ def _annotation(arg: Arg) -> Any:
 
 def _value(arg: Arg, value: Any, interaction: discord.Interaction) -> Any:
     """An option's value as the core takes it."""
+    if arg.kind is Kind.PINGS and isinstance(value, str):
+        # A role or a person picked as you type arrives as <@&id> or <@id>: the ping it names.
+        return _ROLE_MENTION.sub(r"role:\1", _USER_MENTION.sub(r"user:\1", value))
     if arg.kind is Kind.CHANNEL:
         # Left out: the channel the command was typed in.
         channel = value.id if value is not None else interaction.channel_id

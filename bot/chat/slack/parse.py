@@ -40,6 +40,27 @@ PLACEHOLDER = {Kind.HOURS: "N", Kind.INTEGER: "N", Kind.INTERVAL: "10m", Kind.CH
 _FLAG_KINDS = frozenset(PLACEHOLDER)
 
 
+# Arguments that run to the end of the line, so come last.
+_TO_THE_END = frozenset({Kind.QUERY, Kind.PINGS})
+# A user group or a person picked as you type (`should_escape` sends <!subteam^S1|@desk> and
+# <@U1|ann>): as a ping, the id it names.
+_MENTION = re.compile(r"^<(?:!subteam\^(S[A-Z0-9]+)|@([UW][A-Z0-9]+))(?:\|[^>]*)?>$")
+
+
+def _pings(tokens: list[_Token]) -> str:
+    """The words of a `watchlist ping`, with Slack's mentions turned into the pings they name."""
+    words = []
+    for token in tokens:
+        match = _MENTION.match(token.raw) if token.kind == "angle" else None
+        if match is None:
+            words.append(token.value)
+        elif match.group(1):
+            words.append(f"usergroup:{match.group(1)}")
+        else:
+            words.append(f"user:{match.group(2)}")
+    return " ".join(w for w in words if w.strip())
+
+
 def _is_flag(arg: Arg) -> bool:
     return arg.kind in _FLAG_KINDS
 
@@ -48,7 +69,7 @@ def _in_order(command: Command) -> list[Arg]:
     """The words a sub-command takes, in the order they are typed: a query runs to the end of
     the line, so it comes last."""
     words = [a for a in command.args if not _is_flag(a)]
-    return sorted(words, key=lambda a: a.kind is Kind.QUERY)
+    return sorted(words, key=lambda a: a.kind in _TO_THE_END)
 
 
 def _one_word_name(command: Command) -> bool:
@@ -342,8 +363,8 @@ def _word(
 ) -> tuple[str | None, list[_Token]]:
     """One argument's value from the front of `tokens`, and the tokens left after it."""
     name, what = command.name, command.group or "command"
-    if arg.kind is Kind.QUERY:
-        query = _rest(text, tokens)
+    if arg.kind is Kind.QUERY or arg.kind is Kind.PINGS:
+        query = _rest(text, tokens) if arg.kind is Kind.QUERY else _pings(tokens)
         if not query and arg.required:
             where = f" after the {before.called}" if before else ""
             raise CommandSyntaxError(f"Give {'the' if before else 'a'} {arg.called}{where}.", name)

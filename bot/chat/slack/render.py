@@ -11,7 +11,11 @@ that "*not bold*" in a headline stays as written. Text objects carrying such tex
 `verbatim`, which also stops Slack from linkifying "#general" or "@here" spelled out in the
 text. Limits are Slack's (docs.slack.dev/reference/block-kit): 3,000 characters per text object,
 50 blocks per message, 100 per Home view; text is cut at a word boundary, after escaping has
-been accounted for."""
+been accounted for.
+
+The one mention a card may carry is ours, not the feed's: a watchlist's opt-in pings
+(bot.core.pings), written here as `<!subteam^S…>` and `<@U…>` from ids the config or an admin
+gave (checked against DESTINATION_FORM), in a first section and in the notification text."""
 
 from __future__ import annotations
 
@@ -19,10 +23,12 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from bot.chat.slack.destination import DESTINATION_FORM
 from bot.core.cards import Card, Digest, sources_line
 from bot.core.commands import Reply, ReplyItem
 from bot.core.identity import safe_link
 from bot.core.models import StoredStory
+from bot.core.pings import Ping, PingKind, union
 from bot.core.text import truncate
 
 ZWJ = "\u200d"
@@ -140,6 +146,48 @@ def _capped(blocks: list[dict[str, Any]], limit: int, more: str) -> list[dict[st
     return [*blocks[: limit - 1], context(more.format(n=hidden))]
 
 
+# --- pings -----------------------------------------------------------------------------------
+
+
+def render_mentions(pings: Iterable[Ping]) -> tuple[str, tuple[Ping, ...]]:
+    """The mentions Slack can make of `pings` (user groups and users, ids checked against
+    DESTINATION_FORM so that nothing but an id lands inside the angle brackets), and the pings
+    it cannot (a Discord role or user id on a watchlist that also posts to Discord)."""
+    made: list[str] = []
+    skipped: list[Ping] = []
+    for ping in pings:
+        if not any(form.accepts(ping) for form in DESTINATION_FORM.pings):
+            skipped.append(ping)
+        elif ping.kind == PingKind.USERGROUP:
+            made.append(f"<!subteam^{ping.id}>")
+        else:
+            made.append(f"<@{ping.id}>")
+    return " ".join(made), tuple(skipped)
+
+
+def card_pings(card: Card) -> tuple[Ping, ...]:
+    """A new card's pings; an update's none (the edit must not ping again)."""
+    return () if card.update else card.pings
+
+
+def digest_pings(digest: Digest) -> tuple[Ping, ...]:
+    """A digest pings, once, everyone its cards would have pinged."""
+    return union(card_pings(c) for c in digest.cards)
+
+
+def _with_mentions(payload: dict[str, Any], pings: Iterable[Ping]) -> dict[str, Any]:
+    """The mentions first, in their own section and at the start of the notification text
+    (already escaped and cut: FALLBACK_LIMIT is far below Slack's own limit, so the few
+    mentions a watchlist may name fit beside it)."""
+    mentions, _ = render_mentions(pings)
+    if not mentions:
+        return payload
+    return {
+        "text": f"{mentions} {payload['text']}".strip(),
+        "blocks": [section(mentions), *payload["blocks"]][:MESSAGE_BLOCKS],
+    }
+
+
 # --- cards -----------------------------------------------------------------------------------
 
 
@@ -186,7 +234,7 @@ def render_card(card: Card) -> dict[str, Any]:
     sources = sources_line(card.sources)
     if sources:
         blocks.append(context(":newspaper: " + fit(sources, 1000)))
-    return {"text": _card_fallback(card), "blocks": blocks}
+    return _with_mentions({"text": _card_fallback(card), "blocks": blocks}, card_pings(card))
 
 
 def _card_fallback(card: Card) -> str:
@@ -205,12 +253,14 @@ def render_digest(digest: Digest) -> dict[str, Any]:
         which = f" · {fit(' + '.join(card.watchlists), 300)}" if card.watchlists else ""
         line = f"{fit(card.source, 300)} · {_when(card.published)}{which}"
         blocks.append(section(f"{_headline(card, TEXT_LIMIT - len(line) - 1)}\n{line}"))
-    blocks = _capped(blocks, MESSAGE_BLOCKS, "…and {n} more. `/news recent` lists them all.")
+    pings = digest_pings(digest)
+    room = MESSAGE_BLOCKS - (1 if render_mentions(pings)[0] else 0)  # the mentions' section
+    blocks = _capped(blocks, room, "…and {n} more. `/news recent` lists them all.")
     fallback = fit(
         f"{len(cards)} more stories: " + "; ".join(c.headline for c in cards[:20]),
         FALLBACK_LIMIT,
     )
-    return {"text": fallback, "blocks": blocks}
+    return _with_mentions({"text": fallback, "blocks": blocks}, pings)
 
 
 def render_notice(text: str) -> dict[str, Any]:

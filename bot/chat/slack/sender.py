@@ -35,9 +35,17 @@ from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.chat.slack.destination import DESTINATION_FORM
-from bot.chat.slack.render import render_card, render_digest, render_notice
+from bot.chat.slack.render import (
+    card_pings,
+    digest_pings,
+    render_card,
+    render_digest,
+    render_mentions,
+    render_notice,
+)
 from bot.core.cards import Card, Digest
 from bot.core.destinations import DestinationError, DestinationKind
+from bot.core.pings import Ping
 from bot.core.ports import SendResult
 
 log = logging.getLogger(__name__)
@@ -210,6 +218,7 @@ class SlackSender:
     # --- the Sender protocol -----------------------------------------------------------------
 
     async def send(self, card: Card) -> SendResult:
+        _note_skipped(card_pings(card), card.channel, f"delivery {card.delivery_id}")
         return await self._guard(self._send(card), card.channel)
 
     async def edit(self, card: Card, message_id: str) -> SendResult:
@@ -219,6 +228,7 @@ class SlackSender:
         return await self._guard(self._reply(card, message_id), card.channel)
 
     async def send_digest(self, digest: Digest) -> SendResult:
+        _note_skipped(digest_pings(digest), digest.channel, f"digest of {len(digest.cards)}")
         return await self._guard(self._send_digest(digest), digest.channel)
 
     async def notify(self, target: str, text: str) -> SendResult:
@@ -484,6 +494,20 @@ def _update_metadata(card: Card) -> dict[str, Any]:
             "story_id": card.story_id,
         },
     }
+
+
+def _note_skipped(pings: Sequence[Ping], target: str, what: str) -> None:
+    """A watchlist that posts to Slack and Discord may name pings of both: Slack sends its
+    own and says which it left out (not a failure: the card goes out)."""
+    _, skipped = render_mentions(pings)
+    if skipped:
+        log.info(
+            "Slack %s to %s: not pinging %s (not a Slack user group or user id; Slack pings "
+            "are usergroup:S... or user:U...)",
+            what,
+            target,
+            ", ".join(str(p) for p in skipped),
+        )
 
 
 def _alert_metadata(card: Card) -> dict[str, Any]:

@@ -244,6 +244,7 @@ async def test_login_syncs_the_commands_globally_without_privileged_intents(
         "add",
         "edit",
         "remove",
+        "ping",
         "list",
         "test",
     }
@@ -796,6 +797,30 @@ async def test_watchlist_added_in_chat_routes_the_next_story_to_its_channel(
     assert (removed.content or "") == "Watchlist 'Rivers' removed."
 
 
+async def test_an_admin_sets_pings_by_picking_a_role_and_the_next_card_pings_it(
+    desk: Desk, fake: FakeDiscord
+) -> None:
+    await desk.as_editor("watchlist add", {"name": "Rivers", "query": "river", "channel": CH_WORLD})
+    refused = await desk.invoke("watchlist ping", {"name": "Rivers", "pings": "off"})
+    assert (refused.content or "").startswith("Only admins can ping watchlists.")
+    config_file = await desk.as_editor("watchlist ping", {"name": "Floods", "pings": "always"})
+    assert "comes from the config file" in (config_file.content or "")
+    # Discord's option sends a role picked as you type as <@&id>: the ping it names is taken.
+    reply = await desk.as_editor(
+        "watchlist ping", {"name": "Rivers", "pings": f"<@&{ADMIN_ROLE}> always"}
+    )
+    assert (reply.content or "").startswith(
+        f"Watchlist 'Rivers' now pings role:{ADMIN_ROLE} on every new card."
+    )
+    listed = await desk.as_editor("watchlist list")
+    assert f"pings role:{ADMIN_ROLE} (always)" in (listed.content or "")
+
+    await desk.publish(Item("River levels steady on the Wye", "p1"))  # routine, but "always"
+    message = only(fake.messages_in(CH_WORLD))
+    assert message.content == f"<@&{ADMIN_ROLE}>"
+    assert message.allowed_mentions == {"parse": [], "roles": [ADMIN_ROLE]}
+
+
 async def test_a_config_file_watchlist_cannot_be_removed_or_edited(desk: Desk) -> None:
     for command, options in (
         ("watchlist remove", {"name": "Floods"}),
@@ -861,6 +886,7 @@ EVERY_COMMAND = [
     ("watchlist add", {"name": "Theirs", "query": "flood", "channel": CH_FOREIGN}),
     ("watchlist edit", {"name": "Mine", "query": "nothing"}),
     ("watchlist remove", {"name": "Mine"}),
+    ("watchlist ping", {"name": "Mine", "pings": f"role:{ADMIN_ROLE} always"}),
     ("watchlist list", {}),
     ("watchlist test", {"query": "flood"}),
     ("feed add", {"url": "https://wire.example/other.xml"}),

@@ -339,6 +339,7 @@ ADMIN_ONLY = [
     'watchlist add "Japan" <#C0ASIA|asia> Tokyo',
     "watchlist edit Korea Pyongyang",
     "watchlist remove Korea",
+    "watchlist ping Korea <!subteam^S0DESK|@desk> always",
     "watchlist list",
     "watchlist test Pyongyang",
     "feed add <https://example.com/rss.xml> Example",
