@@ -140,6 +140,7 @@ class Pipeline:
         on_feed_health: Callable[[FeedState, PollReport, int], Awaitable[None]] | None = None,
         concurrency: int = 32,
         polling: PollingPolicy | None = None,
+        on_read: Callable[[FeedState, FetchResult], Awaitable[None]] | None = None,
     ) -> None:
         """`concurrency`: polls fetching or parsing at once ([fetch] concurrency)."""
         self.store = store
@@ -151,6 +152,9 @@ class Pipeline:
         self.backoff = backoff or BackoffPolicy()
         self.on_feed_health = on_feed_health
         self.polling = polling or PollingPolicy()
+        # Told of each fetched document once its stories are in (WebSub discovery reads its
+        # hub there); it must not raise.
+        self.on_read = on_read
         # One ingest at a time: the plan is computed from what the database holds, and must be
         # applied before the next plan reads it. Fetching and parsing stay concurrent.
         self._ingest_lock = asyncio.Lock()
@@ -205,6 +209,8 @@ class Pipeline:
             parsed.identity,
             seen=seen,
         )
+        if self.on_read is not None:
+            await self.on_read(feed, result)
         await self._recovered(feed)
         return replace(report, warning=parsed.warning)
 
