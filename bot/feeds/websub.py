@@ -147,8 +147,9 @@ def discover(body: bytes, headers: Mapping[str, str], url: str) -> Advert | None
     from_document = _document_links(body, url)
     for first, second in ((from_header, from_document), (from_document, from_header)):
         hub = first.get("hub")
-        if hub:
-            return Advert(hub, first.get("self") or second.get("self") or url)
+        topic = first.get("self") or second.get("self") or _web_url(url, url)
+        if hub and topic:  # a file:// feed naming no web address of its own has no topic
+            return Advert(hub, topic)
     return None
 
 

@@ -69,6 +69,17 @@ def test_no_usable_hub_is_no_advert(head):
     assert discover(atom(head), {}, FEED_URL) is None
 
 
+def test_a_file_feed_without_a_web_address_of_its_own_has_no_topic():
+    body = atom('<link rel="hub" href="https://hub.example/"/>')
+    assert discover(body, {}, "file:///srv/feeds/world.xml") is None
+    with_self = atom(
+        '<link rel="hub" href="https://hub.example/"/><link rel="self" href="https://w.example/f"/>'
+    )
+    assert discover(with_self, {}, "file:///srv/feeds/world.xml") == Advert(
+        "https://hub.example/", "https://w.example/f"
+    )
+
+
 def test_a_hub_named_inside_an_item_is_not_the_feeds():
     entry = '<entry><title>x</title><link rel="hub" href="https://evil.example/"/></entry>'
     assert discover(atom("", entry), {}, FEED_URL) is None
