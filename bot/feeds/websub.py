@@ -17,7 +17,7 @@ module is not wired and nothing changes. With it:
   topic of a subscription we asked for; anything else is 404). POST is a delivery: the body is
   read up to the fetch size cap, its `X-Hub-Signature` (HMAC of the body with the secret:
   sha1, sha256, sha384 or sha512) checked in constant time, and a missing or wrong one refused
-  (403) without reading the content. A good one is answered 202 at once and ingested in a task
+  (403) without parsing the content. A good one is answered 202 at once and ingested in a task
   through the same parse -> dedupe -> match -> outbox path as a poll (Pipeline.ingest), so a
   story pushed and polled later is one card. Polling goes on as before, as the safety net.
 
@@ -329,6 +329,7 @@ class WebSub:
                 if 200 <= response.status < 300:
                     return None
                 text = (await response.content.read(300)).decode("utf-8", "replace").strip()
+                text = text.replace(sub.secret, "[secret]")  # a hub echoing the form, logged
                 reason = f"HTTP {response.status}"
                 return f"{reason}: {text[:200]}" if text else reason
         except TimeoutError:
