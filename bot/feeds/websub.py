@@ -53,6 +53,7 @@ from bot.core.pipeline import Pipeline, PollReport
 from bot.core.ports import FeedError, FetchResult, FetchStatus
 from bot.core.store import PollOutcome, Storage, WebSubSubscription
 from bot.feeds.fetch import HttpFetcher
+from bot.feeds.guard import BlockedAddress
 
 log = logging.getLogger(__name__)
 
@@ -334,6 +335,10 @@ class WebSub:
                 return f"{reason}: {text[:200]}" if text else reason
         except TimeoutError:
             return "timed out"
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, BlockedAddress):  # the SSRF guard's reason, plainly
+                return str(exc.os_error)
+            return f"{type(exc).__name__}: {exc}"
         except (aiohttp.ClientError, OSError) as exc:
             return f"{type(exc).__name__}: {exc}"
 

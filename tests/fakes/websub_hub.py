@@ -26,8 +26,9 @@ class Subscriber:
 
 
 class FakeHub:
-    def __init__(self, *, lease_seconds: int = 3600) -> None:
+    def __init__(self, *, lease_seconds: int = 3600, host: str = "127.0.0.1") -> None:
         self.lease_seconds = lease_seconds
+        self.host = host
         self.requests: list[dict[str, str]] = []  # every subscription request's form
         self.subscribers: dict[tuple[str, str], Subscriber] = {}  # (callback, topic): verified
         self.verifications: list[tuple[str, int, str]] = []  # (callback, status, body)
@@ -44,7 +45,7 @@ class FakeHub:
         app.router.add_post("/", self._subscribe)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, self.host, 0)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self._http = aiohttp.ClientSession()
@@ -61,7 +62,7 @@ class FakeHub:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
+        return f"http://{self.host}:{self.port}/"
 
     async def verified(self, timeout: float = 10) -> Subscriber:
         """The next subscription this hub verified (its callback echoed the challenge)."""

@@ -272,6 +272,29 @@ async def test_a_hub_that_refuses_is_asked_again_later(tmp_path, feed_server):
             await run.desk.next_card()
 
 
+async def test_a_chat_feeds_hub_on_an_internal_address_is_never_asked(tmp_path, feed_server):
+    """The hub's address comes from the feed: a feed added from chat may not make the bot
+    post to the newsroom's internal network (the fetch's address guard applies)."""
+    from bot.core.commands import Actor
+
+    # Feeds on 127.0.0.1 are allowed to this bot; the hub is on another loopback address.
+    async with (
+        FakeHub(host="127.0.0.2") as hub,
+        running(tmp_path, feed_server, hub, allow_networks=["127.0.0.1/32"]) as run,
+    ):
+        await hub.verified()  # the config file's feed: its hub may be anywhere
+        feed_server.set("chat.xml", quake_feed(hub, "https://wire.example/chat.xml"))
+        admin = Actor("discord", "42", "editor", is_admin=True)
+        reply = await run.bot.commands.feed_add(admin, feed_server.url("chat.xml"), "Chat")
+        assert reply.ok, reply.text
+        chat = await run.bot.storage.get_feed("Chat")
+        await run.bot._poll(chat, force=True)
+        await run.bot.runtime.websub.attempt_due()
+        stored = await run.bot.storage.get_websub(chat.id)
+        assert "loopback" in stored.last_error and stored.lease_expires_at is None
+        assert [r["hub.topic"] for r in hub.requests] == [run.topic]
+
+
 async def test_nothing_is_subscribed_or_served_without_a_public_url(tmp_path, feed_server):
     async with FakeHub() as hub, running(tmp_path, feed_server, hub, public=False) as run:
 
