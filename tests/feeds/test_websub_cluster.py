@@ -20,7 +20,16 @@ from bot.runtime import Runtime, build
 from config.settings import settings_from_dict
 from tests.fakes.websub_hub import FakeHub
 from tests.feedgen import rss
-from tests.feeds.test_websub import CALM, QUAKE, Clock, Desk, free_port, quake_feed, with_hub
+from tests.feeds.test_websub import (
+    CALM,
+    QUAKE,
+    Clock,
+    Desk,
+    free_port,
+    quake_feed,
+    until,
+    with_hub,
+)
 from tests.storage.postgres_server import throwaway_database
 from tests.test_cluster_runtime import FAST
 
@@ -72,6 +81,11 @@ async def test_a_push_reaching_either_worker_is_one_card_with_the_polls(database
                 stops.append(asyncio.Event())
                 tasks.append(asyncio.create_task(runtime.run_forever(stops[-1])))
             subscriber = await hub.verified()
+
+            async def both_serving() -> bool:  # the other worker may still be starting
+                return all(runtime.http.port for runtime in runtimes)
+
+            await until(both_serving)
             assert len(hub.requests) == 1  # one worker asked the hub, not both
             subscribed_at = int(subscriber.callback.split(":")[2].split("/")[0])
             other = next(p for p in ports.values() if p != subscribed_at)
