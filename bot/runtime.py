@@ -309,6 +309,7 @@ class Runtime:
                 on_ingested=self.metrics.pushed,
             )
             self.pipeline.on_read = self.websub.advertised
+            self.pipeline.is_pushed = self.websub.pushing
             self.http.mount(self.websub.mount)
         for platform in self.platforms:
             platform.attach(self.commands)

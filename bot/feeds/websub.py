@@ -19,7 +19,9 @@ module is not wired and nothing changes. With it:
   sha1, sha256, sha384 or sha512) checked in constant time, and a missing or wrong one refused
   (403) without parsing the content. A good one is answered 202 at once and ingested in a task
   through the same parse -> dedupe -> match -> outbox path as a poll (Pipeline.ingest), so a
-  story pushed and polled later is one card. Polling goes on as before, as the safety net.
+  story pushed and polled later is one card. Polling goes on as the safety net: while the hub's
+  lease runs, at the ceiling (`[polling] max_interval`; a feed's own fixed interval, or
+  adaptive polling off, still wins), back at the feed's own rate once the lease has lapsed.
 
 Several workers on one PostgreSQL database (bot.cluster): the hub may call any of them (behind
 one public URL). Every worker serves the callback from the shared table; pushed content goes
@@ -239,6 +241,17 @@ class WebSub:
             self.wake()
         except Exception:
             log.exception("reading the WebSub hub of feed %r failed", feed.name)
+
+    async def pushing(self, feed: FeedState) -> bool:
+        """Whether the feed's hub pushes it now (verified, lease running): its polls are then
+        only the safety net, at the ceiling. Never raises: in doubt, polled as usual."""
+        try:
+            sub = await self.storage.get_websub(feed.id)
+        except Exception:
+            log.exception("reading the WebSub subscription of feed %r failed", feed.name)
+            return False
+        expires = None if sub is None else sub.lease_expires_at
+        return expires is not None and expires > self.clock()
 
     # --- the subscription loop ----------------------------------------------------------------
 

@@ -99,9 +99,16 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def running(
-    tmp_path, feed_server, hub: FakeHub, *, public: bool = True, **fetch: object
+    tmp_path,
+    feed_server,
+    hub: FakeHub,
+    *,
+    public: bool = True,
+    interval: str | None = "1h",
+    **fetch: object,
 ) -> AsyncIterator[Running]:
-    """A bot running as `newsbot run` does, its feed advertising `hub` and polled hourly."""
+    """A bot running as `newsbot run` does, its feed advertising `hub` and polled hourly
+    (`interval` None: at the rate adaptive polling gives it)."""
     topic = "https://wire.example/feed.xml"
     feed_server.set("feed.xml", with_hub(rss([CALM]), hub.url, topic))
     port = free_port()
@@ -112,7 +119,10 @@ async def running(
             "console": {"format": "jsonl"},
             "http": {"enabled": True, "port": port, "public_url": public_url},
             "fetch": fetch,
-            "feeds": [{"name": "Wire", "url": feed_server.url("feed.xml"), "interval": "1h"}],
+            "feeds": [
+                {"name": "Wire", "url": feed_server.url("feed.xml")}
+                | ({"interval": interval} if interval else {})
+            ],
             "watchlists": [{"name": "Quakes", "query": "earthquake"}],
         },
         {},
@@ -173,6 +183,23 @@ async def test_a_pushed_story_is_posted_without_a_poll_and_not_again_when_polled
         assert report.status == "new" and report.alerts == 0
         await run.bot.worker.drain()
         assert run.desk.titles() == ["Earthquake hits the coast"]
+
+
+async def test_a_pushed_feed_is_polled_at_the_ceiling_while_its_hub_pushes(tmp_path, feed_server):
+    async with FakeHub() as hub, running(tmp_path, feed_server, hub, interval=None) as run:
+        await hub.verified()
+        ceiling = run.bot.settings.polling.max_interval
+        feed = await run.bot.storage.get_feed("Wire")
+        assert feed.schedule.interval < ceiling  # its first poll, before the hub verified
+        await run.bot._poll(feed, force=True)
+        feed = await run.bot.storage.get_feed("Wire")
+        assert feed.schedule.interval == ceiling
+        assert feed.schedule.describe() == "every 1h (pushed by its WebSub hub)"
+        # The lease ran out unrenewed (the hub is gone): polled at its own rate again.
+        run.clock.offset = timedelta(hours=1, minutes=1)
+        await run.bot._poll(feed, force=True)
+        feed = await run.bot.storage.get_feed("Wire")
+        assert "WebSub" not in feed.schedule.reason
 
 
 async def test_a_push_with_a_wrong_or_missing_signature_posts_nothing(tmp_path, feed_server):
