@@ -117,6 +117,7 @@ class NewsBot:
             reader=self._reader,
         )
         self._handed_over = True
+        self._reader.warm()  # the parse workers start while the first fetches are under way
 
     async def close(self) -> None:
         if self._runtime is not None:

@@ -1,5 +1,6 @@
 """Operations: the notices the desk's ops channels get (OpsNotices), /healthz for the
-container's HEALTHCHECK and /metrics for Prometheus.
+container's HEALTHCHECK and /metrics for Prometheus (the same server carries the WebSub
+callback, bot.feeds.websub, when `[http] public_url` is set).
 
 prometheus_client writes the exposition format and histograms correctly; a registry per bot
 keeps tests (several bots in one process) apart. Labels carry feed names only, never tokens."""
@@ -237,6 +238,11 @@ class Metrics:
         self.stories.inc(report.new)
         self.matches.inc(report.alerts)
 
+    def pushed(self, report: PollReport) -> None:
+        """Stories a WebSub hub pushed (counted like a poll's, without a poll)."""
+        self.stories.inc(report.new)
+        self.matches.inc(report.alerts)
+
     def delivered(self, delivery: Delivery, story: StoredStory, at: datetime) -> None:
         self.sent.inc()
         if story.story.published is not None and story.story.published <= at:
@@ -294,11 +300,18 @@ class OpsServer:
         self.refresh = refresh
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
+        self._mounted: list[Callable[[web.Application], None]] = []
+
+    def mount(self, routes: Callable[[web.Application], None]) -> None:
+        """More routes on the same server (the WebSub callback); before `start`."""
+        self._mounted.append(routes)
 
     async def start(self, host: str, port: int) -> bool:
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics)
+        for routes in self._mounted:
+            routes(app)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)

@@ -44,6 +44,7 @@ from bot.core.store import Storage
 from bot.feeds import FeedReader
 from bot.feeds.fetch import FetchLimits, HttpFetcher
 from bot.feeds.guard import AddressGuard
+from bot.feeds.websub import WebSub
 from bot.ops import Metrics, OpsNotices, OpsServer, health_report
 from bot.scheduler import Polling
 from config.settings import Settings
@@ -296,6 +297,23 @@ class Runtime:
             cluster=coordinator,
         )
         self.http = OpsServer(self.metrics, self.health, self._refresh_metrics)
+        # WebSub push (issue 17), only where hubs can reach us: without [http] public_url
+        # nothing is discovered, subscribed or served, and polling alone brings the stories.
+        self.websub: WebSub | None = None
+        if settings.http.public_url:
+            self.websub = WebSub(
+                storage,
+                self.pipeline,
+                reader.fetcher,
+                public_url=settings.http.public_url,
+                max_bytes=settings.fetch.max_bytes,
+                clock=clock,
+                coordinator=coordinator,
+                on_ingested=self.metrics.pushed,
+            )
+            self.pipeline.on_read = self.websub.advertised
+            self.pipeline.is_pushed = self.websub.pushing
+            self.http.mount(self.websub.mount)
         for platform in self.platforms:
             platform.attach(self.commands)
             # Back after an outage: its cards go out now, not when their retry timers say.
@@ -327,6 +345,8 @@ class Runtime:
             return
         self._closed = True
         self.scheduler.shutdown()
+        if self.websub is not None:
+            await self.websub.close()
         if self.cluster is not None:
             await self.cluster.stop()
         await self.worker.stop()
@@ -360,7 +380,9 @@ class Runtime:
         self.scheduler.every("prune", timedelta(hours=1), self.prune, first_in=timedelta(minutes=1))
         self.scheduler.start()
         if self.settings.http.enabled:
-            await self.http.start(self.settings.http.host, self.settings.http.port)
+            serving = await self.http.start(self.settings.http.host, self.settings.http.port)
+            if serving and self.websub is not None:
+                self.websub.start()  # hubs can call back: subscribe and renew
         worker = asyncio.create_task(self.worker.run_forever(), name="delivery-worker")
         log.info(
             "newsbot running: %d feeds, %d watchlists; Ctrl-C to stop",
@@ -372,6 +394,8 @@ class Runtime:
         finally:
             log.info("stopping")
             await self.http.close()
+            if self.websub is not None:
+                await self.websub.close()
             self.scheduler.shutdown()
             if self.cluster is not None:
                 await self.cluster.stop()

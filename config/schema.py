@@ -10,6 +10,7 @@ import ipaddress
 import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -300,6 +301,32 @@ class HttpSettings(_Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    # Where WebSub hubs reach this server from outside (a reverse proxy's address, say): with
+    # it, feeds that advertise a hub are pushed to (bot/feeds/websub.py). Empty: polling only.
+    public_url: str = ""
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                f"{value!r} must be an http:// or https:// URL such as https://newsbot.example.org"
+            )
+        if parts.query or parts.fragment:
+            raise ValueError(f"{value!r} must not have a query or a fragment")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _served(self) -> HttpSettings:
+        if self.public_url and not self.enabled:
+            raise ValueError(
+                "public_url needs the HTTP server: hubs post to it (set enabled = true)"
+            )
+        return self
 
 
 class Secrets(BaseModel):

@@ -140,6 +140,8 @@ class Pipeline:
         on_feed_health: Callable[[FeedState, PollReport, int], Awaitable[None]] | None = None,
         concurrency: int = 32,
         polling: PollingPolicy | None = None,
+        on_read: Callable[[FeedState, FetchResult], Awaitable[None]] | None = None,
+        is_pushed: Callable[[FeedState], Awaitable[bool]] | None = None,
     ) -> None:
         """`concurrency`: polls fetching or parsing at once ([fetch] concurrency)."""
         self.store = store
@@ -151,6 +153,11 @@ class Pipeline:
         self.backoff = backoff or BackoffPolicy()
         self.on_feed_health = on_feed_health
         self.polling = polling or PollingPolicy()
+        # Told of each fetched document once its stories are in (WebSub discovery reads its
+        # hub there); it must not raise.
+        self.on_read = on_read
+        # Whether a WebSub hub pushes the feed now (its polls then wait the ceiling).
+        self.is_pushed = is_pushed
         # One ingest at a time: the plan is computed from what the database holds, and must be
         # applied before the next plan reads it. Fetching and parsing stay concurrent.
         self._ingest_lock = asyncio.Lock()
@@ -179,10 +186,12 @@ class Pipeline:
                 error = result.error or "fetch failed"
                 return await self._failed(feed, error, result.retry_after)
             if result.status in (FetchStatus.NOT_MODIFIED, FetchStatus.UNCHANGED):
+                pushed = await self._pushed(feed)
                 now = self.clock()
-                schedule = self._schedule(
-                    feed, PollSeen(max_age=result.max_age, retry_after=result.retry_after), now
+                seen = PollSeen(
+                    max_age=result.max_age, retry_after=result.retry_after, pushed=pushed
                 )
+                schedule = self._schedule(feed, seen, now)
                 outcome = replace(self._success(feed, result), schedule=schedule)
                 await self.store.record_poll(feed, outcome, now)
                 await self._recovered(feed)
@@ -197,6 +206,7 @@ class Pipeline:
             hints=parsed.hints,
             max_age=result.max_age,
             retry_after=result.retry_after,
+            pushed=await self._pushed(feed),
         )
         report = await self.ingest(
             feed,
@@ -205,8 +215,13 @@ class Pipeline:
             parsed.identity,
             seen=seen,
         )
+        if self.on_read is not None:
+            await self.on_read(feed, result)
         await self._recovered(feed)
         return replace(report, warning=parsed.warning)
+
+    async def _pushed(self, feed: FeedState) -> bool:
+        return self.is_pushed is not None and await self.is_pushed(feed)
 
     def _schedule(self, feed: FeedState, seen: PollSeen, now: datetime) -> PollSchedule:
         return schedule_after(

@@ -84,6 +84,9 @@ class PollSeen:
     hints: FeedHints | None = None  # the document's hints, when parsed
     max_age: float | None = None  # seconds, from Cache-Control
     retry_after: float | None = None  # seconds, from Retry-After on a success
+    # A WebSub hub pushes the feed's stories (bot.feeds.websub): polls are only the safety
+    # net, at the ceiling (a feed's own fixed interval, or adaptive polling off, still wins).
+    pushed: bool = False
 
 
 def schedule_after(
@@ -119,7 +122,7 @@ def schedule_after(
         last_new = now
     elif last_new is None:
         last_new = now  # polled before this was known: count the silence from here
-    base, reason = _base(policy, interval, fixed, gap, now - last_new)
+    base, reason = _base(policy, interval, fixed, gap, now - last_new, pushed=seen.pushed)
     base, reason = _lengthen(policy, base, reason, seen, hints)
     notes = _skip_notes(hints) if policy.honour_feed_hints and hints else ""
     return PollSchedule(
@@ -139,11 +142,15 @@ def _base(
     fixed: bool,
     gap: timedelta | None,
     silence: timedelta,
+    *,
+    pushed: bool = False,
 ) -> tuple[timedelta, str]:
     if fixed:
         return interval, "fixed"
     if not policy.adaptive:
         return interval, "adaptive polling off"
+    if pushed:
+        return policy.max_interval, "pushed by its WebSub hub"
     if gap is None:
         wait, reason = interval, "rate not known yet"
         if silence > interval:

@@ -59,6 +59,27 @@ class KeyHit(NamedTuple):
     seen_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class WebSubSubscription:
+    """A feed's push subscription at a WebSub hub (bot.feeds.websub), one per feed.
+
+    `callback`: the random last segment of the callback URL the hub posts to; it names the
+    subscription without saying which feed it is, and is not the secret (which signs what the
+    hub pushes). `lease_expires_at`: None until the hub has verified the subscription.
+    `next_attempt_at`: when to ask the hub (again): a first subscription, a renewal before
+    the lease runs out, or a retry after a refusal; None when nothing is due."""
+
+    feed_id: int
+    hub: str
+    topic: str
+    callback: str
+    secret: str
+    lease_expires_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+    failures: int = 0  # attempts in a row that the hub did not verify
+    last_error: str | None = None
+
+
 class AuditEntry(NamedTuple):
     """One change made from chat: when, who ("<platform>:<user id>"), what, and its details."""
 
@@ -430,5 +451,24 @@ class OpsStore(Protocol):
     async def close(self) -> None: ...
 
 
-class Storage(IngestStore, DeliveryStore, CommandStore, OpsStore, Protocol):
+class WebSubStore(Protocol):
+    """Push subscriptions (bot.feeds.websub): one per feed at most, gone with their feed."""
+
+    async def save_websub(self, subscription: WebSubSubscription) -> None:
+        """Insert or replace the feed's subscription (callbacks are unique: a callback of
+        another feed's subscription raises)."""
+        ...
+
+    async def get_websub(self, feed_id: int) -> WebSubSubscription | None: ...
+
+    async def websub_by_callback(self, callback: str) -> WebSubSubscription | None: ...
+
+    async def websub_subscriptions(self) -> list[WebSubSubscription]:
+        """Every feed's, by feed id."""
+        ...
+
+    async def remove_websub(self, feed_id: int) -> None: ...
+
+
+class Storage(IngestStore, DeliveryStore, CommandStore, OpsStore, WebSubStore, Protocol):
     """The whole contract: what `storage.open_storage` returns."""

@@ -101,5 +101,9 @@ class FeedReader:
             log.warning("the parser process died while reading %r", feed_name)
             raise FeedError(str(exc)) from None
 
+    def warm(self) -> None:
+        """Start the parse workers now, in the background (ParsePool.warm)."""
+        (self.pool or parse_pool()).warm()
+
     async def close(self) -> None:
         await self.fetcher.close()

@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
 import aiohttp
+from multidict import CIMultiDictProxy
 
 from bot.core.models import FeedState, Origin
 from bot.core.ports import FetchResult, FetchStatus
@@ -118,6 +119,11 @@ class HttpFetcher:
                 auto_decompress=True,
             )
         return session
+
+    def session_for(self, feed: FeedState) -> aiohttp.ClientSession:
+        """The session a feed's requests go through (its WebSub hub's too): through the
+        address guard unless the feed is the config file's."""
+        return self._get_session(guarded=feed.origin != Origin.CONFIG)
 
     async def close(self) -> None:
         sessions, self._sessions = list(self._sessions.values()), {}
@@ -291,5 +297,9 @@ def _feedparser_headers(headers: Mapping[str, str], final_url: str) -> dict[str,
     # where the document really came from (after redirects).
     wanted = ("content-type", "content-language", "etag", "last-modified")
     out = {name: headers[name] for name in wanted if name in headers}
+    # WebSub hubs are advertised in Link headers too (bot.feeds.websub); a server may send several.
+    links = headers.getall("Link", []) if isinstance(headers, CIMultiDictProxy) else []
+    if links:
+        out["link"] = ", ".join(links)
     out["content-location"] = final_url
     return out

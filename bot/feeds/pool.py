@@ -80,15 +80,33 @@ class ParsePool:
             if self._closed:
                 raise RuntimeError("the parse pool is closed")
             if len(self._slots) < self._size:
-                slot = threading.Thread(
-                    target=self._slot, name=f"parse-slot-{len(self._slots)}", daemon=True
-                )
-                self._slots.append(slot)
-                slot.start()
+                self._add_slot(warm=False)
             self._jobs.put(_Queued(future, job, time_limit))
         # Cancelling the wait cancels a job still queued; one already running finishes (or hits
         # its deadline) in its slot, and its result is dropped.
         return await asyncio.wrap_future(future)
+
+    def warm(self) -> None:
+        """Start every worker now, in the background, rather than with the first documents: a
+        worker takes about half a second to start and import feedparser, and the first poll of
+        a big config would otherwise wait for it with its bodies fetched (issue 13)."""
+        with self._lock:
+            if self._closed:
+                return
+            while len(self._slots) < self._size:
+                self._add_slot(warm=True)
+
+    def _add_slot(self, *, warm: bool) -> None:
+        slot = threading.Thread(
+            target=self._slot, args=(warm,), name=f"parse-slot-{len(self._slots)}", daemon=True
+        )
+        self._slots.append(slot)
+        slot.start()
+
+    def pids(self) -> list[int]:
+        """The process ids of the workers running, busy or not."""
+        with self._lock:
+            return [w.process.pid for w in self._workers]
 
     def busy_pids(self) -> list[int]:
         """The process ids of the workers parsing a document right now."""
@@ -107,8 +125,13 @@ class ParsePool:
 
     # --- slot threads -----------------------------------------------------------------------
 
-    def _slot(self) -> None:
+    def _slot(self, warm: bool) -> None:
         worker: _Worker | None = None
+        if warm:
+            try:
+                worker = self._start()
+            except Exception:  # started again with the first document, which reports why
+                log.debug("a parse worker did not start ahead of its first document", exc_info=True)
         while True:
             queued = self._jobs.get()
             if queued is None:  # close() sends one per slot

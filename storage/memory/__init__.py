@@ -16,10 +16,11 @@ from storage.memory.feeds import FeedTables
 from storage.memory.ingest import IngestTables
 from storage.memory.outbox import OutboxTables
 from storage.memory.queries import QueryTables
+from storage.memory.websub import WebSubTables
 
 __all__ = ["MemoryStorage"]
 
 
-class MemoryStorage(IngestTables, OutboxTables, FeedTables, QueryTables):
+class MemoryStorage(IngestTables, OutboxTables, FeedTables, QueryTables, WebSubTables):
     async def close(self) -> None:
         """Nothing to release; what was stored is gone with the object."""

@@ -19,7 +19,7 @@ from bot.core.models import (
     Watchlist,
 )
 from bot.core.polling import PollSchedule
-from bot.core.store import PollOutcome
+from bot.core.store import PollOutcome, WebSubSubscription
 
 T = TypeVar("T")
 _NOCASE = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
@@ -176,6 +176,7 @@ class MemoryBase:
         self._watchlists: dict[int, Watchlist] = {}
         self._subscriptions: dict[int, Subscription] = {}
         self._audit: list[tuple[float, str, str, str]] = []
+        self._websub: dict[int, WebSubSubscription] = {}  # by feed id
         self._last: dict[str, int] = {}
         # Moves with every change to watchlists or subscriptions (see OpsStore).
         self.queries_version = 0
@@ -192,6 +193,7 @@ class MemoryBase:
 
     def _drop_feed(self, feed: FeedRow) -> None:
         del self._feeds[feed.id]
+        self._websub.pop(feed.id, None)  # ON DELETE CASCADE
         for story in self._stories.values():  # ON DELETE SET NULL
             if story.feed_id == feed.id:
                 story.feed_id = None

@@ -29,6 +29,7 @@ from storage.postgres.outbox import OutboxTables
 from storage.postgres.queries import QueryTables
 from storage.postgres.signals import SignalTables
 from storage.postgres.stories import StoryTables
+from storage.postgres.websub import WebSubTables
 
 __all__ = [
     "MIGRATION_LOCK",
@@ -98,6 +99,7 @@ class PostgresStorage(
     QueryTables,
     ClusterTables,
     SignalTables,
+    WebSubTables,
 ):
     def __init__(
         self,

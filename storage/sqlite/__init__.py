@@ -30,6 +30,7 @@ from storage.sqlite.ingest import IngestTables
 from storage.sqlite.outbox import OutboxTables
 from storage.sqlite.queries import QueryTables
 from storage.sqlite.stories import StoryTables
+from storage.sqlite.websub import WebSubTables
 
 __all__ = [
     "APPLICATION_ID",
@@ -49,7 +50,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class SqliteStorage(IngestTables, OutboxTables, FeedTables, StoryTables, QueryTables):
+class SqliteStorage(IngestTables, OutboxTables, FeedTables, StoryTables, QueryTables, WebSubTables):
     # For the composition root: the data folder (the instance lock lives there too) and the
     # one-line reasons for a database that cannot be used.
     ensure_private_folder = staticmethod(ensure_private_folder)

@@ -308,3 +308,29 @@ def test_a_hostile_ttl_on_a_feed_already_at_the_ceiling_is_still_reported_as_cap
     month_old = [NOW - timedelta(days=30, minutes=i) for i in range(10)]
     schedule = first_poll(month_old, hints=FeedHints(ttl=timedelta(days=3650)))
     assert schedule.describe() == "every 1h (silent; ttl of 3650d capped at 1h)"
+
+
+def test_a_feed_its_websub_hub_pushes_is_polled_at_the_ceiling_unless_fixed_or_not_adaptive():
+    """Pushed stories arrive at once; polls are only the safety net (issue 17, WebSub push)."""
+    busy = first_poll(every_minute())
+    assert busy.interval == timedelta(seconds=30)
+
+    def pushed_poll(*, fixed=False, policy=POLICY):
+        return schedule_after(
+            policy,
+            interval=DEFAULT,
+            fixed=fixed,
+            baseline=False,
+            prior=busy,
+            seen=PollSeen(new=3, parsed=True, pushed=True),
+            now=NOW + timedelta(minutes=1),
+        )
+
+    pushed = pushed_poll()
+    assert pushed.interval == POLICY.max_interval
+    assert pushed.describe() == "every 1h (pushed by its WebSub hub)"
+    assert pushed.gap is not None  # the rate is still learnt, for when the push stops
+    assert pushed_poll(fixed=True).interval == DEFAULT
+    assert pushed_poll(policy=PollingPolicy(adaptive=False)).interval == DEFAULT
+    # The hub stops (its lease ran out): the next poll is back at the feed's own rate.
+    assert later_poll(pushed, NOW + timedelta(minutes=2), new=2).interval < pushed.interval

@@ -175,3 +175,27 @@ async def test_closing_the_pool_stops_its_workers_and_answers_every_waiting_pars
     assert isinstance(outcomes[0], FeedError)  # its worker was stopped under it
     assert all(isinstance(o, asyncio.CancelledError) for o in outcomes[1:])
     assert pool.busy_pids() == []
+
+
+async def test_a_warmed_pool_parses_the_first_document_in_a_worker_started_ahead_of_it(
+    feed_server, reader, pool
+):
+    """Issue 13: a worker takes about half a second to start; a bot's first poll should not
+    wait for it with its bodies fetched. NewsBot.open warms the pool; the workers start in the
+    background, and the first documents go to them."""
+    assert pool.pids() == []
+    pool.warm()
+    for _ in range(300):  # up to 30 s for two processes to start on a loaded machine
+        if len(pool.pids()) == 2:
+            break
+        await asyncio.sleep(0.1)
+    started = set(pool.pids())
+    assert len(started) == 2
+
+    one = await fetched(reader, feed_server, "one.xml", rss([Item("One", "First.")]))
+    two = await fetched(reader, feed_server, "two.xml", rss([Item("Two", "Second.")]))
+    parsed = await asyncio.gather(reader.parse(one, "one"), reader.parse(two, "two"))
+
+    assert [p.stories[0].title for p in parsed] == ["One", "Two"]
+    assert set(pool.pids()) == started  # no worker was started for them
+    assert pool.replaced == 0
