@@ -104,7 +104,8 @@ class _Explainer:
             return None
         match node:
             case Term():
-                return f"{_term_text(node, self.text)} not found in {_WHERE.get(node.field, 'the story')}"
+                where = _WHERE.get(node.field, "the story")
+                return f"{_term_text(node, self.text)} not found in {where}"
             case Source():
                 return f'the story is from "{self.doc.feed}", not source:"{node.name}"'
             case Not():
