@@ -204,7 +204,7 @@ CATALOG: tuple[Command, ...] = (
             ),
         ),
         admins_see_more=True,
-        note="yours and this server's; admins see all",
+        note="what concerns you and your channels; admins see all",
         example="https://wire.example/nk-missile",
     ),
     Command(
