@@ -31,16 +31,16 @@ from bot.core.models import (
     StoredStory,
     dm_target,
 )
-from bot.core.query import QueryError
-from bot.core.query_explain import failing_part
+from bot.core.query import Query, QueryError
+from bot.core.query_explain import failing_parts
 from bot.core.replies import Reply, ReplyItem, refused, story_item
 from bot.core.routing import parsed
 from bot.core.store import CommandStore
+from bot.core.tokens import split_text
 
 WHY_LIMIT = 1000  # characters of a link or headline words
 LOOK_BACK = timedelta(days=7)  # how far back headline words are looked for
-SCAN_PAGE = 1000
-SCAN_LIMIT = 50_000  # stories read for one look-up by words
+SCAN_LIMIT = 100_000  # headlines read for one look-up by words
 CLOSEST = 3  # other candidates named besides the story explained
 
 
@@ -149,36 +149,39 @@ async def _by_link(store: CommandStore, link: str) -> _Found:
 
 async def _by_words(store: CommandStore, wanted: Sequence[str], now: datetime) -> _Found:
     """The stored stories whose headlines hold most of the words (all of them, at best),
-    newest first among equals."""
+    newest first among equals. Only the headlines of the week are read (not whole stories),
+    and scored off the event loop."""
     wanted_set = frozenset(wanted)
     if not wanted_set:
         return _Found(None)
-    best: list[tuple[int, StoredStory]] = []
+    titles = await store.recent_titles(now - LOOK_BACK, limit=SCAN_LIMIT)
 
-    def score(page: list[StoredStory]) -> None:
-        for stored in page:
-            hits = len(wanted_set & frozenset(words(stored.title)))
-            if hits:
-                best.append((hits, stored))
-        # Newest first within each score: pages come newest first and sorting is stable.
-        best.sort(key=lambda p: -p[0])
-        del best[CLOSEST + 1 :]
+    def score() -> list[tuple[int, int]]:
+        # A headline holding none of the words as text cannot hold them as words: most are
+        # passed over without being cut into words.
+        folded = [w.casefold() for w in wanted_set]
+        scored = []
+        for story_id, title in titles:
+            text = title.casefold()
+            if any(w in text for w in folded) or not title.isascii():
+                # split_text, not the cached `words`: a week of headlines would evict what
+                # the polls keep there.
+                hits = len(wanted_set.intersection(split_text(title)[1]))
+                if hits:
+                    scored.append((hits, story_id))
+        # Newest first within each score: titles come newest first and sorting is stable.
+        scored.sort(key=lambda p: -p[0])
+        return scored[: CLOSEST + 1]
 
-    since = now - LOOK_BACK
-    page = await store.recent_stories(since, limit=SCAN_PAGE)
-    scanned = 0
-    while page and scanned < SCAN_LIMIT:
-        scanned += len(page)
-        await asyncio.to_thread(score, page)
-        if len(page) < SCAN_PAGE:
-            break
-        page = await store.recent_stories(since, limit=SCAN_PAGE, after=page[-1])
+    best = await asyncio.to_thread(score)
+    loaded = await store.load_stories([story_id for _, story_id in best])
+    best = [(hits, story_id) for hits, story_id in best if story_id in loaded]  # pruned since
     if not best:
         return _Found(None)
     every = len(wanted_set)
     return _Found(
-        best[0][1],
-        tuple(s for _, s in best[1:]),
+        loaded[best[0][1]],
+        tuple(loaded[story_id] for _, story_id in best[1:]),
         tuple(hits == every for hits, _ in best[1:]),
         exact=best[0][0] == every,
     )
@@ -298,25 +301,18 @@ async def _explain(
             )
         )
 
+    # Every query this person may see that has no card here, judged in one pass.
+    judged: list[tuple[str, str, bool]] = []  # (who, query, whether its card is listed above)
     for watchlist in await store.list_watchlists():
-        if watchlist.name in carded:
-            continue
-        if not (viewer.admin or any(viewer.may_see(c) for c in watchlist.channels)):
-            continue
-        items.append(
-            ReplyItem(f"Watchlist {watchlist.name}: {_no_card(watchlist.query, story, held)}")
-        )
-
+        visible = viewer.admin or any(viewer.may_see(c) for c in watchlist.channels)
+        if visible and watchlist.name not in carded:
+            judged.append((f"Watchlist {watchlist.name}", watchlist.query, False))
     for subscription in await store.list_subscriptions(viewer.subscriber):
-        reason = _query_reason(subscription.query, story)
-        if reason is None and mine_carded:
-            continue  # its card is listed above
-        items.append(
-            ReplyItem(
-                f"Your subscription {subscription.query}: "
-                f"{_no_card(subscription.query, story, held)}"
-            )
-        )
+        judged.append((f"Your subscription {subscription.query}", subscription.query, mine_carded))
+    verdicts = await asyncio.to_thread(_verdicts, [q for _, q, _ in judged], story, held)
+    for (who, _, has_card), (matches, verdict) in zip(judged, verdicts, strict=True):
+        if not (matches and has_card):
+            items.append(ReplyItem(f"{who}: {verdict}"))
 
     if len(items) == told:
         items.append(
@@ -336,20 +332,27 @@ async def _explain(
     return Reply(head, tuple(items))
 
 
-def _query_reason(query: str, story: StoredStory) -> str | None:
-    """None when the query matches the story; the part that failed otherwise."""
-    try:
-        return failing_part(parsed(query), story)
-    except QueryError:
-        return "its query does not parse, so it alerts nobody until fixed"
-
-
-def _no_card(query: str, story: StoredStory, held: str) -> str:
-    reason = _query_reason(query, story)
-    if reason is not None:
-        return f"did not match: {reason}"
-    if held:
-        return f"matches, but no card: {held}"
-    # The query matches the stored text but the story has no card for it: the query was made
-    # or changed after the story was seen, or matched only a later rewrite of the text.
-    return "matches the story as it reads now, but did not when it was seen (the query is newer)"
+def _verdicts(queries: Sequence[str], story: StoredStory, held: str) -> list[tuple[bool, str]]:
+    """Per query: whether it matches the story, and what to say of a query without a card."""
+    parsed_ok: dict[int, Query] = {}
+    verdicts: dict[int, tuple[bool, str]] = {}
+    for index, text in enumerate(queries):
+        try:
+            parsed_ok[index] = parsed(text)
+        except QueryError:
+            verdicts[index] = (False, "its query does not parse, so it alerts nobody until fixed")
+    reasons = failing_parts(list(parsed_ok.values()), story)
+    for index, reason in zip(parsed_ok, reasons, strict=True):
+        if reason is not None:
+            verdicts[index] = (False, f"did not match: {reason}")
+        elif held:
+            verdicts[index] = (True, f"matches, but no card: {held}")
+        else:
+            # The stored text matches but the story has no card for it: the query was made or
+            # changed after the story was seen, or matched only a later rewrite of the text.
+            verdicts[index] = (
+                True,
+                "matches the story as it reads now, but did not when it was seen "
+                "(the query is newer)",
+            )
+    return [verdicts[index] for index in range(len(queries))]

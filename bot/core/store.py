@@ -401,6 +401,12 @@ class CommandStore(Protocol):
 
     async def deliveries_for_story(self, story_id: int) -> list[Delivery]: ...
 
+    async def recent_titles(self, since: datetime, *, limit: int) -> list[tuple[int, str]]:
+        """(id, headline) of the stories first seen since `since`, newest first (then by id,
+        highest first), at most `limit`: what a search by headline words reads, a few bytes a
+        story rather than the whole story."""
+        ...
+
     async def sightings(self, story_id: int) -> list[Sighting]:
         """The duplicates kept for a story (SightingRow), oldest first."""
         ...

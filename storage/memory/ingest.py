@@ -142,6 +142,12 @@ class IngestTables(MemoryBase):
         self._record_poll(feed.id, outcome, now, baseline_done=True)
         return ids
 
+    async def recent_titles(self, since: datetime, *, limit: int) -> list[tuple[int, str]]:
+        start = ts(since)
+        found = [s for s in self._stories.values() if s.first_seen >= start]
+        found.sort(key=lambda s: (s.first_seen, s.id), reverse=True)
+        return [(s.id, s.story.title) for s in limited(found, limit)]
+
     async def sightings(self, story_id: int) -> list[Sighting]:
         kept = self._sightings.get(story_id, {})
         found = [

@@ -38,6 +38,15 @@ class StoryTables(PostgresBase):
         sql += f" ORDER BY s.first_seen_at DESC, s.id DESC LIMIT ${len(params)}"
         return [story_of(r) for r in await self._read(sql, *params)]
 
+    async def recent_titles(self, since: datetime, *, limit: int) -> list[tuple[int, str]]:
+        rows = await self._read(
+            """SELECT id, title FROM stories WHERE first_seen_at >= $1
+               ORDER BY first_seen_at DESC, id DESC LIMIT $2""",
+            since,
+            limit,
+        )
+        return [(r[0], r[1]) for r in rows]
+
     async def sightings(self, story_id: int) -> list[Sighting]:
         rows = await self._read(
             """SELECT feed_name, title, url, seen_at FROM story_sightings WHERE story_id = $1

@@ -21,6 +21,7 @@ from tests.storage.test_storage_contract import (
     ecb_story,
     editor_route,
     ingest,
+    kyiv_story,
     markets_route,
     quake_story,
 )
@@ -46,6 +47,25 @@ async def test_a_story_keeps_why_it_was_held_back_when_first_seen(storage):
         ids[-2]: HELD_OLD,
         ids[-3]: "",
     }
+
+
+async def test_recent_titles_are_the_headlines_of_the_window_newest_first(storage):
+    (feed,) = await config_feeds(storage, REUTERS)
+    (old,) = await ingest(storage, feed, [(ecb_story(), [])], now=NOW - timedelta(days=8))
+    first, second = await ingest(
+        storage, feed, [(quake_story("Reuters World"), []), (bare_story(), [])]
+    )
+    (newest,) = await ingest(storage, feed, [(kyiv_story("Reuters World"), [])], now=NOW)
+
+    titles = await storage.recent_titles(NOW - timedelta(days=7), limit=10)
+
+    assert titles == [
+        (newest, kyiv_story().title),
+        (second, bare_story().title),
+        (first, quake_story().title),
+    ]
+    assert await storage.recent_titles(NOW - timedelta(days=7), limit=2) == titles[:2]
+    assert old not in {story_id for story_id, _ in titles}
 
 
 async def test_a_duplicate_is_kept_once_per_story_feed_and_link(storage):
