@@ -153,6 +153,34 @@ async def test_why_a_failed_delivery_gives_the_reason(desk: Desk, fake: FakeDisc
     assert "50013 Missing Permissions" in answer
 
 
+async def test_why_names_a_digest_and_an_update_past_the_cap(
+    desk_factory, fake: FakeDiscord
+) -> None:
+    desk = desk_factory(watchlists=[FLOODS], alerts={"burst_limit": 1, "max_updates": 0})
+    await desk.start()
+    others = [Item("Flood barriers raised", "a2"), Item("Flood sirens tested", "a3")]
+    await desk.publish(Item(SEVERN, "a1"), *others)
+    desk.items.clear()
+    await desk.publish(Item("Flood warnings extended to the Wye", "a1"), *others)
+    assert fake.edits == []  # no edit allowed
+    digested, *_ = [
+        item for item in others if (await desk.deliveries(item.title))[0].digest_group
+    ]  # a burst: the first card in full, the others in one digest
+
+    capped = await why(desk, "https://wire.example/a1")
+    folded = await why(desk, digested.title)
+
+    assert capped.splitlines()[0] == 'Why: "Flood warnings extended to the Wye"'
+    assert (
+        "card posted; later updates were not posted (over the cap of 0 edits, "
+        "alerts.max\\_updates)" in capped  # markdown escaped: shown as typed
+    )
+    assert (
+        f"• Watchlist Floods → discord:{CH_DESK}: card posted (folded into a digest with other "
+        "cards of a burst)" in folded
+    )
+
+
 async def test_why_an_unknown_link_says_so_and_shows_the_closest_by_its_words(
     desk: Desk,
 ) -> None:
