@@ -260,10 +260,22 @@ def _why(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     if not args.verbose:
         logging.getLogger().setLevel(logging.WARNING)
+    if storage.keeps_files(settings) and not Path(settings.storage.path).exists():
+        # Opening would create an empty database: say what is wrong instead.
+        print(
+            f"newsbot: no database at {_database(settings)}: the bot has not run with this "
+            "config yet (or [storage] path names another file)",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
     try:
         text = asyncio.run(_why_async(settings, " ".join(args.story)))
-    except storage.DatabaseUnavailable as exc:
-        print(f"newsbot: {exc}", file=sys.stderr)
+    except Exception as exc:
+        # Locked, damaged, unreachable, not a newsbot database: one line, as `run` says it.
+        reason = storage.describe_failure(settings, exc)
+        if reason is None:
+            raise
+        print(f"newsbot: {reason}", file=sys.stderr)
         return EXIT_CONFIG
     print(text)
     return EXIT_OK

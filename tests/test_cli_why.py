@@ -136,3 +136,16 @@ async def test_why_on_the_command_line_tells_what_happened_to_each_story(
         "cannot write to the console" in failed
     )
     assert unknown == "No stored story has that link.\n"
+
+
+async def test_why_without_a_database_says_so_and_creates_none(
+    tmp_path, capsys, root_logging
+) -> None:
+    config = write_config(tmp_path, "file:///nowhere/wire.xml", "file:///nowhere/agency.xml")
+
+    code = await asyncio.to_thread(main, ["why", "--config", str(config), "anything"])
+
+    out, err = capsys.readouterr()
+    assert (code, out) == (2, "")
+    assert f"newsbot: no database at {tmp_path / 'bot.db'}: the bot has not run" in err
+    assert not (tmp_path / "bot.db").exists()
