@@ -83,6 +83,7 @@ class _Found:
     others_exact: tuple[bool, ...] = ()  # whether each has every word too
     exact: bool = True  # every word was in the headline, or the link is the story's
     duplicate: Sighting | None = None  # the asked link is this duplicate of `story`
+    elsewhere: bool = False  # the asked link is not the story's own (another feed listed it)
 
 
 def _when(moment: datetime) -> str:
@@ -117,7 +118,7 @@ async def explain(
         found = await _by_words(store, words(text), now)
         if found.story is None:
             return Reply("No stored story has any of those words in its headline.")
-    return await _explain(store, found, viewer, settings, now)
+    return await _explain(store, found, viewer, settings)
 
 
 def _slug_words(link: str) -> tuple[str, ...]:
@@ -144,7 +145,7 @@ async def _by_link(store: CommandStore, link: str) -> _Found:
     # when first seen; older databases did not keep them).
     sightings = await store.sightings(story.id)
     duplicate = next((s for s in sightings if url_key(s.link) == mine), None)
-    return _Found(story, duplicate=duplicate, exact=True)
+    return _Found(story, duplicate=duplicate, elsewhere=True)
 
 
 async def _by_words(store: CommandStore, wanted: Sequence[str], now: datetime) -> _Found:
@@ -236,7 +237,7 @@ def _whose(delivery: Delivery, viewer: Viewer) -> str:
 
 
 async def _explain(
-    store: CommandStore, found: _Found, viewer: Viewer, settings: WhySettings, now: datetime
+    store: CommandStore, found: _Found, viewer: Viewer, settings: WhySettings
 ) -> Reply:
     story = found.story
     assert story is not None
@@ -248,8 +249,13 @@ async def _explain(
         dup = found.duplicate
         head = (
             f"Why: that link ({dup.feed}, {_when(dup.seen_at)}) is a duplicate of a story "
-            f'first seen on {story.story.feed}: "{story.title}". One story gets one card, so '
-            "the duplicate alerted nobody by itself; the story's cards are below."
+            f'first seen on {story.story.feed}: "{story.title}". One story gets one card per '
+            "channel, so the duplicate alerted nobody by itself; the story's cards are below."
+        )
+    elif found.elsewhere:
+        head = (
+            f"Why: that link is another listing of a story first seen on {story.story.feed}: "
+            f'"{story.title}". One story gets one card per channel; its cards are below.'
         )
     elif not found.exact:
         head = f'Why: no stored story has all those words; the closest is "{story.title}".'
@@ -266,8 +272,8 @@ async def _explain(
     for seen in sightings:
         items.append(
             ReplyItem(
-                f"Also seen on {seen.feed} at {_when(seen.seen_at)}: a duplicate of this story, "
-                "so no second card",
+                f"Also seen on {seen.feed} at {_when(seen.seen_at)}: a duplicate of this story "
+                "(no second card where it had one)",
                 safe_link(seen.link),
                 seen.title,
             )

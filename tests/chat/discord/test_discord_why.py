@@ -113,12 +113,13 @@ async def test_why_a_duplicate_names_the_story_it_repeats_and_that_storys_card(
         "Why: that link (Agency, "
         + answer.split("Why: that link (Agency, ", 1)[1].split(")", 1)[0]
         + f') is a duplicate of a story first seen on Wire: "{SEVERN}". One story gets one '
-        "card, so the duplicate alerted nobody by itself; the story's cards are below."
+        "card per channel, so the duplicate alerted nobody by itself; the story's cards are "
+        "below."
     )
     assert "• First seen on Wire at " in answer
     assert "<https://wire.example/a1>" in answer
     assert "• Also seen on Agency at " in answer
-    assert "a duplicate of this story, so no second card" in answer
+    assert "a duplicate of this story (no second card where it had one)" in answer
     assert f"• Watchlist Floods → discord:{CH_DESK}: card posted · matched" in answer
 
 
