@@ -1,4 +1,4 @@
--- Schema 6 (/why, issue 18): what the pipeline decided and did not keep until now.
+-- Schema 8 (/why, issue 18): what the pipeline decided and did not keep until now.
 -- Why a story never alerted when first seen: 'baseline' (a new feed's first poll) or 'old'
 -- (published longer ago than max_age); NULL for a story that could alert.
 ALTER TABLE stories ADD COLUMN held TEXT;
