@@ -45,6 +45,7 @@ STORY_COLUMNS = (
     "image",
     "revision",
     "alertable",
+    "held",
 )
 DELIVERY_COLUMNS = (
     "id",
@@ -60,6 +61,7 @@ DELIVERY_COLUMNS = (
     "update_count",
     "created_at",
     "digest_group",
+    "error",
 )
 FEED_COLUMNS = (
     "id",
@@ -129,6 +131,7 @@ def story_of(row: Row, when: When, prefix: str = "") -> StoredStory:
         first_seen=when(col("first_seen_at")) or _EPOCH,
         revision=col("revision"),
         alertable=bool(col("alertable")),
+        held=col("held") or "",
     )
 
 
@@ -147,6 +150,7 @@ def delivery_of(row: Row, when: When) -> Delivery:
         update_count=row["update_count"],
         created_at=when(row["created_at"]),
         digest_group=row["digest_group"],
+        error=row["error"],
     )
 
 

@@ -38,6 +38,9 @@ class StoredStory:
     first_seen: datetime
     revision: int
     alertable: bool
+    # Why a story that never alerted was recorded quietly: HELD_BASELINE or HELD_OLD (empty
+    # otherwise). Stored with the story, so /why can say it without guessing.
+    held: str = ""
 
     # The matcher reads these four attributes (bot.core.matcher.Matchable).
     @property
@@ -55,6 +58,22 @@ class StoredStory:
     @property
     def feed(self) -> str:
         return self.story.feed
+
+
+HELD_BASELINE = "baseline"  # first seen in the first poll of a new feed
+HELD_OLD = "old"  # published longer ago than max_age when first seen
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """Another feed's (or another link's) item that turned out to be a story already stored: a
+    duplicate. Kept once per story, feed and link, for /why."""
+
+    story_id: int
+    feed: str
+    title: str
+    link: str | None
+    seen_at: datetime
 
 
 class Origin(StrEnum):
@@ -176,6 +195,7 @@ class Delivery:
     update_count: int = 0
     created_at: datetime | None = None
     digest_group: str | None = None  # set once the card is put in a burst digest
+    error: str | None = None  # the last failed attempt's reason (kept after a failure for good)
 
 
 def platform_of(target: str) -> str:

@@ -105,6 +105,7 @@ class StoryRow:
     first_seen: float
     revision: int = 0
     alertable: bool = False
+    held: str = ""
 
     def stored(self) -> StoredStory:
         return StoredStory(
@@ -114,6 +115,7 @@ class StoryRow:
             dt(self.first_seen) or datetime.fromtimestamp(0, UTC),
             self.revision,
             self.alertable,
+            self.held,
         )
 
 
@@ -152,6 +154,7 @@ class CardRow:
             update_count=self.update_count,
             created_at=dt(self.created_at),
             digest_group=self.digest_group,
+            error=self.error,
         )
 
 
@@ -166,6 +169,8 @@ class MemoryBase:
         self._deliveries: dict[int, CardRow] = {}  # in id order: ids only grow
         # story id -> destination -> delivery id: one card per story and destination.
         self._cards: dict[int, dict[str, int]] = {}
+        # story id -> (feed name, link) -> (title, seen at): the duplicates kept for /why.
+        self._sightings: dict[int, dict[tuple[str, str], tuple[str, float]]] = {}
         self._watchlists: dict[int, Watchlist] = {}
         self._subscriptions: dict[int, Subscription] = {}
         self._audit: list[tuple[float, str, str, str]] = []
