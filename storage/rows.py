@@ -109,9 +109,17 @@ def columns(table: str, names: Sequence[str], prefix: str = "") -> str:
     return ", ".join(f"{table}.{name} AS {prefix}{name}" for name in names)
 
 
+def _categories(value: str | None) -> tuple[str, ...]:
+    # Most stories have none: no JSON parse for those (a first poll loads many thousands).
+    return () if not value or value == "[]" else tuple(json.loads(value))
+
+
 def story_of(row: Row, when: When, prefix: str = "") -> StoredStory:
-    def col(name: str) -> Any:
-        return row[prefix + name]
+    col: Callable[[str], Any] = row.__getitem__
+    if prefix:
+
+        def col(name: str) -> Any:
+            return row[prefix + name]
 
     return StoredStory(
         id=col("id"),
@@ -125,7 +133,7 @@ def story_of(row: Row, when: When, prefix: str = "") -> StoredStory:
             content=col("content"),
             published=when(col("published_at")),
             author=col("author"),
-            categories=tuple(json.loads(col("categories"))),
+            categories=_categories(col("categories")),
             image=col("image"),
         ),
         first_seen=when(col("first_seen_at")) or _EPOCH,
