@@ -8,7 +8,6 @@ runtime's."""
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from datetime import datetime
 from typing import TextIO
 
 from bot.chat.platforms import ChatPlatform, build_platforms
+from bot.collector import tune_garbage_collector
 from bot.core.commands import Commands
 from bot.core.delivery import DeliveryWorker
 from bot.core.models import FeedState
@@ -50,21 +50,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-# CPython collects cycles after every 700 new containers and rescans the older generations
-# every 10 and 100 collections. The bot keeps a large long-lived heap (stories' fingerprints,
-# parse memos, query books) and makes millions of short-lived tuples per first poll: at the
-# defaults, collecting was about a sixth of the writing process's CPU on a first poll of 1,000
-# formulaic feeds (issue 13). Reference counting frees almost all of it; these thresholds only
-# make the cycle collector's passes rarer.
-GC_THRESHOLDS = (50_000, 20, 100)
-
-
-def tune_garbage_collector() -> None:
-    """Rarer cycle collections for a long-running bot (GC_THRESHOLDS); never lowers them."""
-    current = gc.get_threshold()
-    gc.set_threshold(*(max(a, b) for a, b in zip(current, GC_THRESHOLDS, strict=True)))
 
 
 class NotOpen(RuntimeError):

@@ -1,4 +1,4 @@
-"""The `newsbot` command: run, check, preview, demo.
+"""The `newsbot` command: run, check, preview, why, demo.
 
 Exit codes: 0 success; 1 the work failed (a feed that cannot be read by preview, every feed
 failing in `run --once`, any failed line of `check`); 2 bad configuration or bad arguments (a
@@ -135,6 +135,24 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--json", action="store_true", help="one JSON object per match")
     preview.add_argument("--config", metavar="PATH", help="config file for fetch settings")
 
+    why = commands.add_parser(
+        "why",
+        parents=[verbose],
+        help="what happened to a stored story and why (every watchlist and card)",
+        description=(
+            "Find a stored story by its link or by words of its headline and say what happened "
+            "to it: which feed saw it first and when, each watchlist that matched (with the "
+            "terms) or the part of its query that did not, and each card (sent, folded into a "
+            "digest, failed with the reason). Reads the database only; the bot may be running."
+        ),
+    )
+    why.add_argument("story", nargs="+", metavar="LINK_OR_WORDS", help="a link, or headline words")
+    why.add_argument(
+        "--config",
+        metavar="PATH",
+        help="config file (default: $NEWSBOT_CONFIG or config/newsbot.toml)",
+    )
+
     commands.add_parser(
         "demo", parents=[verbose], help="an offline tour over bundled wire snapshots"
     )
@@ -157,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(args)
         if args.command == "preview":
             return _preview(args)
+        if args.command == "why":
+            return _why(args)
         if args.command == "demo":
             from bot.demo import run_demo
 
@@ -232,6 +252,66 @@ def _check(args: argparse.Namespace) -> int:
     from bot.check import run_check
 
     return asyncio.run(run_check(settings, sys.stdout, send=args.send))
+
+
+def _why(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if settings is None:
+        return EXIT_CONFIG
+    if not args.verbose:
+        logging.getLogger().setLevel(logging.WARNING)
+    if storage.keeps_files(settings) and not Path(settings.storage.path).exists():
+        # Opening would create an empty database: say what is wrong instead.
+        print(
+            f"newsbot: no database at {_database(settings)}: the bot has not run with this "
+            "config yet (or [storage] path names another file)",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    try:
+        text = asyncio.run(_why_async(settings, " ".join(args.story)))
+    except Exception as exc:
+        # Locked, damaged, unreachable, not a newsbot database: one line, as `run` says it.
+        reason = storage.describe_failure(settings, exc)
+        if reason is None:
+            raise
+        print(f"newsbot: {reason}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(text)
+    return EXIT_OK
+
+
+async def _why_async(settings: Settings, asked: str) -> str:
+    """/why as an admin sees it (whoever can read the config and the database sees it all),
+    as plain lines."""
+    from datetime import UTC, datetime
+
+    from bot.core.explain import Viewer, WhySettings, explain
+
+    store = await storage.open_storage(settings)
+    try:
+        alerts = settings.alerts
+        reply = await explain(
+            store,
+            asked,
+            Viewer("cli:operator", admin=True),
+            WhySettings(max_age=alerts.max_age, max_updates=alerts.max_updates),
+            datetime.now(UTC),
+        )
+    finally:
+        await store.close()
+    lines = [reply.text]
+    for item in reply.items:
+        line = f"- {item.text}"
+        if item.detail:
+            line += f" · {item.detail}"
+        if item.url:
+            line += f" <{item.url}>"
+        lines.append(line)
+    # Feed text reaches a terminal: no control characters (escape sequences) from it.
+    return "\n".join(
+        "".join(c if c.isprintable() or c == " " else " " for c in line) for line in lines
+    )
 
 
 def _preview(args: argparse.Namespace) -> int:

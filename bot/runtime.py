@@ -34,6 +34,7 @@ from bot.core.cluster import Coordinator
 from bot.core.commands import Commands, CommandSettings
 from bot.core.delivery import DeliverySettings, DeliveryWorker
 from bot.core.destinations import Destinations
+from bot.core.explain import WhySettings
 from bot.core.models import Delivery, FeedSpec, Origin, StoredStory, WatchlistSpec
 from bot.core.pings import PingBook
 from bot.core.pipeline import IngestSettings, Pipeline, PollReport
@@ -293,6 +294,7 @@ class Runtime:
             settings=CommandSettings(
                 min_interval=settings.fetch.min_interval,
                 default_interval=settings.fetch.default_interval,
+                why=WhySettings(max_age=alerts.max_age, max_updates=alerts.max_updates),
             ),
             cluster=coordinator,
         )

@@ -46,6 +46,7 @@ STORY_COLUMNS = (
     "image",
     "revision",
     "alertable",
+    "held",
 )
 DELIVERY_COLUMNS = (
     "id",
@@ -63,6 +64,7 @@ DELIVERY_COLUMNS = (
     "digest_group",
     "thread",
     "shown_revision",
+    "error",
 )
 FEED_COLUMNS = (
     "id",
@@ -111,9 +113,17 @@ def columns(table: str, names: Sequence[str], prefix: str = "") -> str:
     return ", ".join(f"{table}.{name} AS {prefix}{name}" for name in names)
 
 
+def _categories(value: str | None) -> tuple[str, ...]:
+    # Most stories have none: no JSON parse for those (a first poll loads many thousands).
+    return () if not value or value == "[]" else tuple(json.loads(value))
+
+
 def story_of(row: Row, when: When, prefix: str = "") -> StoredStory:
-    def col(name: str) -> Any:
-        return row[prefix + name]
+    col: Callable[[str], Any] = row.__getitem__
+    if prefix:
+
+        def col(name: str) -> Any:
+            return row[prefix + name]
 
     return StoredStory(
         id=col("id"),
@@ -127,12 +137,13 @@ def story_of(row: Row, when: When, prefix: str = "") -> StoredStory:
             content=col("content"),
             published=when(col("published_at")),
             author=col("author"),
-            categories=tuple(json.loads(col("categories"))),
+            categories=_categories(col("categories")),
             image=col("image"),
         ),
         first_seen=when(col("first_seen_at")) or _EPOCH,
         revision=col("revision"),
         alertable=bool(col("alertable")),
+        held=col("held") or "",
     )
 
 
@@ -153,6 +164,7 @@ def delivery_of(row: Row, when: When) -> Delivery:
         digest_group=row["digest_group"],
         thread=bool(row["thread"]),
         shown_revision=row["shown_revision"],
+        error=row["error"],
     )
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from bot.core.admin_commands import URL_LIMIT
 from bot.core.commands import Commands
+from bot.core.explain import WHY_LIMIT
 from bot.core.models import UPDATE_MODES
 from bot.core.replies import MAX_HOURS, MAX_LIMIT, NAME_LIMIT, Actor, Reply, refused
 
@@ -90,6 +91,9 @@ class Command:
     args: tuple[Arg, ...] = ()
     who: Who = Who.EVERYONE
     aliases: tuple[str, ...] = ()  # other words for it, where commands are typed as words
+    # Open to everyone, but admins are shown more: platforms that ask who is an admin only
+    # when they must ask for these too.
+    admins_see_more: bool = False
     note: str = ""  # a few words a usage line adds in brackets
     example: str = ""  # example arguments, for a usage line
 
@@ -198,6 +202,23 @@ CATALOG: tuple[Command, ...] = (
         ),
     ),
     Command("status", "Feeds, deliveries and connections at a glance", Commands.status),
+    Command(
+        "why",
+        "What happened to a story and why: feeds, watchlists, cards",
+        Commands.why,
+        (
+            Arg(
+                "story",
+                Kind.QUERY,
+                "The story's link, or words of its headline",
+                high=WHY_LIMIT,
+                label="link or headline words",
+            ),
+        ),
+        admins_see_more=True,
+        note="what concerns you and your channels; admins see all",
+        example="https://wire.example/nk-missile",
+    ),
     Command(
         "watchlist add",
         "Post stories matching a query to a channel",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -18,6 +18,7 @@ from bot.core.admin_commands import URL_LIMIT, AdminCommands
 from bot.core.cluster import Coordinator
 from bot.core.destinations import Destinations
 from bot.core.durations import format_duration
+from bot.core.explain import Viewer, WhySettings, explain, no_channel
 from bot.core.matcher import Matcher
 from bot.core.models import StoredStory
 from bot.core.ports import ParsedFeed
@@ -104,6 +105,7 @@ class CommandSettings:
     subscription_limit: int = MAX_SUBSCRIPTIONS
     subscription_terms: int = MAX_SUBSCRIPTION_TERMS
     subscription_near: int = MAX_SUBSCRIPTION_NEAR
+    why: WhySettings = field(default_factory=WhySettings)  # what /why says of max_age and caps
 
 
 def _cost(text: str) -> QueryCost:
@@ -305,6 +307,12 @@ class Commands(AdminCommands):
             f"{head} {what} in the last {span}:",
             tuple(story_item(s, terms) for s, terms in found),
         )
+
+    async def why(self, actor: Actor, story: str) -> Reply:
+        """What happened to a story and why. Admins see every watchlist and card; anyone else
+        those of their own server's channels and their own subscriptions."""
+        viewer = Viewer(actor.key, actor.is_admin, actor.sees or no_channel)
+        return await explain(self.store, story or "", viewer, self.settings.why, self.clock())
 
     async def status(self, actor: Actor) -> Reply:
         now = self.clock()

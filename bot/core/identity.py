@@ -161,6 +161,13 @@ def url_key(url: str | None) -> str | None:
     return f"{netloc}{path}" + (f"?{parts.query}" if parts.query else "")
 
 
+def link_identity(url: str | None) -> int | None:
+    """The identity key a link is stored under (see `strong_keys`): how /why finds the story
+    behind a link, whichever feed listed it. None for a text that is no http(s) link."""
+    link = url_key(url)
+    return _hash64("url", link) if link else None
+
+
 # --- text fingerprints ------------------------------------------------------------------------
 
 

@@ -41,6 +41,9 @@ class StoredStory:
     # The other feeds that carried the story since, in the order they did (its own feed is
     # `story.feed`). Read with the outbox only: a card in thread mode names them.
     sources: tuple[str, ...] = ()
+    # Why a story that never alerted was recorded quietly: HELD_BASELINE or HELD_OLD (empty
+    # otherwise). Stored with the story, so /why can say it without guessing.
+    held: str = ""
 
     # The matcher reads these four attributes (bot.core.matcher.Matchable).
     @property
@@ -70,6 +73,22 @@ class Updates(StrEnum):
 
 
 UPDATE_MODES: tuple[str, ...] = tuple(u.value for u in Updates)
+
+
+HELD_BASELINE = "baseline"  # first seen in the first poll of a new feed
+HELD_OLD = "old"  # published longer ago than max_age when first seen
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """Another feed's (or another link's) item that turned out to be a story already stored: a
+    duplicate. Kept once per story, feed and link, for /why."""
+
+    story_id: int
+    feed: str
+    title: str
+    link: str | None
+    seen_at: datetime
 
 
 class Origin(StrEnum):
@@ -196,6 +215,7 @@ class Delivery:
     digest_group: str | None = None  # set once the card is put in a burst digest
     thread: bool = False  # a watchlist of this destination asked for updates = "thread"
     shown_revision: int = 0  # the story revision the posted card was last rendered from
+    error: str | None = None  # the last failed attempt's reason (kept after a failure for good)
 
 
 def platform_of(target: str) -> str:

@@ -21,7 +21,7 @@ from bot.core.identity import (
     same_story,
     url_key,
 )
-from bot.core.models import FeedState, StoredStory, Story
+from bot.core.models import HELD_BASELINE, HELD_OLD, FeedState, StoredStory, Story
 from bot.core.ports import KeyHit
 from bot.core.routing import QueryBook, Route
 from bot.core.store import (
@@ -30,6 +30,7 @@ from bot.core.store import (
     KeyRow,
     NewStoryRow,
     RevisionRow,
+    SightingRow,
     SourceRow,
     StoryRef,
 )
@@ -49,6 +50,7 @@ class NewStory:
     ref: int  # negative: a story this plan creates
     story: Story
     alertable: bool
+    held: str = ""  # why it does not alert: HELD_BASELINE or HELD_OLD
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +80,8 @@ class IngestPlan:
     keys: list[PlannedKey] = field(default_factory=list)
     deliveries: list[PlannedDelivery] = field(default_factory=list)
     sources: list[SourceRow] = field(default_factory=list)  # other feeds carrying a story
+    # Other feeds' items found to be stored stories, the first time each is seen (for /why).
+    sightings: list[SightingRow] = field(default_factory=list)
     seen: int = 0
     max_updates: int = 3
     # Near-duplicate checks made (at most MAX_VERIFIED per sighting): the work of the plan.
@@ -100,12 +104,13 @@ class IngestPlan:
 
         new = tuple.__new__  # a KeyRow without the constructor's Python call: a dozen per item
         return IngestBatch(
-            [NewStoryRow(n.ref, n.story, n.alertable) for n in self.new_stories],
+            [NewStoryRow(n.ref, n.story, n.alertable, n.held) for n in self.new_stories],
             [RevisionRow(r.story_id, r.story, r.notify, r.alertable) for r in self.revisions],
             [new(KeyRow, (ref(story_ref), key)) for story_ref, key in self.keys],
             [DeliveryRow(ref(d.story_ref), d.route) for d in self.deliveries],
             self.max_updates,
-            list(dict.fromkeys(self.sources)),
+            sources=list(dict.fromkeys(self.sources)),
+            sightings=self.sightings,
         )
 
 
@@ -193,19 +198,30 @@ def plan_ingest(
                     break
         if match_ref is None:
             ref = -(len(plan.new_stories) + 1)
-            alertable = feed.baseline_done and is_fresh(story, now, settings)
-            plan.new_stories.append(NewStory(ref, story, alertable))
+            held = (
+                HELD_BASELINE
+                if not feed.baseline_done
+                else ""
+                if is_fresh(story, now, settings)
+                else HELD_OLD
+            )
+            alertable = not held
+            plan.new_stories.append(NewStory(ref, story, alertable, held))
             local[ref] = story
             _remember(plan, by_key, ref, sighting.strong + sighting.fuzzy)
             if alertable:
                 plan.deliveries.extend(PlannedDelivery(ref, r) for r in book.route(story))
             continue
 
-        _remember(plan, by_key, match_ref, sighting.strong)
+        first_sighting = _remember(plan, by_key, match_ref, sighting.strong)
         if match_ref < 0 or match_ref not in stories:
             # Repeated inside this document, or a story pruned long ago: seen, nothing to say.
             plan.seen += 1
             continue
+        if first_sighting and stories[match_ref].feed_id != feed.id:
+            # Another feed's item that is a story we have: kept once (its keys are new only
+            # the first time), so that /why can name the duplicate and the story it repeats.
+            plan.sightings.append(SightingRow(match_ref, story.feed, story.title, story.link))
         delivered = targets.get(match_ref, set())
         planned = {d.route.target for d in plan.deliveries if d.story_ref == match_ref}
         _plan_sighting(
@@ -242,13 +258,17 @@ def fuzzy_candidates(keys: Sequence[IdentityKey], by_key: Mapping[int, list[int]
 
 def _remember(
     plan: IngestPlan, by_key: dict[int, list[int]], ref: int, keys: Sequence[IdentityKey]
-) -> None:
+) -> bool:
+    """Whether any of the keys was new to the story."""
     new = tuple.__new__  # a PlannedKey without the constructor's Python call
+    added = False
     for key in keys:
         refs = by_key.setdefault(key.value, [])
         if ref not in refs:
             refs.append(ref)
             plan.keys.append(new(PlannedKey, (ref, key)))
+            added = True
+    return added
 
 
 def _plan_sighting(

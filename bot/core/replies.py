@@ -8,8 +8,8 @@ never turn into a mention or a link in a reply."""
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +34,10 @@ class Actor:
     name: str = ""
     is_admin: bool = False
     admin_hint: str = ""
+    # Whether a channel ("<platform>:<id>") belongs to the server or workspace the person asks
+    # from, as the platform knows it: /why shows a member only those channels' watchlists.
+    # None: no channel is theirs (a direct message, say).
+    sees: Callable[[str], bool] | None = field(default=None, compare=False)
 
     @property
     def key(self) -> str:

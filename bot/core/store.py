@@ -23,6 +23,7 @@ from bot.core.models import (
     FeedSpec,
     FeedState,
     PingWhen,
+    Sighting,
     StoredStory,
     Story,
     Subscription,
@@ -133,6 +134,7 @@ class NewStoryRow:
     label: int
     story: Story
     alertable: bool
+    held: str = ""  # why it does not alert (models.HELD_BASELINE, HELD_OLD); "" when it does
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +169,16 @@ class DeliveryRow(NamedTuple):
     route: Route
 
 
+class SightingRow(NamedTuple):
+    """A document's item found to be a stored story (`story_id`) under another feed or link:
+    kept once per (story, feed, link); a repeat of one already kept changes nothing."""
+
+    story_id: int
+    feed: str
+    title: str
+    link: str | None
+
+
 @dataclass(frozen=True, slots=True)
 class IngestBatch:
     """Everything one poll writes, in one transaction. Deliveries are written in order: their
@@ -179,6 +191,7 @@ class IngestBatch:
     # A sent card is edited for a notified revision at most this many times.
     max_updates: int = 3
     sources: Sequence[SourceRow] = ()
+    sightings: Sequence[SightingRow] = ()
 
     def ingest_batch(self) -> IngestBatch:
         return self
@@ -405,6 +418,26 @@ class CommandStore(Protocol):
 
     async def recent_for_subscriber(self, subscriber: str, limit: int) -> list[StoredStory]:
         """The stories last delivered (or owed) to a person, newest card first."""
+        ...
+
+    # What /why reads of one story (the first three are also other roles' methods).
+
+    async def find_keys(
+        self, keys: Sequence[int], *, since: datetime | None = None
+    ) -> list[KeyHit]: ...
+
+    async def load_stories(self, ids: Sequence[int]) -> dict[int, StoredStory]: ...
+
+    async def deliveries_for_story(self, story_id: int) -> list[Delivery]: ...
+
+    async def recent_titles(self, since: datetime, *, limit: int) -> list[tuple[int, str]]:
+        """(id, headline) of the stories first seen since `since`, newest first (then by id,
+        highest first), at most `limit`: what a search by headline words reads, a few bytes a
+        story rather than the whole story."""
+        ...
+
+    async def sightings(self, story_id: int) -> list[Sighting]:
+        """The duplicates kept for a story (SightingRow), oldest first."""
         ...
 
 

@@ -236,9 +236,12 @@ class _Worker:
 
 def _serve(conn: Connection) -> None:
     """A worker's main loop: parse each document sent, send back what it made of it or the error."""
+    from bot.collector import tune_garbage_collector
     from bot.core.identity import identify
     from bot.feeds.items import parse_items
     from bot.feeds.parse import parse_document
+
+    tune_garbage_collector()
 
     # Ctrl-C in the bot's terminal reaches the whole process group; the bot stops its workers
     # itself, so they need not print a KeyboardInterrupt each.

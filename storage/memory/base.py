@@ -106,6 +106,7 @@ class StoryRow:
     revision: int = 0
     alertable: bool = False
     sources: list[str] = field(default_factory=list)  # the other feeds, in the order they came
+    held: str = ""
 
     def stored(self, *, sources: bool = False) -> StoredStory:
         """`sources`: with the other feeds (as the outbox reads a story; the planner does not)."""
@@ -116,7 +117,8 @@ class StoryRow:
             dt(self.first_seen) or datetime.fromtimestamp(0, UTC),
             self.revision,
             self.alertable,
-            tuple(self.sources) if sources else (),
+            sources=tuple(self.sources) if sources else (),
+            held=self.held,
         )
 
 
@@ -159,6 +161,7 @@ class CardRow:
             digest_group=self.digest_group,
             thread=self.thread,
             shown_revision=self.shown_revision,
+            error=self.error,
         )
 
 
@@ -173,6 +176,8 @@ class MemoryBase:
         self._deliveries: dict[int, CardRow] = {}  # in id order: ids only grow
         # story id -> destination -> delivery id: one card per story and destination.
         self._cards: dict[int, dict[str, int]] = {}
+        # story id -> (feed name, link) -> (title, seen at): the duplicates kept for /why.
+        self._sightings: dict[int, dict[tuple[str, str], tuple[str, float]]] = {}
         self._watchlists: dict[int, Watchlist] = {}
         self._subscriptions: dict[int, Subscription] = {}
         self._audit: list[tuple[float, str, str, str]] = []

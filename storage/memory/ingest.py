@@ -8,7 +8,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from bot.core.identity import KeyKind
-from bot.core.models import DeliveryStatus, FeedState, StoredStory
+from bot.core.models import DeliveryStatus, FeedState, Sighting, StoredStory
 from bot.core.store import (
     WINDOW_HITS_PER_KEY,
     IngestSession,
@@ -69,8 +69,10 @@ class IngestTables(MemoryBase):
         cards = [(story_id(d.story), d.route) for d in batch.deliveries]
         # What SQLite's foreign keys refuse, refused before anything is written.
         known = self._stories.keys() | set(ids.values())
-        if (batch.new_stories and feed.id not in self._feeds) or any(
-            sid not in known for sid, _ in cards
+        if (
+            (batch.new_stories and feed.id not in self._feeds)
+            or any(sid not in known for sid, _ in cards)
+            or any(row.story_id not in known for row in batch.sightings)
         ):
             error = "FOREIGN KEY constraint failed"
             failed = PollOutcome(
@@ -84,7 +86,7 @@ class IngestTables(MemoryBase):
         for row in batch.new_stories:
             sid = ids[row.label]
             self._stories[sid] = StoryRow(
-                sid, feed.id, as_stored(row.story), stamp, alertable=row.alertable
+                sid, feed.id, as_stored(row.story), stamp, alertable=row.alertable, held=row.held
             )
         for revision in batch.revisions:
             stored = self._stories.get(revision.story_id)
@@ -150,8 +152,25 @@ class IngestTables(MemoryBase):
                     and not card.update_pending
                 ):
                     card.update_pending, card.next_attempt_at = True, stamp
+        for seen in batch.sightings:  # INSERT OR IGNORE
+            kept = self._sightings.setdefault(seen.story_id, {})
+            kept.setdefault((seen.feed, seen.link or ""), (seen.title, stamp))
         self._record_poll(feed.id, outcome, now, baseline_done=True)
         return ids
+
+    async def recent_titles(self, since: datetime, *, limit: int) -> list[tuple[int, str]]:
+        start = ts(since)
+        found = [s for s in self._stories.values() if s.first_seen >= start]
+        found.sort(key=lambda s: (s.first_seen, s.id), reverse=True)
+        return [(s.id, s.story.title) for s in limited(found, limit)]
+
+    async def sightings(self, story_id: int) -> list[Sighting]:
+        kept = self._sightings.get(story_id, {})
+        found = [
+            Sighting(story_id, feed, title, link or None, moment(at))
+            for (feed, link), (title, at) in kept.items()
+        ]
+        return sorted(found, key=lambda s: (s.seen_at, s.feed, s.link or ""))
 
     async def recent_stories(
         self,
@@ -180,6 +199,7 @@ class IngestTables(MemoryBase):
         old = [s.id for s in self._stories.values() if s.first_seen < ts(now - stories)]
         for story_id in old:
             del self._stories[story_id]
+            self._sightings.pop(story_id, None)
             for delivery_id in self._cards.pop(story_id, {}).values():
                 del self._deliveries[delivery_id]  # ON DELETE CASCADE
         cutoff = {

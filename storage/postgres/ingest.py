@@ -157,8 +157,9 @@ class IngestTables(PostgresBase):
                 await conn.executemany(
                     """INSERT INTO stories (id, feed_id, feed_name, guid, url, title, summary,
                          content, published_at, first_seen_at, author, categories, image,
-                         alertable)
-                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)""",
+                         alertable, held)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
+                         $15)""",
                     [
                         (
                             ids[row.label],
@@ -175,6 +176,7 @@ class IngestTables(PostgresBase):
                             json.dumps(row.story.categories, ensure_ascii=False),
                             row.story.image,
                             row.alertable,
+                            row.held or None,
                         )
                         for row in batch.new_stories
                     ],
@@ -264,6 +266,12 @@ class IngestTables(PostgresBase):
                     [r.story_id for r in batch.sources],
                     [r.feed for r in batch.sources],
                     now,
+                )
+            if batch.sightings:
+                await conn.executemany(
+                    """INSERT INTO story_sightings (story_id, feed_name, title, url, seen_at)
+                       VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING""",
+                    [(r.story_id, r.feed, r.title, r.link or "", now) for r in batch.sightings],
                 )
             await self._record_poll(conn, feed.id, outcome, now, baseline_done=True)
         return ids

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.core.identity import KeyKind
-from bot.core.models import StoredStory
+from bot.core.models import Sighting, StoredStory
 from storage.postgres.base import PostgresBase, fold, rowcount, story_of
 from storage.rows import STORY_COLUMNS, columns
 
@@ -37,6 +37,23 @@ class StoryTables(PostgresBase):
         params.append(limit)
         sql += f" ORDER BY s.first_seen_at DESC, s.id DESC LIMIT ${len(params)}"
         return [story_of(r) for r in await self._read(sql, *params)]
+
+    async def recent_titles(self, since: datetime, *, limit: int) -> list[tuple[int, str]]:
+        rows = await self._read(
+            """SELECT id, title FROM stories WHERE first_seen_at >= $1
+               ORDER BY first_seen_at DESC, id DESC LIMIT $2""",
+            since,
+            limit,
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    async def sightings(self, story_id: int) -> list[Sighting]:
+        rows = await self._read(
+            """SELECT feed_name, title, url, seen_at FROM story_sightings WHERE story_id = $1
+               ORDER BY seen_at, feed_name, url""",
+            story_id,
+        )
+        return [Sighting(story_id, r[0], r[1], r[2] or None, r[3]) for r in rows]
 
     async def count_stories(self) -> int:
         count: int = await self._scalar("SELECT count(*) FROM stories")

@@ -275,8 +275,8 @@ def _write_poll_batch(
         conn.executemany(
             """INSERT INTO stories (id, feed_id, feed_name, guid, url, title, summary,
                  content, published_at, first_seen_at, author, categories, image,
-                 alertable)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                 alertable, held)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             [
                 (
                     ids[row.label],
@@ -293,6 +293,7 @@ def _write_poll_batch(
                     json.dumps(row.story.categories, ensure_ascii=False),
                     row.story.image,
                     int(row.alertable),
+                    row.held or None,
                 )
                 for row in batch.new_stories
             ],
@@ -374,5 +375,11 @@ def _write_poll_batch(
                      AND update_pending = 0""",
                 (stamp, source.story_id),
             )
+    if batch.sightings:
+        conn.executemany(
+            """INSERT OR IGNORE INTO story_sightings (story_id, feed_name, title, url, seen_at)
+               VALUES (?, ?, ?, ?, ?)""",
+            [(r.story_id, r.feed, r.title, r.link or "", stamp) for r in batch.sightings],
+        )
     write_poll(conn, feed.id, outcome, now, True)
     return ids

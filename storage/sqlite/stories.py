@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.core.identity import KeyKind
-from bot.core.models import StoredStory
+from bot.core.models import Sighting, StoredStory
 from storage.rows import STORY_COLUMNS, columns
 from storage.sqlite.base import SqliteBase, story_of
 
@@ -36,6 +36,25 @@ class StoryTables(SqliteBase):
         sql += " ORDER BY s.first_seen_at DESC, s.id DESC LIMIT ?"
         params.append(limit)
         return [story_of(r) for r in await self._read(sql, params)]
+
+    async def recent_titles(self, since: datetime, *, limit: int) -> list[tuple[int, str]]:
+        rows = await self._read_tuples(
+            """SELECT id, title FROM stories WHERE first_seen_at >= ?
+               ORDER BY first_seen_at DESC, id DESC LIMIT ?""",
+            [since.timestamp(), limit],
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    async def sightings(self, story_id: int) -> list[Sighting]:
+        rows = await self._read(
+            """SELECT feed_name, title, url, seen_at FROM story_sightings WHERE story_id = ?
+               ORDER BY seen_at, feed_name, url""",
+            [story_id],
+        )
+        return [
+            Sighting(story_id, r[0], r[1], r[2] or None, datetime.fromtimestamp(r[3], UTC))
+            for r in rows
+        ]
 
     async def count_stories(self) -> int:
         async with self._lock:

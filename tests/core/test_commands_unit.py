@@ -170,6 +170,13 @@ VALID: dict[str, tuple[dict[str, Any], list[str]]] = {
             "Connections: toy up, pager DOWN",
         ],
     ),
+    "why": (
+        {"story": "barrier York"},
+        [
+            'Why: "Flood barrier raised in York"',
+            "First seen on Wire at 02 Mar 08:00 UTC | published 02 Mar 08:00 UTC",
+        ],
+    ),
     "watchlist add": (
         {"name": "Fires", "query": "wildfire OR bushfire", "channel": "toy:fire"},
         [

@@ -21,7 +21,17 @@ from bot.core.identity import (
     same_story,
     strong_keys,
 )
-from bot.core.models import FeedSpec, FeedState, Origin, StoredStory, Story, Subscription, Watchlist
+from bot.core.models import (
+    HELD_BASELINE,
+    HELD_OLD,
+    FeedSpec,
+    FeedState,
+    Origin,
+    StoredStory,
+    Story,
+    Subscription,
+    Watchlist,
+)
 from bot.core.pipeline import Pipeline, PollReport, _sightings
 from bot.core.plan import MAX_VERIFIED, IngestPlan, IngestSettings, plan_ingest
 from bot.core.ports import KeyHit, PollOutcome
@@ -171,6 +181,9 @@ def test_the_first_poll_of_a_feed_records_its_stories_and_alerts_nobody() -> Non
 
     assert [n.story.title for n in result.new_stories] == [s.title for s in items]
     assert not any(n.alertable for n in result.new_stories)
+    # Why, kept with each story for /why.
+    assert {n.held for n in result.new_stories} == {HELD_BASELINE}
+    assert {r.held for r in result.ingest_batch().new_stories} == {HELD_BASELINE}
     assert result.deliveries == [] and result.alerts == 0
     # Recorded all the same: the next poll knows every one of them.
     assert {k.story_ref for k in result.keys} == {n.ref for n in result.new_stories}
@@ -193,6 +206,7 @@ def test_a_story_older_than_max_age_is_recorded_without_alerting(
     result = plan(WIRE, [story(1, published=NOW - age)], settings=IngestSettings(max_age=max_age))
     [new] = result.new_stories  # recorded either way: it must not alert on a later poll
     assert new.alertable is alerts
+    assert new.held == ("" if alerts else HELD_OLD)
     assert alerted(result) == (FLOOD_TARGETS if alerts else [])
 
 
@@ -340,6 +354,32 @@ def test_a_near_duplicate_from_another_feed_alerts_only_destinations_without_a_c
     assert result.revisions == []
     # Its own GUID and link now lead to the known story too.
     assert {k.key.kind for k in result.keys if k.story_ref == 7} >= {KeyKind.GUID, KeyKind.URL}
+
+
+def test_another_feeds_duplicate_is_kept_for_why_the_first_time_only() -> None:
+    known = agency_story()
+
+    first = plan(WIRE, [reworded()], known=[known], targets={7: set(FLOOD_TARGETS)})
+    # The next poll lists it again: its GUID and link now lead to the story, nothing is new.
+    again = plan(
+        WIRE,
+        [reworded()],
+        known=[known],
+        targets={7: set(FLOOD_TARGETS)},
+        hits=[
+            *held(known, NOW - timedelta(hours=1)),
+            *(KeyHit(k.key.value, k.key.kind, 7, NOW) for k in first.keys),
+        ],
+    )
+    # The story's own feed listing it under a new link is the same article, not a duplicate.
+    own = plan(AGENCY, [story(9, feed=AGENCY)], known=[known], targets={7: set(FLOOD_TARGETS)})
+
+    assert [(r.story_id, r.feed, r.title, r.link) for r in first.sightings] == [
+        (7, "Wire", "York flood barrier raised overnight", "https://wire.example/5")
+    ]
+    assert first.ingest_batch().sightings == first.sightings
+    assert again.sightings == [] and again.seen == 1
+    assert own.sightings == []
 
 
 def test_a_near_duplicate_whose_destinations_all_have_cards_is_seen() -> None:

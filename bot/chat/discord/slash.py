@@ -106,11 +106,29 @@ def actor_for(interaction: discord.Interaction, admin_role_ids: Collection[int])
             admin_role_ids=admin_role_ids,
         ),
         admin_hint=ADMIN_HINT + (" or an admin role" if admin_role_ids else ""),
+        sees=_channels_of(interaction.guild),
     )
 
 
 _ROLE_MENTION = re.compile(r"<@&(\d+)>")
 _USER_MENTION = re.compile(r"<@!?(\d+)>")
+
+
+def _channels_of(guild: discord.Guild | None) -> Callable[[str], bool] | None:
+    """Whether a channel ("discord:<id>") is one of the server the command came from, as the
+    gateway's cache knows it. In a DM there is none."""
+    if guild is None:
+        return None
+
+    def sees(target: str) -> bool:
+        platform, _, rest = target.partition(":")
+        return (
+            platform == PLATFORM
+            and rest.isdigit()
+            and guild.get_channel_or_thread(int(rest)) is not None
+        )
+
+    return sees
 
 
 def _annotation(arg: Arg) -> Any:

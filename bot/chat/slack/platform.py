@@ -44,6 +44,7 @@ from bot.chat.slack.render import HOME_STORIES, render_home, render_reply
 from bot.chat.slack.sender import SlackSender, make_client, retry_after
 from bot.core.catalog import COMMANDS
 from bot.core.commands import Actor, Commands, Reply
+from bot.core.models import platform_of
 from config.schema import Settings
 
 log = logging.getLogger(__name__)
@@ -431,13 +432,18 @@ class SlackPlatform:
                 invocation = parse_command(text)
             except CommandSyntaxError as exc:
                 return Reply(f"{exc.problem}\n{exc.usage}", ok=False)
+            command = COMMANDS.get(invocation.command)
+            # Only admin sub-commands (and those that show admins more) pay for the users.info
+            # look-up.
+            asks = invocation.admin or (command is not None and command.admins_see_more)
             actor = Actor(
                 PLATFORM,
                 user_id,
                 name=user_name,
-                # Only admin sub-commands pay for the users.info look-up.
-                is_admin=await self.is_admin(user_id) if invocation.admin else False,
+                is_admin=await self.is_admin(user_id) if asks else False,
                 admin_hint=ADMIN_HINT,
+                # The app serves one workspace: every Slack channel is the asker's.
+                sees=_in_workspace,
             )
             return await self.run(invocation, actor)
         except Exception:
@@ -490,6 +496,10 @@ class SlackPlatform:
         home = await self.commands.home(Actor(PLATFORM, user_id), HOME_STORIES)
         view = render_home(home.subscriptions, home.stories)
         await self.web.views_publish(user_id=user_id, view=view)
+
+
+def _in_workspace(target: str) -> bool:
+    return platform_of(target) == PLATFORM
 
 
 def _seconds(value: float) -> str:

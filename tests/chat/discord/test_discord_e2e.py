@@ -46,7 +46,16 @@ CH_FOREIGN = 1_400_000_000_000_000_099  # a channel there
 STRANGER = 2_000_000_000_000_000_099  # has Manage Server there; no member of the desk's server
 MANAGE_GUILD = 1 << 5
 PRIVILEGED_INTENTS = (1 << 1) | (1 << 8) | (1 << 15)
-COMMANDS = {"subscribe", "unsubscribe", "subscriptions", "recent", "status", "watchlist", "feed"}
+COMMANDS = {
+    "subscribe",
+    "unsubscribe",
+    "subscriptions",
+    "recent",
+    "status",
+    "why",
+    "watchlist",
+    "feed",
+}
 
 
 # --- feeds ----------------------------------------------------------------------------------------
@@ -897,6 +906,7 @@ EVERY_COMMAND = [
     ("subscriptions", {}),
     ("recent", {}),
     ("status", {}),
+    ("why", {"story": "flood"}),
 ]
 
 

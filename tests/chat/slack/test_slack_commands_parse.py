@@ -48,6 +48,12 @@ PARSED = [
         'unsubscribe "North Korea" OR Pyongyang',
         inv("unsubscribe", query='"North Korea" OR Pyongyang'),
     ),
+    # why: a pasted link comes as Slack's markup, headline words as typed
+    (
+        "why <https://w.example/a?utm_source=x|w.example/a>",
+        inv("why", story="https://w.example/a?utm_source=x"),
+    ),
+    ("why Kim Jong Un  visits", inv("why", story="Kim Jong Un  visits")),
     # recent: flags anywhere, but not inside quotes
     ("recent", recent()),
     ("recent Putin", recent("Putin")),
@@ -147,6 +153,7 @@ REFUSED = [
     ("subscribe", "subscribe", "Give a query"),
     ("unsubscribe   ", "unsubscribe", "Give a query"),
     ("status now", "status", "takes no arguments"),
+    ("why   ", "why", "Give a link or headline words"),
     ("recent --hours", "recent", "--hours needs a value"),
     ("recent --hours soon", "recent", "--hours takes a number of hours, not 'soon'"),
     ("recent --hours -3", "recent", "--hours must be more than 0, not '-3'"),
@@ -200,6 +207,11 @@ def test_bad_command_text_is_refused_with_that_sub_commands_usage(
         ("recent", "Usage: /news recent [query] [--hours N] [--limit N]"),
         ("feed", "Usage:\n/news feed add <url> [name] [--every 10m]  (admins)\n"),
         (None, "Sub-commands: feed, help, recent, status, subscribe, subscriptions, "),
+        (
+            "why",
+            "Usage: /news why <link or headline words>  (what concerns you and your channels; "
+            "admins see all)  e.g. /news why https://wire.example/nk-missile",
+        ),
     ],
 )
 def test_usage_for_a_sub_command_a_group_or_all(command: str | None, shown: str) -> None:
