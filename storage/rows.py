@@ -13,11 +13,13 @@ from typing import Any, Protocol
 from bot.core.models import (
     Delivery,
     DeliveryStatus,
+    DigestMode,
     FeedState,
     Origin,
     PingWhen,
     StoredStory,
     Story,
+    SubscriberSettings,
     Watchlist,
 )
 from bot.core.polling import PollSchedule
@@ -60,6 +62,7 @@ DELIVERY_COLUMNS = (
     "update_count",
     "created_at",
     "digest_group",
+    "held_until",
 )
 FEED_COLUMNS = (
     "id",
@@ -98,6 +101,7 @@ WATCHLIST_COLUMNS = (
     "ping",
     "ping_when",
 )
+SETTINGS_COLUMNS = ("timezone", "quiet_start", "quiet_end", "urgent_through", "mode", "daily_at")
 
 _EPOCH = datetime.fromtimestamp(0, UTC)
 
@@ -147,6 +151,7 @@ def delivery_of(row: Row, when: When) -> Delivery:
         update_count=row["update_count"],
         created_at=when(row["created_at"]),
         digest_group=row["digest_group"],
+        held_until=when(row["held_until"]),
     )
 
 
@@ -219,4 +224,15 @@ def watchlist_of(row: Row) -> Watchlist:
         created_by=row["created_by"],
         ping=tuple(json.loads(row["ping"])),
         ping_when=PingWhen(row["ping_when"]),
+    )
+
+
+def settings_of(row: Row) -> SubscriberSettings:
+    return SubscriberSettings(
+        timezone=row["timezone"],
+        quiet_start=row["quiet_start"],
+        quiet_end=row["quiet_end"],
+        urgent_through=bool(row["urgent_through"]),
+        mode=DigestMode(row["mode"]),
+        daily_at=row["daily_at"],
     )

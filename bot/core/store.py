@@ -25,6 +25,7 @@ from bot.core.models import (
     PingWhen,
     StoredStory,
     Story,
+    SubscriberSettings,
     Subscription,
     Watchlist,
     WatchlistSpec,
@@ -287,6 +288,16 @@ class DeliveryStore(Protocol):
         """Put these cards, those still pending, in the burst digest `group`."""
         ...
 
+    async def hold_deliveries(self, delivery_ids: Sequence[int], until: datetime) -> None:
+        """These pending cards (a person's) wait until `until` (Delivery.held_until), without
+        counting an attempt. A card that waits does not hold up its destination's later cards,
+        as one waiting out a retry does; a reschedule makes it an ordinary retry again."""
+        ...
+
+    async def subscriber_settings(self, subscriber: str) -> SubscriberSettings | None:
+        """What the person set (bot.core.quiet); None when they never set anything."""
+        ...
+
 
 class CommandStore(Protocol):
     """The chat commands' view (bot.core.commands)."""
@@ -302,6 +313,15 @@ class CommandStore(Protocol):
 
     async def list_subscriptions(self, subscriber: str | None = None) -> list[Subscription]:
         """In the order they were added."""
+        ...
+
+    async def subscriber_settings(self, subscriber: str) -> SubscriberSettings | None: ...
+
+    async def set_subscriber_settings(
+        self, subscriber: str, settings: SubscriberSettings, now: datetime
+    ) -> None:
+        """Store the person's settings, in place of any before. Their cards that were held
+        under the old ones are due again at once, to be decided under the new ones."""
         ...
 
     async def recent_stories(

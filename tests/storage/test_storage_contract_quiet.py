@@ -1,0 +1,137 @@
+"""The storage contract for quiet hours and digests (bot.core.quiet), on every backend: a
+person's settings round-trip, and a person's held card waits, durably, without holding up the
+cards behind it, until its time or until the person changes their settings."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from bot.core.models import DeliveryStatus, DigestMode, SubscriberSettings
+from tests.storage.test_storage_contract import (
+    AP,
+    EDITOR_DM,
+    NOW,
+    REUTERS,
+    config_feeds,
+    delivery_to,
+    ecb_story,
+    editor_route,
+    ingest,
+    kyiv_story,
+    quake_story,
+)
+
+EDITOR = "discord:284917365023981569"
+NIGHT = SubscriberSettings(
+    timezone="Europe/Kyiv",
+    quiet_start=22 * 60,
+    quiet_end=7 * 60 + 30,
+    urgent_through=False,
+    mode=DigestMode.DAILY,
+    daily_at=6 * 60 + 45,
+)
+
+
+async def test_a_persons_settings_round_trip_and_are_replaced_whole(storage):
+    assert await storage.subscriber_settings(EDITOR) is None
+
+    await storage.set_subscriber_settings(EDITOR, NIGHT, NOW)
+    assert await storage.subscriber_settings(EDITOR) == NIGHT
+    assert await storage.subscriber_settings("slack:U0SOMEONE") is None
+
+    plain = SubscriberSettings(timezone="America/New_York")
+    await storage.set_subscriber_settings(EDITOR, plain, NOW + timedelta(minutes=1))
+    assert await storage.subscriber_settings(EDITOR) == plain
+
+
+async def _three_for_the_editor(storage) -> list[int]:
+    reuters, ap = await config_feeds(storage, REUTERS, AP)
+    stories = [
+        *await ingest(storage, reuters, [(ecb_story(), [editor_route()])]),
+        *await ingest(storage, ap, [(quake_story(), [editor_route()])]),
+        *await ingest(storage, reuters, [(kyiv_story("Reuters World"), [editor_route()])]),
+    ]
+    return [(await delivery_to(storage, s, EDITOR_DM)).id for s in stories]
+
+
+async def test_a_held_card_waits_until_its_time_without_holding_up_later_ones(storage):
+    first, second, third = await _three_for_the_editor(storage)
+    until = NOW + timedelta(hours=8)
+
+    await storage.hold_deliveries([first, second], until)
+
+    # Unlike a card waiting out a retry, a held card does not keep the later ones back.
+    assert [d.id for d, _ in await storage.due_deliveries(NOW, 10)] == [third]
+    assert await storage.due_deliveries(until - timedelta(seconds=1), 10) != []
+    due = await storage.due_deliveries(until, 10)
+    assert [d.id for d, _ in due] == [first, second, third]
+    held = {d.id: d for d, _ in due}
+    assert held[first].held_until == until and held[second].held_until == until
+    assert held[third].held_until is None
+    # Waiting is not an attempt.
+    assert held[first].attempts == 0 and held[first].status == DeliveryStatus.PENDING
+
+
+async def test_holding_leaves_a_sent_card_alone(storage):
+    first, second, _ = await _three_for_the_editor(storage)
+    await storage.mark_sent(first, "m1", NOW)
+
+    await storage.hold_deliveries([first, second], NOW + timedelta(hours=1))
+
+    due = [d.id for d, _ in await storage.due_deliveries(NOW + timedelta(hours=2), 10)]
+    assert first not in due and second in due
+
+
+async def test_a_held_card_that_fails_to_send_becomes_an_ordinary_retry(storage):
+    first, _, third = await _three_for_the_editor(storage)
+    await storage.hold_deliveries([first], NOW + timedelta(hours=1))
+
+    later = NOW + timedelta(hours=1)
+    await storage.reschedule(first, "HTTP 503", later + timedelta(seconds=30), update=False)
+
+    # Now it keeps the person's later cards in order behind it, as any retry does.
+    assert [d.id for d, _ in await storage.due_deliveries(later, 10)] == []
+    due = await storage.due_deliveries(later + timedelta(seconds=30), 10)
+    assert due[0][0].id == first and due[0][0].held_until is None
+    assert third in [d.id for d, _ in due]
+
+
+async def test_new_settings_make_the_persons_held_cards_due_at_once(storage):
+    first, second, third = await _three_for_the_editor(storage)
+    until = NOW + timedelta(hours=8)
+    await storage.hold_deliveries([first, second], until)
+    await storage.mark_sent(third, "m3", NOW)
+
+    # Someone else's settings change nothing for the editor.
+    await storage.set_subscriber_settings("slack:U0SOMEONE", NIGHT, NOW)
+    assert await storage.due_deliveries(NOW, 10) == []
+
+    await storage.set_subscriber_settings(EDITOR, SubscriberSettings(), NOW)
+
+    due = await storage.due_deliveries(NOW, 10)
+    assert [d.id for d, _ in due] == [first, second]
+    # Still marked as held until then: the worker decides them afresh under the new settings.
+    assert [d.held_until for d, _ in due] == [until, until]
+
+
+async def test_a_held_card_survives_a_restart_of_the_store(tmp_path):
+    """Durable: a restart during quiet hours forgets no held card and makes none due early."""
+    from storage.sqlite import SqliteStorage
+
+    path = tmp_path / "newsbot.db"
+    storage = await SqliteStorage.open(path)
+    try:
+        first, second, third = await _three_for_the_editor(storage)
+        await storage.set_subscriber_settings(EDITOR, NIGHT, NOW)
+        await storage.hold_deliveries([first, second, third], NOW + timedelta(hours=8))
+    finally:
+        await storage.close()
+
+    again = await SqliteStorage.open(path)
+    try:
+        assert await again.subscriber_settings(EDITOR) == NIGHT
+        assert await again.due_deliveries(NOW + timedelta(hours=7), 10) == []
+        due = await again.due_deliveries(NOW + timedelta(hours=8), 10)
+        assert [d.id for d, _ in due] == [first, second, third]
+    finally:
+        await again.close()
