@@ -50,6 +50,7 @@ async def test_after_the_quiet_hours_cards_come_one_by_one_again() -> None:
     await rita_sets(desk, MORNING_QUIET)
     await desk.story("Flood one", RITA)
     await desk.worker.drain()
+    assert desk.toy.calls == []
     desk.clock.advance(hours=1)
     await desk.story("Flood two", RITA)
 
@@ -75,6 +76,21 @@ async def test_an_urgent_story_comes_through_the_quiet_hours_when_allowed() -> N
     desk.clock.advance(hours=1)
     await desk.worker.drain()
     assert desk.toy.delivered_to(RITA, "digest") == ["Flood one", "Flood two"]
+
+
+async def test_an_urgent_story_is_not_kept_back_by_the_cards_already_waiting() -> None:
+    desk = Desk()
+    await rita_sets(desk, MORNING_QUIET)
+    await desk.many(RITA, ["Flood one", "Flood two"])
+    await desk.worker.drain()
+    desk.clock.advance(minutes=20)
+
+    await desk.story("FLASH - Dam bursts above the town", RITA)
+    await desk.worker.drain()
+
+    assert [(c.kind, c.headlines) for c in desk.toy.calls] == [
+        ("send", ("FLASH - Dam bursts above the town",))
+    ]
 
 
 async def test_an_urgent_story_waits_with_the_rest_when_not_allowed() -> None:
