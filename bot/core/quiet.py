@@ -117,10 +117,8 @@ def describe(settings: SubscriberSettings) -> str:
     """The settings in one line, as /subscriptions shows them."""
     parts = [f"time zone {settings.timezone}"]
     if settings.quiet_start is not None and settings.quiet_end is not None:
-        urgent = "urgent stories come through" if settings.urgent_through else "urgent wait too"
         parts.append(
-            f"quiet hours {clock_text(settings.quiet_start)}-{clock_text(settings.quiet_end)} "
-            f"({urgent})"
+            f"quiet hours {clock_text(settings.quiet_start)}-{clock_text(settings.quiet_end)}"
         )
     else:
         parts.append("no quiet hours")
@@ -128,8 +126,10 @@ def describe(settings: SubscriberSettings) -> str:
         parts.append(f"mode daily (digest at {clock_text(settings.daily_at)})")
     else:
         parts.append(f"mode {settings.mode.value}")
-        if settings.mode is DigestMode.HOURLY and not settings.urgent_through:
-            parts.append("urgent stories wait for the digest")
+    if not settings.plain:
+        parts.append(
+            "urgent stories come at once" if settings.urgent_through else "urgent stories wait too"
+        )
     return " · ".join(parts)
 
 

@@ -89,11 +89,16 @@ def test_settings_change_only_what_was_typed() -> None:
 
 def test_settings_are_described_in_one_line() -> None:
     assert describe(NIGHTS) == (
-        "time zone Europe/London · quiet hours 22:00-07:00 (urgent stories come through) · "
-        "mode instant"
+        "time zone Europe/London · quiet hours 22:00-07:00 · mode instant · "
+        "urgent stories come at once"
     )
     daily = SubscriberSettings(mode=DigestMode.DAILY, daily_at=18 * 60, urgent_through=False)
-    assert describe(daily) == "time zone UTC · no quiet hours · mode daily (digest at 18:00)"
+    assert describe(daily) == (
+        "time zone UTC · no quiet hours · mode daily (digest at 18:00) · urgent stories wait too"
+    )
+    assert describe(SubscriberSettings("Asia/Tokyo")) == (
+        "time zone Asia/Tokyo · no quiet hours · mode instant"
+    )
 
 
 # --- when cards may go out -------------------------------------------------------------------------

@@ -33,7 +33,9 @@ async def test_stories_in_quiet_hours_arrive_as_one_digest_when_they_end(
     quiet = quiet_now()
     reply = await desk.invoke("subscribe", {"query": "Severn", "quiet": quiet, "timezone": "UTC"})
     assert "Subscribed. Stories matching Severn" in (reply.content or "")
-    assert f"quiet hours {quiet} (urgent stories come through)" in (reply.content or "")
+    assert f"quiet hours {quiet} · mode instant · urgent stories come at once" in (
+        reply.content or ""
+    )
 
     await desk.publish(
         Item("Severn bore draws crowds", "q1"),
@@ -78,7 +80,7 @@ async def test_an_urgent_story_comes_through_the_quiet_hours_only_when_allowed(
     assert [m.embeds[0]["title"] for m in fake.dms_to(READER)] == ["BREAKING: Severn dam bursts"]
 
     reply = await desk.invoke("subscribe", {"urgent": "no"})
-    assert "(urgent wait too)" in (reply.content or "")
+    assert "urgent stories wait too" in (reply.content or "")
     await desk.publish(Item("URGENT: Severn levee fails", "u3"))
     assert len(fake.dms_to(READER)) == 1
 

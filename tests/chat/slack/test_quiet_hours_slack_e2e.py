@@ -71,7 +71,7 @@ async def test_quiet_hours_set_in_slack_hold_stories_for_one_digest(
         assert "Kremlin announces snap vote" in urgent.visible_text
 
         listed = await fake.slash_command("subscriptions", user_id=REPORTER)
-        assert f"quiet hours {quiet} (urgent stories come through)" in listed.text
+        assert f"quiet hours {quiet} · mode instant · urgent stories come at once" in listed.text
 
         bad = await fake.slash_command("subscribe --mode weekly", user_id=REPORTER)
         assert "Unknown mode 'weekly': use instant, hourly or daily." in bad.text
