@@ -50,6 +50,9 @@ class DeliverySettings:
     max_backoff: timedelta = timedelta(minutes=5)
     batch: int = 500
     digest_size: int = 10  # headlines per digest message: what fits any platform's limits
+    # Cards in one person's digest at most (quiet hours, hourly, daily); each platform lists what
+    # fits its limits and ends with "and N more". Beyond it, the next digest.
+    person_digest: int = 500
 
 
 # "Whatever its retry time": further ahead than any backoff or Retry-After ever schedules.
@@ -266,7 +269,14 @@ class DeliveryWorker:
         gathered: list[tuple[Delivery, StoredStory]] = []  # a person's, for one digest
         kind, held = "", 0
         if self._to_person(target):
+            decided = {d.id for d, _ in fresh}
             fresh, gathered, kind, held = await self._personal(fresh)
+            if gathered:
+                # Everything that waited goes in the one digest, also the cards past this batch.
+                cap = self.settings.person_digest
+                more = await self.store.waiting_cards(target, self.clock(), cap)
+                gathered += [(d, s) for d, s in more if d.id not in decided]
+                gathered = sorted(gathered, key=lambda item: item[0].id)[:cap]
         elif len(fresh) > 1:
             recent = await self.store.recent_sent_count(
                 target, self.clock() - self.settings.burst_window

@@ -298,6 +298,14 @@ class DeliveryStore(Protocol):
         """What the person set (bot.core.quiet); None when they never set anything."""
         ...
 
+    async def waiting_cards(
+        self, target: str, now: datetime, limit: int
+    ) -> list[tuple[Delivery, StoredStory]]:
+        """A destination's pending cards that were held and are due now, in no digest yet, in
+        id order: all that waited for one digest, however many batches of due_deliveries they
+        would span."""
+        ...
+
 
 class CommandStore(Protocol):
     """The chat commands' view (bot.core.commands)."""

@@ -101,6 +101,22 @@ class OutboxTables(MemoryBase):
             if card is not None and card.status == DeliveryStatus.PENDING:
                 card.held_until = card.next_attempt_at = ts(until)
 
+    async def waiting_cards(
+        self, target: str, now: datetime, limit: int
+    ) -> list[tuple[Delivery, StoredStory]]:
+        stamp = ts(now)
+        found = [
+            (card.value(), self._stories[card.story_id].stored())
+            for card in self._deliveries.values()
+            if card.target == target
+            and card.status == DeliveryStatus.PENDING
+            and card.held_until is not None
+            and card.next_attempt_at <= stamp
+            and card.digest_group is None
+            and card.story_id in self._stories
+        ]
+        return limited(found, limit)
+
     async def subscriber_settings(self, subscriber: str) -> SubscriberSettings | None:
         return self._subscriber_settings.get(subscriber)
 

@@ -208,6 +208,21 @@ class OutboxTables(PostgresBase):
             list(delivery_ids),
         )
 
+    async def waiting_cards(
+        self, target: str, now: datetime, limit: int
+    ) -> list[tuple[Delivery, StoredStory]]:
+        rows = await self._read(
+            f"""SELECT {_DELIVERY_AND_STORY} FROM deliveries d
+                JOIN stories s ON s.id = d.story_id
+                WHERE d.target = $1 AND d.status = 'pending' AND d.held_until IS NOT NULL
+                  AND d.next_attempt_at <= $2 AND d.digest_group IS NULL
+                ORDER BY d.id LIMIT $3""",  # noqa: S608 - column lists are constants
+            target,
+            now,
+            limit,
+        )
+        return [(delivery_of(r), story_of(r, _PREFIX)) for r in rows]
+
     async def subscriber_settings(self, subscriber: str) -> SubscriberSettings | None:
         rows = await self._read(
             f"SELECT {_SETTINGS} FROM subscriber_settings WHERE subscriber = $1",  # noqa: S608

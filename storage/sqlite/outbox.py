@@ -121,6 +121,19 @@ class OutboxTables(SqliteBase):
                 [(stamp, stamp, delivery_id) for delivery_id in delivery_ids],
             )
 
+    async def waiting_cards(
+        self, target: str, now: datetime, limit: int
+    ) -> list[tuple[Delivery, StoredStory]]:
+        rows = await self._read(
+            f"""SELECT {_DELIVERY_AND_STORY} FROM deliveries d
+                JOIN stories s ON s.id = d.story_id
+                WHERE d.target = ? AND d.status = 'pending' AND d.held_until IS NOT NULL
+                  AND d.next_attempt_at <= ? AND d.digest_group IS NULL
+                ORDER BY d.id LIMIT ?""",  # noqa: S608 - column lists are constants
+            (target, now.timestamp(), limit),
+        )
+        return [(delivery_of(r), story_of(r, _PREFIX)) for r in rows]
+
     async def subscriber_settings(self, subscriber: str) -> SubscriberSettings | None:
         rows = await self._read(
             f"SELECT {_SETTINGS} FROM subscriber_settings WHERE subscriber = ?",  # noqa: S608

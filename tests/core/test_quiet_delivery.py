@@ -5,6 +5,7 @@ hourly digests, and a channel's cards that take no notice of any of it."""
 
 from __future__ import annotations
 
+from bot.core.delivery import DeliverySettings
 from bot.core.models import DigestMode, SubscriberSettings
 from bot.core.ports import SendResult
 from tests.core.fakes import Call
@@ -185,3 +186,35 @@ async def test_a_restart_in_the_quiet_hours_loses_nothing_and_sends_nothing_earl
     await restarted.worker.drain()
     assert restarted.toy.delivered_to(RITA, "digest") == ["Flood one", "Flood two"]
     assert desk.toy.calls == []
+
+
+async def test_one_digest_per_person_however_many_batches_their_cards_span() -> None:
+    # The outbox is read 5 cards at a time; 3 people are owed 4 cards each.
+    desk = Desk(settings=DeliverySettings(batch=5))
+    people = ["toy:dm:rita", "toy:dm:sam", "toy:dm:uma"]
+    await rita_sets(desk, MORNING_QUIET)  # the test desk writes every DM card as hers
+    for n in range(1, 5):
+        await desk.story(f"Flood {n}", *people)
+    await desk.worker.drain()
+    assert desk.toy.calls == []
+
+    desk.clock.advance(hours=1)
+    await desk.worker.drain()
+
+    assert sorted((c.kind, c.channel, c.headlines) for c in desk.toy.calls) == [
+        ("digest", person, ("Flood 1", "Flood 2", "Flood 3", "Flood 4")) for person in people
+    ]
+
+
+async def test_a_persons_digest_is_capped_and_the_rest_follow_in_the_next() -> None:
+    desk = Desk(settings=DeliverySettings(person_digest=3))
+    await rita_sets(desk, MORNING_QUIET)
+    await desk.many(RITA, [f"Flood {n}" for n in range(1, 6)])
+    await desk.worker.drain()
+    desk.clock.advance(hours=1)
+    await desk.worker.drain()
+
+    assert [(c.kind, c.headlines) for c in desk.toy.calls] == [
+        ("digest", ("Flood 1", "Flood 2", "Flood 3")),
+        ("digest", ("Flood 4", "Flood 5")),
+    ]

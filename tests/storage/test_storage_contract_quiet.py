@@ -135,3 +135,20 @@ async def test_a_held_card_survives_a_restart_of_the_store(tmp_path):
         assert [d.id for d, _ in due] == [first, second, third]
     finally:
         await again.close()
+
+
+async def test_waiting_cards_are_a_destinations_held_cards_now_due_in_no_digest(storage):
+    first, second, third = await _three_for_the_editor(storage)
+    until = NOW + timedelta(hours=8)
+    await storage.hold_deliveries([first, second, third], until)
+
+    assert await storage.waiting_cards(EDITOR_DM, until - timedelta(seconds=1), 10) == []
+    waiting = await storage.waiting_cards(EDITOR_DM, until, 10)
+    assert [d.id for d, _ in waiting] == [first, second, third]
+    assert [s.story.title for _, s in waiting][1] == quake_story().title
+    assert [d.id for d, _ in await storage.waiting_cards(EDITOR_DM, until, 2)] == [first, second]
+    assert await storage.waiting_cards("discord:dm:1", until, 10) == []
+
+    await storage.assign_digest([first], "quiet:1-1")
+    await storage.mark_sent(second, "m2", until)
+    assert [d.id for d, _ in await storage.waiting_cards(EDITOR_DM, until, 10)] == [third]
