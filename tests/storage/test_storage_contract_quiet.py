@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from bot.core.models import DeliveryStatus, DigestMode, SubscriberSettings
+from storage.sqlite import SqliteStorage
 from tests.storage.test_storage_contract import (
     AP,
     EDITOR_DM,
@@ -32,18 +33,6 @@ NIGHT = SubscriberSettings(
 )
 
 
-async def test_a_persons_settings_round_trip_and_are_replaced_whole(storage):
-    assert await storage.subscriber_settings(EDITOR) is None
-
-    await storage.set_subscriber_settings(EDITOR, NIGHT, NOW)
-    assert await storage.subscriber_settings(EDITOR) == NIGHT
-    assert await storage.subscriber_settings("slack:U0SOMEONE") is None
-
-    plain = SubscriberSettings(timezone="America/New_York")
-    await storage.set_subscriber_settings(EDITOR, plain, NOW + timedelta(minutes=1))
-    assert await storage.subscriber_settings(EDITOR) == plain
-
-
 async def _three_for_the_editor(storage) -> list[int]:
     reuters, ap = await config_feeds(storage, REUTERS, AP)
     stories = [
@@ -62,7 +51,8 @@ async def test_a_held_card_waits_until_its_time_without_holding_up_later_ones(st
 
     # Unlike a card waiting out a retry, a held card does not keep the later ones back.
     assert [d.id for d, _ in await storage.due_deliveries(NOW, 10)] == [third]
-    assert await storage.due_deliveries(until - timedelta(seconds=1), 10) != []
+    early = await storage.due_deliveries(until - timedelta(seconds=1), 10)
+    assert [d.id for d, _ in early] == [third]
     due = await storage.due_deliveries(until, 10)
     assert [d.id for d, _ in due] == [first, second, third]
     held = {d.id: d for d, _ in due}
@@ -71,32 +61,24 @@ async def test_a_held_card_waits_until_its_time_without_holding_up_later_ones(st
     # Waiting is not an attempt.
     assert held[first].attempts == 0 and held[first].status == DeliveryStatus.PENDING
 
-
-async def test_holding_leaves_a_sent_card_alone(storage):
-    first, second, _ = await _three_for_the_editor(storage)
-    await storage.mark_sent(first, "m1", NOW)
-
-    await storage.hold_deliveries([first, second], NOW + timedelta(hours=1))
-
-    due = [d.id for d, _ in await storage.due_deliveries(NOW + timedelta(hours=2), 10)]
-    assert first not in due and second in due
-
-
-async def test_a_held_card_that_fails_to_send_becomes_an_ordinary_retry(storage):
-    first, _, third = await _three_for_the_editor(storage)
-    await storage.hold_deliveries([first], NOW + timedelta(hours=1))
-
-    later = NOW + timedelta(hours=1)
-    await storage.reschedule(first, "HTTP 503", later + timedelta(seconds=30), update=False)
-
-    # Now it keeps the person's later cards in order behind it, as any retry does.
-    assert [d.id for d, _ in await storage.due_deliveries(later, 10)] == []
-    due = await storage.due_deliveries(later + timedelta(seconds=30), 10)
-    assert due[0][0].id == first and due[0][0].held_until is None
-    assert third in [d.id for d, _ in due]
+    # A held card that then fails to send is an ordinary retry: it keeps the later ones back.
+    await storage.reschedule(first, "HTTP 503", until + timedelta(seconds=30), update=False)
+    assert await storage.due_deliveries(until, 10) == []
+    due = await storage.due_deliveries(until + timedelta(seconds=30), 10)
+    assert (due[0][0].id, due[0][0].held_until) == (first, None)
+    # Holding leaves a card that is no longer pending alone.
+    await storage.mark_sent(second, "m2", until)
+    await storage.hold_deliveries([second], until + timedelta(hours=1))
+    assert second not in [
+        d.id for d, _ in await storage.due_deliveries(until + timedelta(days=1), 10)
+    ]
 
 
-async def test_new_settings_make_the_persons_held_cards_due_at_once(storage):
+async def test_a_persons_settings_round_trip_and_new_ones_make_held_cards_due(storage):
+    assert await storage.subscriber_settings(EDITOR) is None
+    await storage.set_subscriber_settings(EDITOR, NIGHT, NOW)
+    assert await storage.subscriber_settings(EDITOR) == NIGHT
+    assert await storage.subscriber_settings("slack:U0SOMEONE") is None
     first, second, third = await _three_for_the_editor(storage)
     until = NOW + timedelta(hours=8)
     await storage.hold_deliveries([first, second], until)
@@ -106,7 +88,9 @@ async def test_new_settings_make_the_persons_held_cards_due_at_once(storage):
     await storage.set_subscriber_settings("slack:U0SOMEONE", NIGHT, NOW)
     assert await storage.due_deliveries(NOW, 10) == []
 
-    await storage.set_subscriber_settings(EDITOR, SubscriberSettings(), NOW)
+    plain = SubscriberSettings(timezone="America/New_York")
+    await storage.set_subscriber_settings(EDITOR, plain, NOW)
+    assert await storage.subscriber_settings(EDITOR) == plain  # replaced whole
 
     due = await storage.due_deliveries(NOW, 10)
     assert [d.id for d, _ in due] == [first, second]
@@ -116,8 +100,6 @@ async def test_new_settings_make_the_persons_held_cards_due_at_once(storage):
 
 async def test_a_held_card_survives_a_restart_of_the_store(tmp_path):
     """Durable: a restart during quiet hours forgets no held card and makes none due early."""
-    from storage.sqlite import SqliteStorage
-
     path = tmp_path / "newsbot.db"
     storage = await SqliteStorage.open(path)
     try:

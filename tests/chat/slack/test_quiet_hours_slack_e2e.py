@@ -73,6 +73,12 @@ async def test_quiet_hours_set_in_slack_hold_stories_for_one_digest(
         listed = await fake.slash_command("subscriptions", user_id=REPORTER)
         assert f"quiet hours {quiet} · mode instant · urgent stories come at once" in listed.text
 
+        helped = await fake.slash_command("help subscribe", user_id=REPORTER)
+        for flag in ("--timezone Area/City", "--quiet HH:MM-HH:MM", "--urgent yes|no"):
+            assert flag in helped.text
+        assert "--mode instant|hourly|daily" in helped.text and "--at HH:MM" in helped.text
+        assert "--quiet 22:00-07:00 --timezone Europe/London" in helped.text  # the example
+
         bad = await fake.slash_command("subscribe --mode weekly", user_id=REPORTER)
         assert "Unknown mode 'weekly': use instant, hourly or daily." in bad.text
 
@@ -84,20 +90,5 @@ async def test_quiet_hours_set_in_slack_hold_stories_for_one_digest(
         assert "Kremlin denies report" in digest.visible_text
         assert "Kremlin spokesman briefs press" in digest.visible_text
         assert len(fake.dms_to(REPORTER)) == 2
-    finally:
-        await desk.stop()
-
-
-async def test_the_help_shows_the_settings_with_an_example(
-    tmp_path, fake: FakeSlack, feed_server
-) -> None:
-    desk = Desk(tmp_path, fake, feed_server)
-    try:
-        await desk.start()
-        reply = await fake.slash_command("help subscribe", user_id=REPORTER)
-        for flag in ("--timezone Area/City", "--quiet HH:MM-HH:MM", "--urgent yes|no"):
-            assert flag in reply.text
-        assert "--mode instant|hourly|daily" in reply.text and "--at HH:MM" in reply.text
-        assert "--quiet 22:00-07:00 --timezone Europe/London" in reply.text  # the example
     finally:
         await desk.stop()
