@@ -19,7 +19,7 @@ from bot.core.cluster import Coordinator
 from bot.core.destinations import Destinations
 from bot.core.durations import format_duration
 from bot.core.matcher import Matcher
-from bot.core.models import StoredStory
+from bot.core.models import DigestMode, StoredStory
 from bot.core.ports import ParsedFeed
 from bot.core.query import Query, QueryCost, QueryError, query_cost
 from bot.core.quiet import SettingError, describe, updated
@@ -283,6 +283,8 @@ class Commands(AdminCommands):
             lines.append(f"Your delivery settings: {describe(settings)}.")
             if timezone is None and settings.timezone == "UTC" and (quiet or at):
                 lines.append("Times are UTC until you set your time zone, e.g. Europe/London.")
+            if at is not None and settings.mode is not DigestMode.DAILY:
+                lines.append("The daily digest's time applies once your mode is daily.")
         return Reply("\n".join(lines))
 
     async def unsubscribe(self, actor: Actor, query: str) -> Reply:

@@ -20,6 +20,7 @@ from bot.core.quiet import (
     release_after,
     updated,
 )
+from tests.core.test_commands_unit import ADMIN, MEMBER, seeded
 
 NIGHTS = SubscriberSettings(timezone="Europe/London", quiet_start=22 * 60, quiet_end=7 * 60)
 
@@ -173,3 +174,27 @@ def test_cards_held_under_old_settings_are_decided_afresh() -> None:
     later = plan(daily, now, cards, held_until=[morning, morning, None], urgent=[False] * 3)
     assert (later.now, later.digest, later.hold) == ([], [], cards)
     assert later.until == utc(2026, 7, 2, 7, 0)
+
+
+# --- the command ----------------------------------------------------------------------------------
+
+
+async def test_subscribe_sets_and_subscriptions_shows_a_persons_settings() -> None:
+    desk = await seeded()
+    reply = await desk.run("subscribe", MEMBER, quiet="22:00-07:00", at="07:30")
+    assert reply.ok
+    assert reply.text.splitlines() == [
+        "Your delivery settings: time zone UTC · quiet hours 22:00-07:00 · mode instant · "
+        "urgent stories come at once.",
+        "Times are UTC until you set your time zone, e.g. Europe/London.",
+        "The daily digest's time applies once your mode is daily.",
+    ]
+    assert await desk.store.list_subscriptions(MEMBER.key) != []  # unchanged: Kremlin
+
+    listed = await desk.run("subscriptions", MEMBER)
+    assert [(i.text, i.detail) for i in listed.items][-1] == (
+        "Delivery settings",
+        "time zone UTC · quiet hours 22:00-07:00 · mode instant · urgent stories come at once",
+    )
+    others = await desk.run("subscriptions", ADMIN)
+    assert "Delivery settings" not in [i.text for i in others.items]
