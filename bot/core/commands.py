@@ -250,7 +250,8 @@ class Commands(AdminCommands):
         settings = None
         if changes:
             try:
-                settings = updated(await self.store.subscriber_settings(actor.key), **changes)
+                current = (await self.store.subscriber_settings([actor.key])).get(actor.key)
+                settings = updated(current, **changes)
             except SettingError as exc:
                 return refused(f"{exc} Nothing was changed.")
         lines = []
@@ -302,7 +303,7 @@ class Commands(AdminCommands):
 
     async def subscriptions(self, actor: Actor) -> Reply:
         mine = await self.store.list_subscriptions(actor.key)
-        settings = await self.store.subscriber_settings(actor.key)
+        settings = (await self.store.subscriber_settings([actor.key])).get(actor.key)
         # Shown once the person has set any: how and when their cards come.
         shown = (ReplyItem("Delivery settings", detail=describe(settings)),) if settings else ()
         if not mine:

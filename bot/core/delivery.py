@@ -34,7 +34,13 @@ from datetime import datetime, timedelta
 from bot.core.cards import Card, Digest, build_card
 from bot.core.cluster import LeaseLost
 from bot.core.destinations import DestinationError, DestinationKind, Destinations
-from bot.core.models import Delivery, DeliveryStatus, StoredStory, platform_of
+from bot.core.models import (
+    Delivery,
+    DeliveryStatus,
+    StoredStory,
+    SubscriberSettings,
+    platform_of,
+)
 from bot.core.pings import PingBook
 from bot.core.ports import DeliveryStore, Sender, SendResult
 from bot.core.quiet import digest_group, digest_reason, plan
@@ -184,11 +190,14 @@ class DeliveryWorker:
             for delivery, story in owed:
                 groups.setdefault(delivery.target, []).append((delivery, story))
             gate = asyncio.Semaphore(self.settings.concurrency)
+            # What the people owed cards in this pass set (quiet hours, digests): one read.
+            subscribers = {d.subscriber for items in groups.values() for d, _ in items}
+            people = await self.store.subscriber_settings(sorted(s for s in subscribers if s))
 
             async def serve(target: str, items: list[tuple[Delivery, StoredStory]]) -> int:
                 async with gate:
                     try:
-                        return await self._serve_target(target, items)
+                        return await self._serve_target(target, items, people)
                     except LeaseLost:
                         # Its claim lapsed and another worker serves it now; a card posted
                         # here but not recorded is re-sent there with the same idempotency key.
@@ -214,14 +223,17 @@ class DeliveryWorker:
             return False
 
     async def _personal(
-        self, items: list[tuple[Delivery, StoredStory]]
+        self,
+        items: list[tuple[Delivery, StoredStory]],
+        people: Mapping[str, SubscriberSettings],
     ) -> tuple[list[tuple[Delivery, StoredStory]], list[tuple[Delivery, StoredStory]], str, int]:
-        """A person's due cards under their settings: (those to post now, those for one digest,
-        the digest's kind, how many were held). The held ones are recorded as held here."""
+        """A person's due cards under their settings (`people`: by subscriber): (those to post
+        now, those for one digest, the digest's kind, how many were held). The held ones are
+        recorded as held here."""
         subscriber = next((d.subscriber for d, _ in items if d.subscriber), None)
         if not items or subscriber is None:
             return items, [], "", 0
-        settings = await self.store.subscriber_settings(subscriber)
+        settings = people.get(subscriber)
         if settings is None or (settings.plain and not any(d.held_until for d, _ in items)):
             return items, [], "", 0
         now = self.clock()
@@ -243,7 +255,12 @@ class DeliveryWorker:
             log.info("%d cards for %s wait until %s", len(decided.hold), subscriber, decided.until)
         return decided.now, decided.digest, decided.kind, len(decided.hold)
 
-    async def _serve_target(self, target: str, items: list[tuple[Delivery, StoredStory]]) -> int:
+    async def _serve_target(
+        self,
+        target: str,
+        items: list[tuple[Delivery, StoredStory]],
+        people: Mapping[str, SubscriberSettings] | None = None,
+    ) -> int:
         sender = self.senders.get(platform_of(target))
         if sender is None:
             reason = f"no {platform_of(target)} connection is configured"
@@ -270,7 +287,7 @@ class DeliveryWorker:
         kind, held = "", 0
         if self._to_person(target):
             decided = {d.id for d, _ in fresh}
-            fresh, gathered, kind, held = await self._personal(fresh)
+            fresh, gathered, kind, held = await self._personal(fresh, people or {})
             if gathered:
                 # Everything that waited goes in the one digest, also the cards past this batch.
                 cap = self.settings.person_digest

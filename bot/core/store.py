@@ -294,8 +294,11 @@ class DeliveryStore(Protocol):
         as one waiting out a retry does; a reschedule makes it an ordinary retry again."""
         ...
 
-    async def subscriber_settings(self, subscriber: str) -> SubscriberSettings | None:
-        """What the person set (bot.core.quiet); None when they never set anything."""
+    async def subscriber_settings(
+        self, subscribers: Sequence[str]
+    ) -> dict[str, SubscriberSettings]:
+        """What each of these people set (bot.core.quiet), by subscriber; those who never set
+        anything are left out. One read for a whole pass of the worker."""
         ...
 
     async def waiting_cards(
@@ -323,7 +326,9 @@ class CommandStore(Protocol):
         """In the order they were added."""
         ...
 
-    async def subscriber_settings(self, subscriber: str) -> SubscriberSettings | None: ...
+    async def subscriber_settings(
+        self, subscribers: Sequence[str]
+    ) -> dict[str, SubscriberSettings]: ...
 
     async def set_subscriber_settings(
         self, subscriber: str, settings: SubscriberSettings, now: datetime

@@ -117,8 +117,12 @@ class OutboxTables(MemoryBase):
         ]
         return limited(found, limit)
 
-    async def subscriber_settings(self, subscriber: str) -> SubscriberSettings | None:
-        return self._subscriber_settings.get(subscriber)
+    async def subscriber_settings(
+        self, subscribers: Sequence[str]
+    ) -> dict[str, SubscriberSettings]:
+        return {
+            s: self._subscriber_settings[s] for s in subscribers if s in self._subscriber_settings
+        }
 
     async def set_subscriber_settings(
         self, subscriber: str, settings: SubscriberSettings, now: datetime

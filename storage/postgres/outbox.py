@@ -223,12 +223,15 @@ class OutboxTables(PostgresBase):
         )
         return [(delivery_of(r), story_of(r, _PREFIX)) for r in rows]
 
-    async def subscriber_settings(self, subscriber: str) -> SubscriberSettings | None:
+    async def subscriber_settings(
+        self, subscribers: Sequence[str]
+    ) -> dict[str, SubscriberSettings]:
         rows = await self._read(
-            f"SELECT {_SETTINGS} FROM subscriber_settings WHERE subscriber = $1",  # noqa: S608
-            subscriber,
+            f"""SELECT subscriber, {_SETTINGS} FROM subscriber_settings
+                WHERE subscriber = ANY($1::text[])""",  # noqa: S608 - a constant
+            list(subscribers),
         )
-        return settings_of(rows[0]) if rows else None
+        return {r["subscriber"]: settings_of(r) for r in rows}
 
     async def set_subscriber_settings(
         self, subscriber: str, settings: SubscriberSettings, now: datetime

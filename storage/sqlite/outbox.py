@@ -8,7 +8,7 @@ from datetime import datetime
 
 from bot.core.models import Delivery, DeliveryStatus, StoredStory, SubscriberSettings
 from storage.rows import DELIVERY_COLUMNS, SETTINGS_COLUMNS, STORY_COLUMNS, columns, settings_of
-from storage.sqlite.base import SqliteBase, delivery_of, story_of
+from storage.sqlite.base import SqliteBase, chunks, delivery_of, marks, story_of
 
 _DELIVERY = columns("d", DELIVERY_COLUMNS)
 _STORY = columns("s", STORY_COLUMNS)
@@ -134,12 +134,18 @@ class OutboxTables(SqliteBase):
         )
         return [(delivery_of(r), story_of(r, _PREFIX)) for r in rows]
 
-    async def subscriber_settings(self, subscriber: str) -> SubscriberSettings | None:
-        rows = await self._read(
-            f"SELECT {_SETTINGS} FROM subscriber_settings WHERE subscriber = ?",  # noqa: S608
-            (subscriber,),
-        )
-        return settings_of(rows[0]) if rows else None
+    async def subscriber_settings(
+        self, subscribers: Sequence[str]
+    ) -> dict[str, SubscriberSettings]:
+        found: dict[str, SubscriberSettings] = {}
+        for chunk in chunks(list(dict.fromkeys(subscribers))):
+            rows = await self._read(
+                f"""SELECT subscriber, {_SETTINGS} FROM subscriber_settings
+                    WHERE subscriber IN ({marks(len(chunk))})""",  # noqa: S608 - constants
+                chunk,
+            )
+            found.update((r["subscriber"], settings_of(r)) for r in rows)
+        return found
 
     async def set_subscriber_settings(
         self, subscriber: str, settings: SubscriberSettings, now: datetime

@@ -52,8 +52,8 @@ class Desk:
     async def recent_for_subscriber(self, subscriber: str, limit: int) -> list[StoredStory]:
         return self.stories[:limit] if subscriber in self.subscriptions else []
 
-    async def subscriber_settings(self, subscriber: str) -> None:
-        return None  # nobody here set any
+    async def subscriber_settings(self, subscribers: list[str]) -> dict[str, Any]:
+        return {}  # nobody here set any
 
 
 def commands(store: Any = None) -> Commands:

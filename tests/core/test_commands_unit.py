@@ -84,7 +84,7 @@ class Desk:
             await self.store.audit_entries(),
             list(self.services.probes),
             self.services.feeds_changes,
-            [await self.store.subscriber_settings(a.key) for a in (MEMBER, ADMIN)],
+            await self.store.subscriber_settings([MEMBER.key, ADMIN.key]),
         )
 
 

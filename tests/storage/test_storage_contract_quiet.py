@@ -75,10 +75,11 @@ async def test_a_held_card_waits_until_its_time_without_holding_up_later_ones(st
 
 
 async def test_a_persons_settings_round_trip_and_new_ones_make_held_cards_due(storage):
-    assert await storage.subscriber_settings(EDITOR) is None
+    assert await storage.subscriber_settings([EDITOR]) == {}
     await storage.set_subscriber_settings(EDITOR, NIGHT, NOW)
-    assert await storage.subscriber_settings(EDITOR) == NIGHT
-    assert await storage.subscriber_settings("slack:U0SOMEONE") is None
+    assert await storage.subscriber_settings([EDITOR]) == {EDITOR: NIGHT}
+    assert await storage.subscriber_settings(["slack:U0SOMEONE", EDITOR, EDITOR]) == {EDITOR: NIGHT}
+    assert await storage.subscriber_settings([]) == {}
     first, second, third = await _three_for_the_editor(storage)
     until = NOW + timedelta(hours=8)
     await storage.hold_deliveries([first, second], until)
@@ -90,7 +91,7 @@ async def test_a_persons_settings_round_trip_and_new_ones_make_held_cards_due(st
 
     plain = SubscriberSettings(timezone="America/New_York")
     await storage.set_subscriber_settings(EDITOR, plain, NOW)
-    assert await storage.subscriber_settings(EDITOR) == plain  # replaced whole
+    assert await storage.subscriber_settings([EDITOR]) == {EDITOR: plain}  # replaced whole
 
     due = await storage.due_deliveries(NOW, 10)
     assert [d.id for d, _ in due] == [first, second]
@@ -111,7 +112,7 @@ async def test_a_held_card_survives_a_restart_of_the_store(tmp_path):
 
     again = await SqliteStorage.open(path)
     try:
-        assert await again.subscriber_settings(EDITOR) == NIGHT
+        assert await again.subscriber_settings([EDITOR]) == {EDITOR: NIGHT}
         assert await again.due_deliveries(NOW + timedelta(hours=7), 10) == []
         due = await again.due_deliveries(NOW + timedelta(hours=8), 10)
         assert [d.id for d, _ in due] == [first, second, third]
