@@ -191,8 +191,10 @@ class DeliveryWorker:
                 groups.setdefault(delivery.target, []).append((delivery, story))
             gate = asyncio.Semaphore(self.settings.concurrency)
             # What the people owed cards in this pass set (quiet hours, digests): one read.
-            subscribers = {d.subscriber for items in groups.values() for d, _ in items}
-            people = await self.store.subscriber_settings(sorted(s for s in subscribers if s))
+            subscribers = sorted(
+                {d.subscriber for ds in groups.values() for d, _ in ds if d.subscriber}
+            )
+            people = await self.store.subscriber_settings(subscribers) if subscribers else {}
 
             async def serve(target: str, items: list[tuple[Delivery, StoredStory]]) -> int:
                 async with gate:
