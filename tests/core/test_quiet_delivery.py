@@ -5,6 +5,8 @@ hourly digests, and a channel's cards that take no notice of any of it."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from bot.core.delivery import DeliverySettings
 from bot.core.models import DigestMode, SubscriberSettings
 from bot.core.ports import SendResult
@@ -218,3 +220,20 @@ async def test_a_persons_digest_is_capped_and_the_rest_follow_in_the_next() -> N
         ("digest", ("Flood 1", "Flood 2", "Flood 3")),
         ("digest", ("Flood 4", "Flood 5")),
     ]
+
+
+async def test_the_night_the_clocks_go_back_ends_at_seven_local() -> None:
+    desk = Desk()
+    # 23:30 BST on 24 Oct 2026; British Summer Time ends at 02:00 that night.
+    desk.clock.now = datetime(2026, 10, 24, 22, 30, tzinfo=UTC)
+    await rita_sets(desk, SubscriberSettings("Europe/London", 22 * 60, 7 * 60))
+    await desk.many(RITA, ["Flood one", "Flood two"])
+    await desk.worker.drain()
+
+    desk.clock.now = datetime(2026, 10, 25, 6, 30, tzinfo=UTC)  # 06:30 GMT: still quiet
+    await desk.worker.drain()
+    assert desk.toy.calls == []
+
+    desk.clock.now = datetime(2026, 10, 25, 7, 0, tzinfo=UTC)  # 07:00 GMT
+    await desk.worker.drain()
+    assert desk.toy.delivered_to(RITA, "digest") == ["Flood one", "Flood two"]
