@@ -1,4 +1,4 @@
--- Schema 6: how and when each person's cards come (issue 18; bot/core/quiet.py): a time zone,
+-- Schema 7: how and when each person's cards come (issue 18; bot/core/quiet.py): a time zone,
 -- quiet hours, whether urgent stories come through them, and instant or digest delivery. Times
 -- of day are minutes after local midnight.
 CREATE TABLE subscriber_settings (
