@@ -13,11 +13,13 @@ from typing import Any, Protocol
 from bot.core.models import (
     Delivery,
     DeliveryStatus,
+    DigestMode,
     FeedState,
     Origin,
     PingWhen,
     StoredStory,
     Story,
+    SubscriberSettings,
     Watchlist,
 )
 from bot.core.polling import PollSchedule
@@ -62,6 +64,7 @@ DELIVERY_COLUMNS = (
     "created_at",
     "digest_group",
     "error",
+    "held_until",
 )
 FEED_COLUMNS = (
     "id",
@@ -100,6 +103,7 @@ WATCHLIST_COLUMNS = (
     "ping",
     "ping_when",
 )
+SETTINGS_COLUMNS = ("timezone", "quiet_start", "quiet_end", "urgent_through", "mode", "daily_at")
 
 _EPOCH = datetime.fromtimestamp(0, UTC)
 
@@ -159,6 +163,7 @@ def delivery_of(row: Row, when: When) -> Delivery:
         created_at=when(row["created_at"]),
         digest_group=row["digest_group"],
         error=row["error"],
+        held_until=when(row["held_until"]),
     )
 
 
@@ -231,4 +236,15 @@ def watchlist_of(row: Row) -> Watchlist:
         created_by=row["created_by"],
         ping=tuple(json.loads(row["ping"])),
         ping_when=PingWhen(row["ping_when"]),
+    )
+
+
+def settings_of(row: Row) -> SubscriberSettings:
+    return SubscriberSettings(
+        timezone=row["timezone"],
+        quiet_start=row["quiet_start"],
+        quiet_end=row["quiet_end"],
+        urgent_through=bool(row["urgent_through"]),
+        mode=DigestMode(row["mode"]),
+        daily_at=row["daily_at"],
     )

@@ -15,6 +15,7 @@ from bot.core.models import (
     Origin,
     StoredStory,
     Story,
+    SubscriberSettings,
     Subscription,
     Watchlist,
 )
@@ -138,6 +139,7 @@ class CardRow:
     update_count: int = 0
     digest: bool = False
     digest_group: str | None = None
+    held_until: float | None = None
 
     def value(self) -> Delivery:
         return Delivery(
@@ -155,6 +157,7 @@ class CardRow:
             created_at=dt(self.created_at),
             digest_group=self.digest_group,
             error=self.error,
+            held_until=dt(self.held_until),
         )
 
 
@@ -173,6 +176,7 @@ class MemoryBase:
         self._sightings: dict[int, dict[tuple[str, str], tuple[str, float]]] = {}
         self._watchlists: dict[int, Watchlist] = {}
         self._subscriptions: dict[int, Subscription] = {}
+        self._subscriber_settings: dict[str, SubscriberSettings] = {}
         self._audit: list[tuple[float, str, str, str]] = []
         self._websub: dict[int, WebSubSubscription] = {}  # by feed id
         self._last: dict[str, int] = {}
