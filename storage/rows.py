@@ -13,11 +13,13 @@ from typing import Any, Protocol
 from bot.core.models import (
     Delivery,
     DeliveryStatus,
+    DigestMode,
     FeedState,
     Origin,
     PingWhen,
     StoredStory,
     Story,
+    SubscriberSettings,
     Updates,
     Watchlist,
 )
@@ -65,6 +67,7 @@ DELIVERY_COLUMNS = (
     "thread",
     "shown_revision",
     "error",
+    "held_until",
 )
 FEED_COLUMNS = (
     "id",
@@ -104,6 +107,7 @@ WATCHLIST_COLUMNS = (
     "ping",
     "ping_when",
 )
+SETTINGS_COLUMNS = ("timezone", "quiet_start", "quiet_end", "urgent_through", "mode", "daily_at")
 
 _EPOCH = datetime.fromtimestamp(0, UTC)
 
@@ -165,6 +169,7 @@ def delivery_of(row: Row, when: When) -> Delivery:
         thread=bool(row["thread"]),
         shown_revision=row["shown_revision"],
         error=row["error"],
+        held_until=when(row["held_until"]),
     )
 
 
@@ -238,4 +243,15 @@ def watchlist_of(row: Row) -> Watchlist:
         updates=Updates(row["updates"]),
         ping=tuple(json.loads(row["ping"])),
         ping_when=PingWhen(row["ping_when"]),
+    )
+
+
+def settings_of(row: Row) -> SubscriberSettings:
+    return SubscriberSettings(
+        timezone=row["timezone"],
+        quiet_start=row["quiet_start"],
+        quiet_end=row["quiet_end"],
+        urgent_through=bool(row["urgent_through"]),
+        mode=DigestMode(row["mode"]),
+        daily_at=row["daily_at"],
     )

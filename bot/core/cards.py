@@ -97,7 +97,10 @@ def build_card(delivery: Delivery, stored: StoredStory, *, update: bool = False)
 
 @dataclass(frozen=True, slots=True)
 class Digest:
-    """Many cards for one channel in a burst, posted as one message listing the headlines."""
+    """Many cards for one channel in a burst, posted as one message listing the headlines; or a
+    person's cards that waited (quiet hours, an hourly or daily digest), then `reason` says why
+    in a few words that follow the count: "3 stories from your quiet hours"."""
 
     channel: str
     cards: tuple[Card, ...]
+    reason: str = ""

@@ -20,6 +20,7 @@ from bot.core.admin_commands import URL_LIMIT
 from bot.core.commands import Commands
 from bot.core.explain import WHY_LIMIT
 from bot.core.models import UPDATE_MODES
+from bot.core.quiet import TIMEZONE_LIMIT
 from bot.core.replies import MAX_HOURS, MAX_LIMIT, NAME_LIMIT, Actor, Reply, refused
 
 QUERY_LIMIT = 1000  # characters: far beyond any real query, short of any abuse
@@ -41,6 +42,7 @@ class Kind(StrEnum):
     # Who to ping and when, as words ("role:<id> user:<id> always", "off"); typed on a line,
     # it runs to the end of the line. A platform may turn its own mention markup into these.
     PINGS = "pings"
+    SETTING = "setting"  # a short value as text, read by its handler: "Europe/Berlin", "off"
 
 
 class Who(StrEnum):
@@ -147,6 +149,50 @@ _UPDATES = Arg(
     choices=UPDATE_MODES,
 )
 
+# A person's delivery settings (bot.core.quiet), given with /subscribe, with or without a query.
+SETTINGS = (
+    Arg(
+        "timezone",
+        Kind.SETTING,
+        "Your time zone, e.g. Europe/London (default UTC)",
+        False,
+        high=TIMEZONE_LIMIT,
+        label="Area/City",
+    ),
+    Arg(
+        "quiet",
+        Kind.SETTING,
+        "Quiet hours, e.g. 22:00-07:00 (or off): cards wait, then come as one digest",
+        False,
+        high=20,
+        label="HH:MM-HH:MM",
+    ),
+    Arg(
+        "urgent",
+        Kind.SETTING,
+        "yes or no: an urgent story comes at once, in quiet hours or a digest mode (default yes)",
+        False,
+        high=5,
+        label="yes|no",
+    ),
+    Arg(
+        "mode",
+        Kind.SETTING,
+        "instant (default), hourly or daily: each card at once, or one digest an hour or a day",
+        False,
+        high=10,
+        label="instant|hourly|daily",
+    ),
+    Arg(
+        "at",
+        Kind.SETTING,
+        "When the daily digest comes, e.g. 08:00 (the default)",
+        False,
+        high=5,
+        label="HH:MM",
+    ),
+)
+
 # --- the catalog -------------------------------------------------------------------------------
 
 GROUPS: dict[str, Group] = {
@@ -162,9 +208,13 @@ CATALOG: tuple[Command, ...] = (
         "subscribe",
         "Get a direct message for new stories matching a query",
         Commands.subscribe,
-        (_query('What to watch, e.g. "North Korea" OR Pyongyang'),),
+        (
+            _query('What to watch, e.g. "North Korea" OR Pyongyang', required=False),
+            *SETTINGS,
+        ),
         aliases=("sub",),
-        example='"North Korea" OR Pyongyang',
+        note="a query, settings, or both",
+        example='"North Korea" OR Pyongyang --quiet 22:00-07:00 --timezone Europe/London',
     ),
     Command(
         "unsubscribe",

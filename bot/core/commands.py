@@ -20,9 +20,10 @@ from bot.core.destinations import Destinations
 from bot.core.durations import format_duration
 from bot.core.explain import Viewer, WhySettings, explain, no_channel
 from bot.core.matcher import Matcher
-from bot.core.models import StoredStory
+from bot.core.models import DigestMode, StoredStory
 from bot.core.ports import ParsedFeed
 from bot.core.query import Query, QueryCost, QueryError, query_cost
+from bot.core.quiet import SettingError, describe, updated
 from bot.core.replies import (
     MAX_HOURS,
     MAX_LIMIT,
@@ -224,30 +225,70 @@ class Commands(AdminCommands):
 
     # --- everyone ------------------------------------------------------------------------------
 
-    async def subscribe(self, actor: Actor, query: str) -> Reply:
-        wanted, error = query_or_refusal(query)
-        if error:
-            return error
-        # One subscribe at a time per person: the limits below are checked and the row written
-        # as one step, so a burst of concurrent commands cannot slip past them.
-        async with self._subscribing.setdefault(actor.key, asyncio.Lock()):
-            mine = await self.store.list_subscriptions(actor.key)
-            if refusal := self._over_budget(mine, wanted):
-                return refusal
-            # The store counts and inserts in one statement too: the cap holds even for a
-            # second process writing to the same database.
-            added = await self.store.add_subscription(
-                actor.key, wanted.text, self.clock(), limit=self.settings.subscription_limit
+    async def subscribe(
+        self,
+        actor: Actor,
+        query: str | None = None,
+        timezone: str | None = None,
+        quiet: str | None = None,
+        urgent: str | None = None,
+        mode: str | None = None,
+        at: str | None = None,
+    ) -> Reply:
+        """A new subscription, new delivery settings (bot.core.quiet), or both. Everything
+        typed is checked before anything is written: a bad value changes nothing."""
+        typed = {"timezone": timezone, "quiet": quiet, "urgent": urgent, "mode": mode, "at": at}
+        changes = {name: value for name, value in typed.items() if value is not None}
+        wanted = None
+        if query is not None and query.strip():
+            wanted, error = query_or_refusal(query)
+            if error:
+                return error
+        elif not changes:
+            return refused(
+                "Give a query to subscribe to, or a setting (timezone, quiet, urgent, mode, at), "
+                'e.g. subscribe "North Korea" OR Pyongyang, or quiet 22:00-07:00.'
             )
-            if not added:
-                return Reply(f"You are already subscribed to: {wanted.text}")
-        await self._audit(actor, "subscribe", query=wanted.text)
-        return Reply(
-            hinted(
-                f"Subscribed. Stories matching {wanted.text} will come to you by direct message.",
-                wanted,
-            )
-        )
+        settings = None
+        if changes:
+            try:
+                current = (await self.store.subscriber_settings([actor.key])).get(actor.key)
+                settings = updated(current, **changes)
+            except SettingError as exc:
+                return refused(f"{exc} Nothing was changed.")
+        lines = []
+        if wanted is not None:
+            # One subscribe at a time per person: the limits below are checked and the row
+            # written as one step, so a burst of concurrent commands cannot slip past them.
+            async with self._subscribing.setdefault(actor.key, asyncio.Lock()):
+                mine = await self.store.list_subscriptions(actor.key)
+                if refusal := self._over_budget(mine, wanted):
+                    return refusal
+                # The store counts and inserts in one statement too: the cap holds even for a
+                # second process writing to the same database.
+                added = await self.store.add_subscription(
+                    actor.key, wanted.text, self.clock(), limit=self.settings.subscription_limit
+                )
+            if added:
+                await self._audit(actor, "subscribe", query=wanted.text)
+                lines.append(
+                    hinted(
+                        f"Subscribed. Stories matching {wanted.text} will come to you by "
+                        "direct message.",
+                        wanted,
+                    )
+                )
+            else:
+                lines.append(f"You are already subscribed to: {wanted.text}")
+        if settings is not None:
+            await self.store.set_subscriber_settings(actor.key, settings, self.clock())
+            await self._audit(actor, "subscribe settings", **changes)
+            lines.append(f"Your delivery settings: {describe(settings)}.")
+            if timezone is None and settings.timezone == "UTC" and (quiet or at):
+                lines.append("Times are UTC until you set your time zone, e.g. Europe/London.")
+            if at is not None and settings.mode is not DigestMode.DAILY:
+                lines.append("The daily digest's time applies once your mode is daily.")
+        return Reply("\n".join(lines))
 
     async def unsubscribe(self, actor: Actor, query: str) -> Reply:
         text = (query or "").strip()
@@ -264,12 +305,18 @@ class Commands(AdminCommands):
 
     async def subscriptions(self, actor: Actor) -> Reply:
         mine = await self.store.list_subscriptions(actor.key)
+        settings = (await self.store.subscriber_settings([actor.key])).get(actor.key)
+        # Shown once the person has set any: how and when their cards come.
+        shown = (ReplyItem("Delivery settings", detail=describe(settings)),) if settings else ()
         if not mine:
             return Reply(
                 "You have no subscriptions. Add one with subscribe, e.g. "
-                '"North Korea" OR Pyongyang.'
+                '"North Korea" OR Pyongyang.',
+                shown,
             )
-        return Reply(f"Your subscriptions ({len(mine)}):", tuple(ReplyItem(s.query) for s in mine))
+        return Reply(
+            f"Your subscriptions ({len(mine)}):", (*(ReplyItem(s.query) for s in mine), *shown)
+        )
 
     async def subscription_choices(self, actor: Actor, typed: str) -> list[str]:
         typed = (typed or "").casefold()

@@ -15,7 +15,11 @@ prominent of them (urgent, then matched by the most watchlists and terms) get fu
 outbox order, and the rest are listed in digests.
 
 A new card carries the pings its watchlists ask for (bot.core.pings), as they are when it is
-sent; a digest carries the union of its cards' pings; an update carries none."""
+sent; a digest carries the union of its cards' pings; an update carries none.
+
+A person's cards follow their settings (bot.core.quiet): those owed in their quiet hours, or
+in an hourly or daily digest mode, wait in the outbox (held, durably) and go out together as
+one digest when the wait is over; an urgent story comes at once if the person allows it."""
 
 from __future__ import annotations
 
@@ -30,9 +34,16 @@ from datetime import datetime, timedelta
 from bot.core.cards import Card, Digest, build_card
 from bot.core.cluster import LeaseLost
 from bot.core.destinations import DestinationError, DestinationKind, Destinations
-from bot.core.models import Delivery, DeliveryStatus, StoredStory, platform_of
+from bot.core.models import (
+    Delivery,
+    DeliveryStatus,
+    StoredStory,
+    SubscriberSettings,
+    platform_of,
+)
 from bot.core.pings import PingBook
 from bot.core.ports import DeliveryStore, Sender, SendResult
+from bot.core.quiet import digest_group, digest_reason, plan
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +60,9 @@ class DeliverySettings:
     # applies it when a rewrite lands): no thread reply beyond it either, whatever else (a
     # new source) brings the card up for an edit.
     max_updates: int = 3
+    # Cards in one person's digest at most (quiet hours, hourly, daily); each platform lists what
+    # fits its limits and ends with "and N more". Beyond it, the next digest.
+    person_digest: int = 500
 
 
 # "Whatever its retry time": further ahead than any backoff or Retry-After ever schedules.
@@ -188,11 +202,16 @@ class DeliveryWorker:
             for delivery, story in owed:
                 groups.setdefault(delivery.target, []).append((delivery, story))
             gate = asyncio.Semaphore(self.settings.concurrency)
+            # What the people owed cards in this pass set (quiet hours, digests): one read.
+            subscribers = sorted(
+                {d.subscriber for ds in groups.values() for d, _ in ds if d.subscriber}
+            )
+            people = await self.store.subscriber_settings(subscribers) if subscribers else {}
 
             async def serve(target: str, items: list[tuple[Delivery, StoredStory]]) -> int:
                 async with gate:
                     try:
-                        return await self._serve_target(target, items)
+                        return await self._serve_target(target, items, people)
                     except LeaseLost:
                         # Its claim lapsed and another worker serves it now; a card posted
                         # here but not recorded is re-sent there with the same idempotency key.
@@ -217,7 +236,45 @@ class DeliveryWorker:
             # Its platform cannot read it either: the sender fails each card with the reason.
             return False
 
-    async def _serve_target(self, target: str, items: list[tuple[Delivery, StoredStory]]) -> int:
+    async def _personal(
+        self,
+        items: list[tuple[Delivery, StoredStory]],
+        people: Mapping[str, SubscriberSettings],
+    ) -> tuple[list[tuple[Delivery, StoredStory]], list[tuple[Delivery, StoredStory]], str, int]:
+        """A person's due cards under their settings (`people`: by subscriber): (those to post
+        now, those for one digest, the digest's kind, how many were held). The held ones are
+        recorded as held here."""
+        subscriber = next((d.subscriber for d, _ in items if d.subscriber), None)
+        if not items or subscriber is None:
+            return items, [], "", 0
+        settings = people.get(subscriber)
+        if settings is None or (settings.plain and not any(d.held_until for d, _ in items)):
+            return items, [], "", 0
+        now = self.clock()
+        try:
+            decided = plan(
+                settings,
+                now,
+                items,
+                held_until=[d.held_until for d, _ in items],
+                urgent=[build_card(d, s).urgent for d, s in items],
+            )
+        except (LookupError, ValueError, OSError):
+            # The stored time zone no longer loads (the host's time zone data changed): the
+            # cards go out as if there were no settings rather than wait forever.
+            log.warning("the settings of %s cannot be applied; delivering at once", subscriber)
+            return items, [], "", 0
+        if decided.hold and decided.until is not None:
+            await self.store.hold_deliveries([d.id for d, _ in decided.hold], decided.until)
+            log.info("%d cards for %s wait until %s", len(decided.hold), subscriber, decided.until)
+        return decided.now, decided.digest, decided.kind, len(decided.hold)
+
+    async def _serve_target(
+        self,
+        target: str,
+        items: list[tuple[Delivery, StoredStory]],
+        people: Mapping[str, SubscriberSettings] | None = None,
+    ) -> int:
         sender = self.senders.get(platform_of(target))
         if sender is None:
             reason = f"no {platform_of(target)} connection is configured"
@@ -240,18 +297,39 @@ class DeliveryWorker:
                 formed.setdefault(delivery.digest_group, []).append((delivery, story))
         fresh = [(d, s) for d, s in fresh if not d.digest_group]
         digest: list[tuple[Delivery, StoredStory]] = []
-        if len(fresh) > 1 and not self._to_person(target):
+        gathered: list[tuple[Delivery, StoredStory]] = []  # a person's, for one digest
+        kind, held = "", 0
+        if self._to_person(target):
+            decided = {d.id for d, _ in fresh}
+            fresh, gathered, kind, held = await self._personal(fresh, people or {})
+            if gathered:
+                # Everything that waited goes in the one digest, also the cards past this batch.
+                cap = self.settings.person_digest
+                more = await self.store.waiting_cards(target, self.clock(), cap)
+                gathered += [(d, s) for d, s in more if d.id not in decided]
+                gathered = sorted(gathered, key=lambda item: item[0].id)[:cap]
+        elif len(fresh) > 1:
             recent = await self.store.recent_sent_count(
                 target, self.clock() - self.settings.burst_window
             )
             room = max(0, self.settings.burst_limit - recent)
             if len(fresh) > room + 1:
                 fresh, digest = split_burst(fresh, room)
-        handled = 0
-        for group in formed.values():
-            if not await self._send_digest(sender, target, group):
+        handled = held
+        for name, group in formed.items():
+            if not await self._send_digest(sender, target, group, digest_reason(name)):
                 return handled
             handled += len(group)
+        if len(gathered) > 1:
+            # Recorded before posting, as a burst digest is; named for why it was formed, so
+            # that a re-send after a restart is worded the same.
+            name = digest_group(kind, gathered[0][0].id, gathered[-1][0].id)
+            await self.store.assign_digest([d.id for d, _ in gathered], name)
+            if not await self._send_digest(sender, target, gathered, digest_reason(name)):
+                return handled
+            handled += len(gathered)
+        elif gathered:  # one card waited: it goes out as itself
+            fresh = sorted(gathered + fresh, key=lambda item: item[0].id)
         # In order, one at a time: a channel reads its alerts in the order they came, and a
         # transient failure stops this destination's queue until its retry time.
         for delivery, story in fresh:
@@ -350,10 +428,14 @@ class DeliveryWorker:
                 log.exception("reporting the dropped thread reply of %d failed", delivery.id)
 
     async def _send_digest(
-        self, sender: Sender, target: str, items: list[tuple[Delivery, StoredStory]]
+        self,
+        sender: Sender,
+        target: str,
+        items: list[tuple[Delivery, StoredStory]],
+        reason: str = "",
     ) -> bool:
         cards = tuple(self._with_pings(build_card(d, s)) for d, s in items)
-        result = await self._guard(sender.send_digest(Digest(target, cards)), cards[0])
+        result = await self._guard(sender.send_digest(Digest(target, cards, reason)), cards[0])
         now = self.clock()
         if result.ok:
             for delivery, story in items:

@@ -190,6 +190,37 @@ class Subscription:
     query: str
 
 
+class DigestMode(StrEnum):
+    """How a person's cards come: each at once, or gathered into one digest an hour or a day."""
+
+    INSTANT = "instant"
+    HOURLY = "hourly"
+    DAILY = "daily"
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberSettings:
+    """How and when one person's cards come (bot.core.quiet reads and applies them). Times of
+    day are minutes after local midnight in `timezone` (an IANA name); quiet hours run from
+    `quiet_start` to `quiet_end`, across midnight when the end is the earlier."""
+
+    timezone: str = "UTC"
+    quiet_start: int | None = None
+    quiet_end: int | None = None
+    urgent_through: bool = True  # an urgent story comes at once, quiet hours or digest alike
+    mode: DigestMode = DigestMode.INSTANT
+    daily_at: int = 8 * 60  # when a daily digest goes out
+
+    @property
+    def quiet(self) -> bool:
+        return self.quiet_start is not None and self.quiet_end is not None
+
+    @property
+    def plain(self) -> bool:
+        """Every card at once, as if there were no settings at all."""
+        return not self.quiet and self.mode is DigestMode.INSTANT
+
+
 class DeliveryStatus(StrEnum):
     PENDING = "pending"
     SENT = "sent"
@@ -216,6 +247,9 @@ class Delivery:
     thread: bool = False  # a watchlist of this destination asked for updates = "thread"
     shown_revision: int = 0  # the story revision the posted card was last rendered from
     error: str | None = None  # the last failed attempt's reason (kept after a failure for good)
+    # Set while a person's card waits for their quiet hours to end or their digest to be due
+    # (bot.core.quiet); a card that waits does not hold up the person's later cards.
+    held_until: datetime | None = None
 
 
 def platform_of(target: str) -> str:

@@ -26,6 +26,7 @@ from bot.core.models import (
     Sighting,
     StoredStory,
     Story,
+    SubscriberSettings,
     Subscription,
     Updates,
     Watchlist,
@@ -321,6 +322,27 @@ class DeliveryStore(Protocol):
         """Put these cards, those still pending, in the burst digest `group`."""
         ...
 
+    async def hold_deliveries(self, delivery_ids: Sequence[int], until: datetime) -> None:
+        """These pending cards (a person's) wait until `until` (Delivery.held_until), without
+        counting an attempt. A card that waits does not hold up its destination's later cards,
+        as one waiting out a retry does; a reschedule makes it an ordinary retry again."""
+        ...
+
+    async def subscriber_settings(
+        self, subscribers: Sequence[str]
+    ) -> dict[str, SubscriberSettings]:
+        """What each of these people set (bot.core.quiet), by subscriber; those who never set
+        anything are left out. One read for a whole pass of the worker."""
+        ...
+
+    async def waiting_cards(
+        self, target: str, now: datetime, limit: int
+    ) -> list[tuple[Delivery, StoredStory]]:
+        """A destination's pending cards that were held and are due now, in no digest yet, in
+        id order: all that waited for one digest, however many batches of due_deliveries they
+        would span."""
+        ...
+
 
 class CommandStore(Protocol):
     """The chat commands' view (bot.core.commands)."""
@@ -336,6 +358,17 @@ class CommandStore(Protocol):
 
     async def list_subscriptions(self, subscriber: str | None = None) -> list[Subscription]:
         """In the order they were added."""
+        ...
+
+    async def subscriber_settings(
+        self, subscribers: Sequence[str]
+    ) -> dict[str, SubscriberSettings]: ...
+
+    async def set_subscriber_settings(
+        self, subscriber: str, settings: SubscriberSettings, now: datetime
+    ) -> None:
+        """Store the person's settings, in place of any before. Their cards that were held
+        under the old ones are due again at once, to be decided under the new ones."""
         ...
 
     async def recent_stories(

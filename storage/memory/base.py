@@ -15,6 +15,7 @@ from bot.core.models import (
     Origin,
     StoredStory,
     Story,
+    SubscriberSettings,
     Subscription,
     Watchlist,
 )
@@ -143,6 +144,7 @@ class CardRow:
     digest_group: str | None = None
     thread: bool = False
     shown_revision: int = 0
+    held_until: float | None = None
 
     def value(self) -> Delivery:
         return Delivery(
@@ -162,6 +164,7 @@ class CardRow:
             thread=self.thread,
             shown_revision=self.shown_revision,
             error=self.error,
+            held_until=dt(self.held_until),
         )
 
 
@@ -180,6 +183,7 @@ class MemoryBase:
         self._sightings: dict[int, dict[tuple[str, str], tuple[str, float]]] = {}
         self._watchlists: dict[int, Watchlist] = {}
         self._subscriptions: dict[int, Subscription] = {}
+        self._subscriber_settings: dict[str, SubscriberSettings] = {}
         self._audit: list[tuple[float, str, str, str]] = []
         self._websub: dict[int, WebSubSubscription] = {}  # by feed id
         self._last: dict[str, int] = {}

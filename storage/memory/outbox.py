@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from bot.core.models import Delivery, DeliveryStatus, StoredStory
+from bot.core.models import Delivery, DeliveryStatus, StoredStory, SubscriberSettings
 from storage.memory.base import CardRow, MemoryBase, limited, ts
 
 # Larger than any revision: a card that names no revision it showed is never behind.
@@ -20,7 +20,8 @@ class OutboxTables(MemoryBase):
         for card in self._deliveries.values():  # in id order
             if card.status == DeliveryStatus.PENDING:
                 if card.next_attempt_at > stamp:
-                    waiting.add(card.target)
+                    if card.held_until is None:  # a person's held card holds up nothing
+                        waiting.add(card.target)
                     continue
                 if card.target in waiting:
                     continue
@@ -90,6 +91,7 @@ class OutboxTables(MemoryBase):
         if card is not None:
             card.attempts += 1
             card.error, card.next_attempt_at = error[:1000], ts(next_attempt)
+            card.held_until = None
 
     async def recent_sent_count(self, target: str, since: datetime) -> int:
         start = ts(since)
@@ -104,6 +106,47 @@ class OutboxTables(MemoryBase):
             card = self._deliveries.get(delivery_id)
             if card is not None and card.status == DeliveryStatus.PENDING:
                 card.digest_group = group
+
+    async def hold_deliveries(self, delivery_ids: Sequence[int], until: datetime) -> None:
+        for delivery_id in delivery_ids:
+            card = self._deliveries.get(delivery_id)
+            if card is not None and card.status == DeliveryStatus.PENDING:
+                card.held_until = card.next_attempt_at = ts(until)
+
+    async def waiting_cards(
+        self, target: str, now: datetime, limit: int
+    ) -> list[tuple[Delivery, StoredStory]]:
+        stamp = ts(now)
+        found = [
+            (card.value(), self._stories[card.story_id].stored())
+            for card in self._deliveries.values()
+            if card.target == target
+            and card.status == DeliveryStatus.PENDING
+            and card.held_until is not None
+            and card.next_attempt_at <= stamp
+            and card.digest_group is None
+            and card.story_id in self._stories
+        ]
+        return limited(found, limit)
+
+    async def subscriber_settings(
+        self, subscribers: Sequence[str]
+    ) -> dict[str, SubscriberSettings]:
+        return {
+            s: self._subscriber_settings[s] for s in subscribers if s in self._subscriber_settings
+        }
+
+    async def set_subscriber_settings(
+        self, subscriber: str, settings: SubscriberSettings, now: datetime
+    ) -> None:
+        self._subscriber_settings[subscriber] = settings
+        for card in self._deliveries.values():
+            if (
+                card.subscriber == subscriber
+                and card.status == DeliveryStatus.PENDING
+                and card.held_until is not None
+            ):
+                card.next_attempt_at = min(card.next_attempt_at, ts(now))
 
     async def delivery_counts(self) -> dict[str, int]:
         counts = {s.value: 0 for s in DeliveryStatus}

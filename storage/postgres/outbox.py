@@ -7,15 +7,16 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from bot.core.models import Delivery, DeliveryStatus, StoredStory
+from bot.core.models import Delivery, DeliveryStatus, StoredStory, SubscriberSettings
 from storage.postgres.base import PostgresBase, delivery_of, story_of
-from storage.rows import DELIVERY_COLUMNS, STORY_COLUMNS, columns
+from storage.rows import DELIVERY_COLUMNS, SETTINGS_COLUMNS, STORY_COLUMNS, columns, settings_of
 
 _DELIVERY = columns("d", DELIVERY_COLUMNS)
 _STORY = columns("s", STORY_COLUMNS)
 # A join of both: the story's columns are prefixed, both tables have an `id`.
 _PREFIX = "s_"
 _DELIVERY_AND_STORY = f"{_DELIVERY}, {columns('s', STORY_COLUMNS, _PREFIX)}"
+_SETTINGS = ", ".join(SETTINGS_COLUMNS)
 # "Behind its story": the card showed `revision` (None: unknown, never behind).
 # FOR SHARE: a poll revising the story at this moment holds its row until it commits; reading
 # the revision under a share lock waits for that commit, so a revision landing while its card
@@ -49,11 +50,12 @@ class OutboxTables(PostgresBase):
                     SELECT id FROM deliveries p WHERE status = 'pending' AND next_attempt_at <= $1
                       AND target = ANY($3::text[])
                       -- A destination reads its cards in order: while an earlier card waits
-                      -- out a retry, the later ones wait behind it.
+                      -- out a retry, the later ones wait behind it (not behind a person's
+                      -- card held for their quiet hours or digest).
                       AND NOT EXISTS (
                           SELECT 1 FROM deliveries e
                           WHERE e.status = 'pending' AND e.target = p.target AND e.id < p.id
-                            AND e.next_attempt_at > $1)
+                            AND e.next_attempt_at > $1 AND e.held_until IS NULL)
                     UNION ALL
                     SELECT id FROM deliveries WHERE update_pending AND status = 'sent'
                       AND next_attempt_at <= $1 AND target = ANY($3::text[])
@@ -199,7 +201,8 @@ class OutboxTables(PostgresBase):
     ) -> None:
         await self._claimed_write(
             [delivery_id],
-            """UPDATE deliveries SET attempts = attempts + 1, error = $1, next_attempt_at = $2
+            """UPDATE deliveries SET attempts = attempts + 1, error = $1, next_attempt_at = $2,
+                 held_until = NULL
                WHERE id = $3""",
             error[:1000],
             next_attempt,
@@ -227,6 +230,69 @@ class OutboxTables(PostgresBase):
             group,
             list(delivery_ids),
         )
+
+    async def hold_deliveries(self, delivery_ids: Sequence[int], until: datetime) -> None:
+        await self._claimed_write(
+            list(delivery_ids),
+            """UPDATE deliveries SET held_until = $1, next_attempt_at = $1
+               WHERE id = ANY($2::bigint[]) AND status = 'pending'""",
+            until,
+            list(delivery_ids),
+        )
+
+    async def waiting_cards(
+        self, target: str, now: datetime, limit: int
+    ) -> list[tuple[Delivery, StoredStory]]:
+        rows = await self._read(
+            f"""SELECT {_DELIVERY_AND_STORY} FROM deliveries d
+                JOIN stories s ON s.id = d.story_id
+                WHERE d.target = $1 AND d.status = 'pending' AND d.held_until IS NOT NULL
+                  AND d.next_attempt_at <= $2 AND d.digest_group IS NULL
+                ORDER BY d.id LIMIT $3""",  # noqa: S608 - column lists are constants
+            target,
+            now,
+            limit,
+        )
+        return [(delivery_of(r), story_of(r, _PREFIX)) for r in rows]
+
+    async def subscriber_settings(
+        self, subscribers: Sequence[str]
+    ) -> dict[str, SubscriberSettings]:
+        rows = await self._read(
+            f"""SELECT subscriber, {_SETTINGS} FROM subscriber_settings
+                WHERE subscriber = ANY($1::text[])""",  # noqa: S608 - a constant
+            list(subscribers),
+        )
+        return {r["subscriber"]: settings_of(r) for r in rows}
+
+    async def set_subscriber_settings(
+        self, subscriber: str, settings: SubscriberSettings, now: datetime
+    ) -> None:
+        async with self._transaction() as conn:
+            await conn.execute(
+                """INSERT INTO subscriber_settings (subscriber, timezone, quiet_start, quiet_end,
+                     urgent_through, mode, daily_at, updated_at)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                   ON CONFLICT (subscriber) DO UPDATE SET timezone = excluded.timezone,
+                     quiet_start = excluded.quiet_start, quiet_end = excluded.quiet_end,
+                     urgent_through = excluded.urgent_through, mode = excluded.mode,
+                     daily_at = excluded.daily_at, updated_at = excluded.updated_at""",
+                subscriber,
+                settings.timezone,
+                settings.quiet_start,
+                settings.quiet_end,
+                settings.urgent_through,
+                settings.mode.value,
+                settings.daily_at,
+                now,
+            )
+            # Held under the old settings: due now, to be decided under the new ones.
+            await conn.execute(
+                """UPDATE deliveries SET next_attempt_at = least(next_attempt_at, $1)
+                   WHERE subscriber = $2 AND held_until IS NOT NULL AND status = 'pending'""",
+                now,
+                subscriber,
+            )
 
     async def delivery_counts(self) -> dict[str, int]:
         rows = await self._read("SELECT status, count(*) FROM deliveries GROUP BY status")

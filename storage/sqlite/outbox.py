@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from bot.core.models import Delivery, DeliveryStatus, StoredStory
-from storage.rows import DELIVERY_COLUMNS, STORY_COLUMNS, columns
+from bot.core.models import Delivery, DeliveryStatus, StoredStory, SubscriberSettings
+from storage.rows import DELIVERY_COLUMNS, SETTINGS_COLUMNS, STORY_COLUMNS, columns, settings_of
 from storage.sqlite.base import SqliteBase, chunks, delivery_of, marks, story_of
 
 _DELIVERY = columns("d", DELIVERY_COLUMNS)
@@ -22,6 +22,7 @@ _BEHIND = """coalesce(?, 1 << 62) <
                (SELECT revision FROM stories s WHERE s.id = deliveries.story_id)
              OR (deliveries.thread = 1 AND coalesce(?, 1 << 62) <
                (SELECT count(*) FROM story_sources ss WHERE ss.story_id = deliveries.story_id))"""
+_SETTINGS = ", ".join(SETTINGS_COLUMNS)
 
 
 class OutboxTables(SqliteBase):
@@ -31,11 +32,12 @@ class OutboxTables(SqliteBase):
             f"""SELECT {_DELIVERY_AND_STORY} FROM (
                     SELECT id FROM deliveries p WHERE status = 'pending' AND next_attempt_at <= ?
                       -- A destination reads its cards in order: while an earlier card waits
-                      -- out a retry, the later ones wait behind it.
+                      -- out a retry, the later ones wait behind it (not behind a person's
+                      -- card held for their quiet hours or digest).
                       AND NOT EXISTS (
                           SELECT 1 FROM deliveries e INDEXED BY deliveries_pending
                           WHERE e.status = 'pending' AND e.target = p.target AND e.id < p.id
-                            AND e.next_attempt_at > ?)
+                            AND e.next_attempt_at > ? AND e.held_until IS NULL)
                     UNION ALL
                     SELECT id FROM deliveries WHERE update_pending = 1 AND status = 'sent'
                       AND next_attempt_at <= ?
@@ -125,7 +127,8 @@ class OutboxTables(SqliteBase):
         self, delivery_id: int, error: str, next_attempt: datetime, *, update: bool
     ) -> None:
         await self._write(
-            """UPDATE deliveries SET attempts = attempts + 1, error = ?, next_attempt_at = ?
+            """UPDATE deliveries SET attempts = attempts + 1, error = ?, next_attempt_at = ?,
+                 held_until = NULL
                WHERE id = ?""",
             (error[:1000], next_attempt.timestamp(), delivery_id),
         )
@@ -143,6 +146,71 @@ class OutboxTables(SqliteBase):
             await db.executemany(
                 "UPDATE deliveries SET digest_group = ? WHERE id = ? AND status = 'pending'",
                 [(group, delivery_id) for delivery_id in delivery_ids],
+            )
+
+    async def hold_deliveries(self, delivery_ids: Sequence[int], until: datetime) -> None:
+        stamp = until.timestamp()
+        async with self._transaction() as db:
+            await db.executemany(
+                """UPDATE deliveries SET held_until = ?, next_attempt_at = ?
+                   WHERE id = ? AND status = 'pending'""",
+                [(stamp, stamp, delivery_id) for delivery_id in delivery_ids],
+            )
+
+    async def waiting_cards(
+        self, target: str, now: datetime, limit: int
+    ) -> list[tuple[Delivery, StoredStory]]:
+        rows = await self._read(
+            f"""SELECT {_DELIVERY_AND_STORY} FROM deliveries d
+                JOIN stories s ON s.id = d.story_id
+                WHERE d.target = ? AND d.status = 'pending' AND d.held_until IS NOT NULL
+                  AND d.next_attempt_at <= ? AND d.digest_group IS NULL
+                ORDER BY d.id LIMIT ?""",  # noqa: S608 - column lists are constants
+            (target, now.timestamp(), limit),
+        )
+        return [(delivery_of(r), story_of(r, _PREFIX)) for r in rows]
+
+    async def subscriber_settings(
+        self, subscribers: Sequence[str]
+    ) -> dict[str, SubscriberSettings]:
+        found: dict[str, SubscriberSettings] = {}
+        for chunk in chunks(list(dict.fromkeys(subscribers))):
+            rows = await self._read(
+                f"""SELECT subscriber, {_SETTINGS} FROM subscriber_settings
+                    WHERE subscriber IN ({marks(len(chunk))})""",  # noqa: S608 - constants
+                chunk,
+            )
+            found.update((r["subscriber"], settings_of(r)) for r in rows)
+        return found
+
+    async def set_subscriber_settings(
+        self, subscriber: str, settings: SubscriberSettings, now: datetime
+    ) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                """INSERT INTO subscriber_settings (subscriber, timezone, quiet_start, quiet_end,
+                     urgent_through, mode, daily_at, updated_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (subscriber) DO UPDATE SET timezone = excluded.timezone,
+                     quiet_start = excluded.quiet_start, quiet_end = excluded.quiet_end,
+                     urgent_through = excluded.urgent_through, mode = excluded.mode,
+                     daily_at = excluded.daily_at, updated_at = excluded.updated_at""",
+                (
+                    subscriber,
+                    settings.timezone,
+                    settings.quiet_start,
+                    settings.quiet_end,
+                    int(settings.urgent_through),
+                    settings.mode.value,
+                    settings.daily_at,
+                    now.timestamp(),
+                ),
+            )
+            # Held under the old settings: due now, to be decided under the new ones.
+            await db.execute(
+                """UPDATE deliveries SET next_attempt_at = min(next_attempt_at, ?)
+                   WHERE subscriber = ? AND held_until IS NOT NULL AND status = 'pending'""",
+                (now.timestamp(), subscriber),
             )
 
     async def delivery_counts(self) -> dict[str, int]:

@@ -52,6 +52,9 @@ class Desk:
     async def recent_for_subscriber(self, subscriber: str, limit: int) -> list[StoredStory]:
         return self.stories[:limit] if subscriber in self.subscriptions else []
 
+    async def subscriber_settings(self, subscribers: list[str]) -> dict[str, Any]:
+        return {}  # nobody here set any
+
 
 def commands(store: Any = None) -> Commands:
     return Commands(store or NoStore(), Desk(), clock=lambda: NOW)  # type: ignore[arg-type]
@@ -182,6 +185,7 @@ SAMPLES: dict[Kind, tuple[str, Any]] = {
     Kind.CHOICE: ("thread", "thread"),
     # A user group picked as you type arrives as Slack's markup: the ping it names.
     Kind.PINGS: ("<!subteam^S0DESK|@desk> user:U0ANN always", "usergroup:S0DESK user:U0ANN always"),
+    Kind.SETTING: ("Europe/London", "Europe/London"),
 }
 
 

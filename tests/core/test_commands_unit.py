@@ -84,6 +84,7 @@ class Desk:
             await self.store.audit_entries(),
             list(self.services.probes),
             self.services.feeds_changes,
+            await self.store.subscriber_settings([MEMBER.key, ADMIN.key]),
         )
 
 
@@ -459,17 +460,75 @@ async def test_unsubscribe_suggests_only_the_persons_own_subscriptions(desk: Des
 
 TOO_LONG = "flood " * 200  # 1,200 characters typed; 1,199 once the trailing space goes
 TOO_MANY_TERMS = " OR ".join(f"term{n}" for n in range(101))
+NOTHING_TO_SUBSCRIBE = (
+    "Give a query to subscribe to, or a setting (timezone, quiet, urgent, mode, at), "
+    'e.g. subscribe "North Korea" OR Pyongyang, or quiet 22:00-07:00.'
+)
 
 # (command, arguments, the first line of the refusal, text in its `code` block if any)
 REFUSALS: list[tuple[str, dict[str, Any], str, str]] = [
-    ("subscribe", {"query": ""}, "That query does not parse:", "Empty query"),
-    ("subscribe", {"query": None}, "That query does not parse:", "Empty query"),
-    ("subscribe", {"query": "   "}, "That query does not parse:", "Empty query"),
+    ("subscribe", {"query": ""}, NOTHING_TO_SUBSCRIBE, ""),
+    ("subscribe", {"query": None}, NOTHING_TO_SUBSCRIBE, ""),
+    ("subscribe", {"query": "   "}, NOTHING_TO_SUBSCRIBE, ""),
     ("subscribe", {"query": TOO_LONG}, "That query does not parse:", "Query is too long (1199"),
     ("subscribe", {"query": TOO_MANY_TERMS}, "That query does not parse:", "Too many terms"),
     ("subscribe", {"query": '"North Korea'}, "That query does not parse:", "Unclosed quote"),
     ("subscribe", {"query": "NOT flood"}, "That query does not parse:", ""),
     ("subscribe", {"query": "ab*"}, "That query does not parse:", ""),
+    # a person's delivery settings (bot.core.quiet): a query given with a bad one is not added
+    (
+        "subscribe",
+        {"query": "Severn", "timezone": "Mars/Olympus"},
+        "'Mars/Olympus' is not a time zone I know. Use an IANA name such as Europe/London, "
+        "America/New_York, Asia/Tokyo or UTC. Nothing was changed.",
+        "",
+    ),
+    (
+        "subscribe",
+        {"timezone": "../../etc/passwd"},
+        "'../../etc/passwd' is not a time zone I know. Use an IANA name such as "
+        "Europe/London, America/New_York, Asia/Tokyo or UTC. Nothing was changed.",
+        "",
+    ),
+    (
+        "subscribe",
+        {"quiet": "25:00-07:00", "timezone": "Europe/London"},
+        "'25:00' is not a time of day for quiet hours: use 24-hour HH:MM, 00:00 to 23:59. "
+        "Nothing was changed.",
+        "",
+    ),
+    (
+        "subscribe",
+        {"quiet": "22:00"},
+        "'22:00' is not a span of quiet hours: give start-end, e.g. 22:00-07:00 (or off). "
+        "Nothing was changed.",
+        "",
+    ),
+    (
+        "subscribe",
+        {"quiet": "07:00-7"},
+        "Quiet hours must start and end at different times. Nothing was changed.",
+        "",
+    ),
+    (
+        "subscribe",
+        {"query": "Severn", "mode": "weekly", "quiet": "22:00-07:00"},
+        "Unknown mode 'weekly': use instant, hourly or daily. Nothing was changed.",
+        "",
+    ),
+    (
+        "subscribe",
+        {"urgent": "maybe"},
+        "urgent takes yes or no, not 'maybe'. Nothing was changed.",
+        "",
+    ),
+    (
+        "subscribe",
+        {"mode": "daily", "at": "8pm"},
+        "'8pm' is not a time of day for the daily digest: use 24-hour HH:MM, 00:00 to 23:59. "
+        "Nothing was changed.",
+        "",
+    ),
     (
         "unsubscribe",
         {"query": "Pyongyang"},
@@ -654,7 +713,7 @@ async def test_bad_arguments_get_a_clear_refusal(
         assert reply.code is not None and code in reply.code
     changed = await desk.snapshot()
     # Nothing was stored, audited or rescheduled (a feed may have been probed to learn why).
-    assert changed[:4] == before[:4] and changed[5] == before[5]
+    assert changed[:4] == before[:4] and changed[5:] == before[5:]
     assert len(desk.services.probes) - len(before_probes) <= 1
 
 

@@ -105,7 +105,10 @@ def render_text(card: Card) -> str:
 
 
 def render_digest_text(digest: Digest) -> str:
-    lines = [f"── {digest.channel} · {len(digest.cards)} more stories in a burst " + "─" * 20]
+    what = "more stories in a burst"
+    if digest.reason:
+        what = f"{'story' if len(digest.cards) == 1 else 'stories'} {digest.reason}"
+    lines = [f"── {digest.channel} · {len(digest.cards)} {what} " + "─" * 20]
     pings = union(c.pings for c in digest.cards if not c.update)
     if pings:
         lines.append("would ping: " + ", ".join(str(p) for p in pings))

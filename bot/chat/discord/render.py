@@ -284,13 +284,20 @@ def render_card(card: Card) -> discord.Embed:
 
 
 def render_digest(digest: Digest) -> discord.Embed:
-    """A burst for one channel as one embed: every headline a link, as many as fit."""
+    """A burst for one channel, or a person's cards that waited, as one embed: every headline
+    a link, as many as fit, then "and N more"."""
     cards = digest.cards
     urgent = any(c.urgent or is_urgent(c.headline) for c in cards)
     watchlists = list(dict.fromkeys(w for c in cards for w in c.watchlists))
     subscriber = next((c.subscriber for c in cards if c.subscriber), None)
+    noun = "story" if len(cards) == 1 else "stories"
+    title = (
+        f"{len(cards)} {noun} {digest.reason}"
+        if digest.reason
+        else f"{len(cards)} more {noun} in a burst"
+    )
     embed = discord.Embed(
-        title=f"{len(cards)} more {'story' if len(cards) == 1 else 'stories'} in a burst",
+        title=_plain(title, TITLE_LIMIT),
         colour=URGENT_COLOUR if urgent else DIGEST_COLOUR,
     )
     published = [c.published for c in cards if c.published]

@@ -9,9 +9,9 @@ A sub-command that cannot be parsed raises CommandSyntaxError naming the sub-com
 reply can show that sub-command's usage.
 
 Nothing here is about one command: the sub-commands, their usage lines and how each one's
-arguments are typed all follow from the catalog's declarations. Numbers and intervals are
-`--flags` anywhere after the sub-command; the other arguments are words in declared order,
-except that a query, which runs to the end of the line, comes last. A name runs up to a channel
+arguments are typed all follow from the catalog's declarations. Numbers, intervals and
+settings are `--flags` anywhere after the sub-command; the other arguments are words in
+declared order, except that a query, which runs to the end of the line, comes last. A name runs up to a channel
 that follows it, is one word (quoted if it has spaces) before a query, and is the rest of the
 line at the end. A channel is always typed, even where the declaration lets it be left out: it
 is what ends the name before it."""
@@ -34,9 +34,17 @@ from bot.core.replies import Reply, ReplyItem
 HELP = "help"  # Slack's own: the usage lines, all or one
 # Words typed for a group's actions, whatever the group.
 ACTIONS = {"delete": "remove", "rm": "remove", "ls": "list", "new": "add"}
-# Numbers and intervals are typed as `--flag value`, anywhere after the sub-command (the other
-# arguments are words, in a fixed order); a usage line shows the value as this.
-PLACEHOLDER = {Kind.HOURS: "N", Kind.INTEGER: "N", Kind.INTERVAL: "10m", Kind.CHOICE: "word"}
+# Numbers, intervals, choices and settings are typed as `--flag value`, anywhere after the
+# sub-command (the other arguments are words, in a fixed order); a usage line shows the value as
+# this, a choice's as its words ("--updates edit|thread"), a setting's as its label
+# ("--quiet HH:MM-HH:MM").
+PLACEHOLDER = {
+    Kind.HOURS: "N",
+    Kind.INTEGER: "N",
+    Kind.INTERVAL: "10m",
+    Kind.CHOICE: "word",
+    Kind.SETTING: "",
+}
 _FLAG_KINDS = frozenset(PLACEHOLDER)
 
 
@@ -90,7 +98,7 @@ def _usage_line(command: Command) -> str:
             parts.append(f"<{arg.called}>" if arg.required else f"[{arg.called}]")
     for arg in filter(_is_flag, command.args):
         shown = "|".join(arg.choices) if arg.kind is Kind.CHOICE else PLACEHOLDER[arg.kind]
-        flag = f"--{arg.option} {shown}"
+        flag = f"--{arg.option} {shown or arg.called}"
         parts.append(flag if arg.required else f"[{flag}]")
     notes = [
         *(["admins"] if command.admins_only else []),
@@ -255,7 +263,7 @@ def _flags(
             if not (following.kind == "word" and _FLAG.match(following.raw)):
                 raw = following.value
                 i += 1
-        if arg.kind in (Kind.INTERVAL, Kind.CHOICE):
+        if arg.kind in (Kind.INTERVAL, Kind.CHOICE, Kind.SETTING):
             if not raw or not raw.strip():
                 hint = f" ({' or '.join(arg.choices)})" if arg.choices else ""
                 raise CommandSyntaxError(f"--{flag} needs a value{hint}.", command)

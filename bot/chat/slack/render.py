@@ -243,11 +243,16 @@ def _card_fallback(card: Card) -> str:
 
 
 def render_digest(digest: Digest) -> dict[str, Any]:
-    """A burst for one channel as one message: a line per story, within Slack's 50 blocks."""
+    """A burst for one channel, or a person's cards that waited, as one message: a line per
+    story, within Slack's 50 blocks ("and N more" past them)."""
     cards = digest.cards
     names = list(dict.fromkeys(w for c in cards for w in c.watchlists))
     who = fit(" + ".join(names), 500) if names else "your subscriptions"
-    blocks = [section(f"*{len(cards)} more stories* matching {who}, in one message")]
+    if digest.reason:
+        noun = "story" if len(cards) == 1 else "stories"
+        blocks = [section(f"*{len(cards)} {noun}* {fit(digest.reason, 200)}")]
+    else:
+        blocks = [section(f"*{len(cards)} more stories* matching {who}, in one message")]
     for card in cards:
         # Which watchlist(s) matched: a burst mixes desks, and the line is all the reader gets.
         which = f" · {fit(' + '.join(card.watchlists), 300)}" if card.watchlists else ""
@@ -256,8 +261,11 @@ def render_digest(digest: Digest) -> dict[str, Any]:
     pings = digest_pings(digest)
     room = MESSAGE_BLOCKS - (1 if render_mentions(pings)[0] else 0)  # the mentions' section
     blocks = _capped(blocks, room, "…and {n} more. `/news recent` lists them all.")
+    what = (
+        f"{len(cards)} stories {digest.reason}" if digest.reason else f"{len(cards)} more stories"
+    )
     fallback = fit(
-        f"{len(cards)} more stories: " + "; ".join(c.headline for c in cards[:20]),
+        f"{what}: " + "; ".join(c.headline for c in cards[:20]),
         FALLBACK_LIMIT,
     )
     return _with_mentions({"text": fallback, "blocks": blocks}, pings)

@@ -356,7 +356,7 @@ class SlackSender:
                 rest_ids = [c.delivery_id for c in rest]
                 posted = await self._post(
                     channel,
-                    render_digest(Digest(digest.channel, tuple(rest))),
+                    render_digest(Digest(digest.channel, tuple(rest), digest.reason)),
                     {"event_type": EVENT_DIGEST, "event_payload": {"delivery_ids": rest_ids}},
                     rest_ids,
                 )

@@ -24,6 +24,12 @@ def recent(query: str | None = None, hours: float | None = None, limit: int | No
     return inv("recent", query=query, hours=hours, limit=limit)
 
 
+def subscribe(query: str | None = None, **settings: str) -> Invocation:
+    """The settings left out are None (bot.core.catalog.SETTINGS)."""
+    named = ("timezone", "quiet", "urgent", "mode", "at")
+    return inv("subscribe", **{name: settings.get(name) for name in named}, query=query)
+
+
 PARSED = [
     # help and the plain sub-commands
     ("", inv("help", topic=None)),
@@ -35,15 +41,26 @@ PARSED = [
     ("subscriptions", inv("subscriptions")),
     ("subs", inv("subscriptions")),
     # queries are passed on exactly as typed, quotes and operators included
-    ("subscribe Putin", inv("subscribe", query="Putin")),
+    ("subscribe Putin", subscribe("Putin")),
     (
         'subscribe "North Korea" OR Pyongyang',
-        inv("subscribe", query='"North Korea" OR Pyongyang'),
+        subscribe('"North Korea" OR Pyongyang'),
     ),
-    ("Subscribe  “Kim Jong Un”  -rumour", inv("subscribe", query="“Kim Jong Un”  -rumour")),
-    ("subscribe AT&amp;T &lt;b&gt;", inv("subscribe", query="AT&T <b>")),
-    ("subscribe <https://w.example/x|w.example/x>", inv("subscribe", query="https://w.example/x")),
-    ("subscribe <!here> <@U123> <#C123|general>", inv("subscribe", query="@here @U123 #general")),
+    ("Subscribe  “Kim Jong Un”  -rumour", subscribe("“Kim Jong Un”  -rumour")),
+    ("subscribe AT&amp;T &lt;b&gt;", subscribe("AT&T <b>")),
+    ("subscribe <https://w.example/x|w.example/x>", subscribe("https://w.example/x")),
+    ("subscribe <!here> <@U123> <#C123|general>", subscribe("@here @U123 #general")),
+    # a person's settings: flags anywhere, with or without a query
+    ("subscribe", subscribe()),
+    (
+        "subscribe --quiet 22:00-07:00 --timezone Europe/London",
+        subscribe(quiet="22:00-07:00", timezone="Europe/London"),
+    ),
+    (
+        "sub Severn --mode daily —at 7:30 --urgent no",
+        subscribe("Severn", mode="daily", at="7:30", urgent="no"),
+    ),
+    ('subscribe --quiet "22:00 - 07:00" flood', subscribe("flood", quiet="22:00 - 07:00")),
     (
         'unsubscribe "North Korea" OR Pyongyang',
         inv("unsubscribe", query='"North Korea" OR Pyongyang'),
@@ -150,7 +167,8 @@ def test_command_text_is_parsed(text: str, expected: Invocation) -> None:
 REFUSED = [
     # (text, the sub-command whose usage is shown, part of the problem)
     ("frobnicate", None, "Unknown sub-command 'frobnicate'"),
-    ("subscribe", "subscribe", "Give a query"),
+    ("subscribe --mode", "subscribe", "--mode needs a value"),
+    ("subscribe --tz UTC", "subscribe", "Unknown option --tz"),
     ("unsubscribe   ", "unsubscribe", "Give a query"),
     ("status now", "status", "takes no arguments"),
     ("why   ", "why", "Give a link or headline words"),

@@ -1,4 +1,4 @@
--- Schema 8: threads of updates (issue 18), as SQLite's schema 9: a watchlist's `updates` mode,
+-- Schema 9: threads of updates (issue 18), as SQLite's schema 10: a watchlist's `updates` mode,
 -- each card's mode and the revision it was last rendered from, and the other feeds that
 -- carried a story.
 ALTER TABLE watchlists ADD COLUMN updates text NOT NULL DEFAULT 'edit'

@@ -1,4 +1,4 @@
--- Schema 9: threads of updates (issue 18). A watchlist may ask for updates of an alerted story
+-- Schema 10: threads of updates (issue 18). A watchlist may ask for updates of an alerted story
 -- as replies under its card (`updates = 'thread'`); such a card also names every feed that
 -- carries the story.
 ALTER TABLE watchlists ADD COLUMN updates TEXT NOT NULL DEFAULT 'edit'

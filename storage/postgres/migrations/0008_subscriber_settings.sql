@@ -1,0 +1,21 @@
+-- Schema 7: how and when each person's cards come (issue 18; bot/core/quiet.py): a time zone,
+-- quiet hours, whether urgent stories come through them, and instant or digest delivery. Times
+-- of day are minutes after local midnight.
+CREATE TABLE subscriber_settings (
+    subscriber      text        PRIMARY KEY,
+    timezone        text        NOT NULL DEFAULT 'UTC',
+    quiet_start     integer     CHECK (quiet_start BETWEEN 0 AND 1439),
+    quiet_end       integer     CHECK (quiet_end BETWEEN 0 AND 1439),
+    urgent_through  boolean     NOT NULL DEFAULT true,
+    mode            text        NOT NULL DEFAULT 'instant'
+                                CHECK (mode IN ('instant', 'hourly', 'daily')),
+    daily_at        integer     NOT NULL DEFAULT 480 CHECK (daily_at BETWEEN 0 AND 1439),
+    updated_at      timestamptz NOT NULL
+);
+
+-- A person's card that waits for their quiet hours to end or their digest (next_attempt_at is
+-- the same moment). Unlike a card waiting out a retry, it does not hold up the later cards of
+-- its destination: an urgent story may pass it.
+ALTER TABLE deliveries ADD COLUMN held_until timestamptz;
+CREATE INDEX deliveries_held ON deliveries (subscriber)
+    WHERE held_until IS NOT NULL AND status = 'pending';
