@@ -4,8 +4,11 @@ together from held and newly parsed items (in the parse worker, for bot.feeds.it
 The bot holds one memo per feed, compressed: per feed only the items of its last document, each
 with its Story and what identifying it takes (link key, fingerprint, primary identities, fuzzy
 keys). Held as objects, they cost about 27 KB per item (the fingerprints' word-pair sets above
-all): 1.3 GB for 1,000 feeds of 50 items. Compressed, about 1 KB, and the bot never opens them:
-the worker does, so the event loop receives a ParsedFeed as it did before.
+all): 1.3 GB for 1,000 feeds of 50 items. Pickled, each item is about 1 KB, and the memo is
+compressed whole (about 250 bytes per item: the items of one feed share most of their words),
+and the bot never opens it: the worker does, so the event loop receives a ParsedFeed as it did
+before. Items were once compressed one by one: twice the bytes, and on a first poll zlib's set-up
+per item cost more than pickling it (issue 13).
 
 What depends on the whole document (which GUIDs are unique, which story is listed twice, the
 boilerplate word pairs and the fuzzy keys that leave them out) is worked out here as
@@ -13,6 +16,7 @@ bot.core.identity.identify does; a test holds the two to the same result over th
 
 from __future__ import annotations
 
+import operator
 import pickle
 import zlib
 from collections import Counter
@@ -73,22 +77,24 @@ def item_result(story: Story | None) -> ItemResult:
 
 
 _STORY_FIELDS = Story.__slots__
+_story_fields = operator.attrgetter(*_STORY_FIELDS)
 _KINDS = {int(kind): kind for kind in KeyKind}
 
 
 def pack(result: ItemResult) -> bytes:
-    """The item as compressed plain tuples: a dataclass pickles several times slower."""
+    """The item as plain tuples, pickled: a dataclass pickles several times slower. (The memo
+    is compressed whole: `dump`.)"""
     story = result.story
-    fields = None if story is None else tuple(getattr(story, f) for f in _STORY_FIELDS)
+    fields = None if story is None else _story_fields(story)
     fuzzy = None if result.fuzzy is None else tuple((int(k), v) for k, v in result.fuzzy)
     flat = (fields, result.link, result.print, result.by_guid, result.fallback, fuzzy)
-    return zlib.compress(pickle.dumps(flat, pickle.HIGHEST_PROTOCOL), 1)
+    return pickle.dumps(flat, pickle.HIGHEST_PROTOCOL)
 
 
 def unpack(blob: bytes) -> ItemResult:
     # Made by a parse worker and held in the bot's memory, never read from outside (the pipe
     # to the workers is pickle already).
-    fields, link, print_, by_guid, fallback, fuzzy = pickle.loads(zlib.decompress(blob))  # noqa: S301
+    fields, link, print_, by_guid, fallback, fuzzy = pickle.loads(blob)  # noqa: S301
     new = tuple.__new__
     return ItemResult(
         None if fields is None else Story(*fields),
@@ -101,14 +107,14 @@ def unpack(blob: bytes) -> ItemResult:
 
 
 def dump(memo: Memo) -> bytes:
-    return pickle.dumps(memo, pickle.HIGHEST_PROTOCOL)
+    return zlib.compress(pickle.dumps(memo, pickle.HIGHEST_PROTOCOL), 1)
 
 
 def load(blob: bytes | None) -> Memo | None:
     if blob is None:
         return None
     try:
-        memo = pickle.loads(blob)  # noqa: S301 (see unpack)
+        memo = pickle.loads(zlib.decompress(blob))  # noqa: S301 (see unpack)
     except Exception:  # a memo from another version of this module: parse all again
         return None
     return memo if isinstance(memo, Memo) else None
