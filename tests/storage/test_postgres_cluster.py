@@ -10,6 +10,7 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
 import pytest
 
 from bot.core.cluster import Coordinator, LeaseLost, Signal
@@ -95,8 +96,23 @@ async def kill_worker(store: PostgresStorage) -> None:
     database sees it."""
     await store._stop_signals()  # its listener (not what frees anything)
     assert store._hold_conn is not None
+    holder = store._hold_conn.get_server_pid()
     store._hold_conn.terminate()
     store._pool.terminate()
+    # The server ends the sessions (and frees their locks) when it notices the sockets closed,
+    # a moment later: wait for that, as a restarted worker's first claim would in practice.
+    watcher = await asyncpg.connect(store._url)
+    try:
+        for _ in range(500):  # up to 10 s
+            gone = await watcher.fetchval(
+                "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)", holder
+            )
+            if gone:
+                break
+            await asyncio.sleep(0.02)
+        assert gone, "the killed worker's session outlived its socket"
+    finally:
+        await watcher.close()
 
 
 # --- feed leases ----------------------------------------------------------------------------------
