@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from bot.core.latency import CardTiming, SourceSighting
 from bot.core.models import (
     Delivery,
     DeliveryStatus,
@@ -49,6 +50,7 @@ STORY_COLUMNS = (
     "revision",
     "alertable",
     "held",
+    "published_stamped",
 )
 DELIVERY_COLUMNS = (
     "id",
@@ -148,6 +150,7 @@ def story_of(row: Row, when: When, prefix: str = "") -> StoredStory:
         revision=col("revision"),
         alertable=bool(col("alertable")),
         held=col("held") or "",
+        published_stamped=bool(col("published_stamped")),
     )
 
 
@@ -255,3 +258,47 @@ def settings_of(row: Row) -> SubscriberSettings:
         mode=DigestMode(row["mode"]),
         daily_at=row["daily_at"],
     )
+
+
+# The latency a desk feels (bot.core.latency), in SQL both engines run; `{since}` is the
+# engine's parameter for the window's start. A story's first card, with its story's times:
+CARD_TIMINGS = """
+    SELECT s.feed_id, s.feed_name, s.published_at, s.published_stamped, s.first_seen_at,
+           d.sent_at
+    FROM (SELECT story_id, min(sent_at) AS sent_at FROM deliveries
+          WHERE status = 'sent' AND sent_at IS NOT NULL GROUP BY story_id
+          HAVING min(sent_at) >= {since}) d
+    JOIN stories s ON s.id = d.story_id"""
+# The sightings of the stories several feeds carry, one of them seen in the window.
+SHARED_SOURCES = """
+    SELECT story_id, feed_id, feed_name, seen_at, baseline FROM story_feeds
+    WHERE story_id IN (SELECT story_id FROM story_feeds GROUP BY story_id
+                       HAVING count(*) > 1 AND max(seen_at) >= {since})
+    ORDER BY story_id, seen_at, feed_id"""
+
+
+def card_timing_of(row: Row, when: When) -> CardTiming:
+    return CardTiming(
+        feed_id=row["feed_id"],
+        feed_name=row["feed_name"],
+        published=when(row["published_at"]),
+        stamped=bool(row["published_stamped"]),
+        first_seen=when(row["first_seen_at"]) or _EPOCH,
+        sent_at=when(row["sent_at"]) or _EPOCH,
+    )
+
+
+def sightings_of(rows: Sequence[Row], when: When) -> dict[int, list[SourceSighting]]:
+    """Rows of story_feeds (story_id, feed_id, feed_name, seen_at, baseline), per story in
+    the order given (the queries sort them earliest first)."""
+    found: dict[int, list[SourceSighting]] = {}
+    for row in rows:
+        found.setdefault(row["story_id"], []).append(
+            SourceSighting(
+                row["feed_id"],
+                row["feed_name"],
+                when(row["seen_at"]) or _EPOCH,
+                bool(row["baseline"]),
+            )
+        )
+    return found

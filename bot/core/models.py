@@ -44,6 +44,9 @@ class StoredStory:
     # Why a story that never alerted was recorded quietly: HELD_BASELINE or HELD_OLD (empty
     # otherwise). Stored with the story, so /why can say it without guessing.
     held: str = ""
+    # The feed gave its publish time to several items of the document: a stamp (the fetch
+    # time, a build date), not when the story was published (bot.core.latency).
+    published_stamped: bool = False
 
     # The matcher reads these four attributes (bot.core.matcher.Matchable).
     @property

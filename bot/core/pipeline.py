@@ -23,6 +23,7 @@ from bot.core.identity import (
     remember_print,
     strong_keys,
 )
+from bot.core.latency import Lead, SourceSighting
 from bot.core.models import FeedState, StoredStory, Story
 from bot.core.plan import (  # re-exported: the planner's names were long imported from here
     MAX_VERIFIED,
@@ -106,6 +107,8 @@ class PollReport:
     # The feed's polling after a successful poll (bot.core.polling): the scheduler re-times
     # its job when the interval moved.
     schedule: PollSchedule | None = None
+    # Stories this poll made shared: which feed had each first, and by how much.
+    leads: tuple[Lead, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,6 +322,7 @@ class Pipeline:
             updated=sum(1 for r in plan.revisions if r.notify),
             alerts=plan.alerts,
             schedule=job.schedule,
+            leads=tuple(plan.leads),
         )
 
     async def _ingest_waiting(self) -> None:
@@ -364,7 +368,7 @@ class Pipeline:
         # The plan needs no hit on a story it will not read (the GUID and link hits it keeps
         # all: they decide, loaded or not).
         hits = [h for h in hits if h.kind in PERMANENT_KINDS or h.story_id in wanted]
-        stories_by_id, targets = await self._load(session, wanted)
+        stories_by_id, targets, carriers = await self._load(session, wanted, job.feed.id)
         # Matching and near-duplicate checks are CPU work whose cost grows with the stories
         # and the queries: off the loop, so chat heartbeats and commands never wait on it.
         plan = await asyncio.to_thread(
@@ -378,6 +382,7 @@ class Pipeline:
             now,
             targets,
             job.ignore,
+            carriers,
         )
         outcome = job.outcome
         if job.seen is not None:
@@ -402,15 +407,17 @@ class Pipeline:
         return hits
 
     async def _load(
-        self, session: IngestSession, ids: set[int]
-    ) -> tuple[dict[int, StoredStory], dict[int, set[str]]]:
+        self, session: IngestSession, ids: set[int], feed_id: int
+    ) -> tuple[dict[int, StoredStory], dict[int, set[str]], dict[int, list[SourceSighting]]]:
+        """The stories, who has their cards, and (for those first seen in another feed: the
+        usual poll lists only its own) which feeds carry them."""
         if not ids:
-            return {}, {}
+            return {}, {}, {}
         candidates = sorted(ids)
-        return (
-            await session.load_stories(candidates),
-            await session.delivery_targets(candidates),
-        )
+        stories = await session.load_stories(candidates)
+        targets = await session.delivery_targets(candidates)
+        others = [i for i, story in stories.items() if story.feed_id != feed_id]
+        return stories, targets, (await session.story_carriers(others) if others else {})
 
 
 class _Ingest:

@@ -21,10 +21,12 @@ from bot.core.identity import (
     same_story,
     url_key,
 )
+from bot.core.latency import Lead, SourceSighting, comparable, stamped_times
 from bot.core.models import HELD_BASELINE, HELD_OLD, FeedState, StoredStory, Story
 from bot.core.ports import KeyHit
 from bot.core.routing import QueryBook, Route
 from bot.core.store import (
+    CarrierRow,
     DeliveryRow,
     IngestBatch,
     KeyRow,
@@ -51,6 +53,7 @@ class NewStory:
     story: Story
     alertable: bool
     held: str = ""  # why it does not alert: HELD_BASELINE or HELD_OLD
+    stamped: bool = False  # its publish time is one several items of the document share
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,11 @@ class Revision:
 class PlannedKey(NamedTuple):  # a tuple: a first poll plans a dozen per item
     story_ref: int  # positive: existing story id; negative: NewStory.ref
     key: IdentityKey
+
+
+class PlannedCarrier(NamedTuple):
+    story_ref: int
+    baseline: bool  # seen in the feed's baseline poll
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +90,12 @@ class IngestPlan:
     sources: list[SourceRow] = field(default_factory=list)  # other feeds carrying a story
     # Other feeds' items found to be stored stories, the first time each is seen (for /why).
     sightings: list[SightingRow] = field(default_factory=list)
+    # The feed carries these stories (new ones, and stored ones it had not carried yet).
+    carriers: list[PlannedCarrier] = field(default_factory=list)
+    # Stories this poll made shared: which feed had each first, and by how much.
+    leads: list[Lead] = field(default_factory=list)
+    feed_id: int = 0
+    feed_name: str = ""
     seen: int = 0
     max_updates: int = 3
     # Near-duplicate checks made (at most MAX_VERIFIED per sighting): the work of the plan.
@@ -104,13 +118,17 @@ class IngestPlan:
 
         new = tuple.__new__  # a KeyRow without the constructor's Python call: a dozen per item
         return IngestBatch(
-            [NewStoryRow(n.ref, n.story, n.alertable, n.held) for n in self.new_stories],
+            [NewStoryRow(n.ref, n.story, n.alertable, n.held, n.stamped) for n in self.new_stories],
             [RevisionRow(r.story_id, r.story, r.notify, r.alertable) for r in self.revisions],
             [new(KeyRow, (ref(story_ref), key)) for story_ref, key in self.keys],
             [DeliveryRow(ref(d.story_ref), d.route) for d in self.deliveries],
             self.max_updates,
             sources=list(dict.fromkeys(self.sources)),
             sightings=self.sightings,
+            carriers=[
+                CarrierRow(ref(p.story_ref), self.feed_id, self.feed_name, p.baseline)
+                for p in self.carriers
+            ],
         )
 
 
@@ -141,11 +159,16 @@ def plan_ingest(
     now: datetime,
     targets: Mapping[int, set[str]] | None = None,
     ignore: frozenset[str] | None = None,
+    carriers: Mapping[int, Sequence[SourceSighting]] | None = None,
 ) -> IngestPlan:
     """`targets`: the destinations that already have a delivery, per known story. `ignore`:
-    the document's boilerplate, when already known (see `identity.boilerplate`)."""
+    the document's boilerplate, when already known (see `identity.boilerplate`). `carriers`:
+    the feeds recorded as carrying each known story (IngestSession.story_carriers)."""
     targets = targets or {}
-    plan = IngestPlan(max_updates=settings.max_updates)
+    carriers = carriers or {}
+    plan = IngestPlan(max_updates=settings.max_updates, feed_id=feed.id, feed_name=feed.name)
+    stamps = stamped_times(s.story for s in sightings)
+    carried: set[int] = set()  # known stories this plan records the feed as carrying
     by_key: dict[int, list[int]] = {}
     # Windowed kinds only count inside the window; the store filters, this makes sure (one
     # comparison per hit: a first poll of formulaic feeds reads millions).
@@ -206,7 +229,9 @@ def plan_ingest(
                 else HELD_OLD
             )
             alertable = not held
-            plan.new_stories.append(NewStory(ref, story, alertable, held))
+            stamped = story.published is not None and story.published in stamps
+            plan.new_stories.append(NewStory(ref, story, alertable, held, stamped))
+            plan.carriers.append(PlannedCarrier(ref, not feed.baseline_done))
             local[ref] = story
             _remember(plan, by_key, ref, sighting.strong + sighting.fuzzy)
             if alertable:
@@ -222,6 +247,10 @@ def plan_ingest(
             # Another feed's item that is a story we have: kept once (its keys are new only
             # the first time), so that /why can name the duplicate and the story it repeats.
             plan.sightings.append(SightingRow(match_ref, story.feed, story.title, story.link))
+        known = stories[match_ref]
+        if known.feed_id != feed.id and match_ref not in carried:
+            carried.add(match_ref)
+            _plan_carrier(plan, feed, known, carriers.get(match_ref, ()), now)
         delivered = targets.get(match_ref, set())
         planned = {d.route.target for d in plan.deliveries if d.story_ref == match_ref}
         _plan_sighting(
@@ -254,6 +283,32 @@ def fuzzy_candidates(keys: Sequence[IdentityKey], by_key: Mapping[int, list[int]
             weight = 10 if key.kind == KeyKind.TITLE else 1
             votes[ref] = votes.get(ref, 0) + weight
     return sorted(votes, key=lambda r: (-votes[r], -r))
+
+
+def _plan_carrier(
+    plan: IngestPlan,
+    feed: FeedState,
+    known: StoredStory,
+    recorded: Sequence[SourceSighting],
+    now: datetime,
+) -> None:
+    """Another feed carries a stored story: recorded the first time it does. The first feed
+    that can be compared with an earlier one (no baseline on either side) makes the story
+    shared, and says which feed had it first and by how much."""
+    if not recorded and known.feed_id is not None:
+        # Stored before carriers were recorded: its own first sighting stands in.
+        recorded = [
+            SourceSighting(known.feed_id, known.story.feed, known.first_seen, not known.alertable)
+        ]
+    if any(s.feed_id == feed.id for s in recorded):
+        return
+    plan.carriers.append(PlannedCarrier(known.id, not feed.baseline_done))
+    earlier = comparable(recorded)
+    if feed.baseline_done and len(earlier) == 1:
+        first = earlier[0]
+        plan.leads.append(
+            Lead(first.feed_name, feed.name, max(0.0, (now - first.seen_at).total_seconds()))
+        )
 
 
 def _remember(

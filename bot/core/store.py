@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import NamedTuple, Protocol
 
 from bot.core.identity import IdentityKey, KeyKind
+from bot.core.latency import CardTiming, SourceSighting
 from bot.core.models import (
     Delivery,
     FeedSpec,
@@ -136,6 +137,7 @@ class NewStoryRow:
     story: Story
     alertable: bool
     held: str = ""  # why it does not alert (models.HELD_BASELINE, HELD_OLD); "" when it does
+    stamped: bool = False  # its publish time is a stamp (StoredStory.published_stamped)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +162,17 @@ class SourceRow(NamedTuple):
 
     story_id: int
     feed: str
+
+
+class CarrierRow(NamedTuple):
+    """A feed carries the story (for the latency figures, bot.core.latency): recorded at the batch's time unless the feed already is
+    (the first sighting per feed and story is kept). `baseline`: seen in the feed's baseline
+    poll, which says when we started listening, not when the feed had it."""
+
+    story: StoryRef
+    feed_id: int
+    feed_name: str
+    baseline: bool
 
 
 class DeliveryRow(NamedTuple):
@@ -193,6 +206,7 @@ class IngestBatch:
     max_updates: int = 3
     sources: Sequence[SourceRow] = ()
     sightings: Sequence[SightingRow] = ()
+    carriers: Sequence[CarrierRow] = ()  # for the latency figures (bot.core.latency)
 
     def ingest_batch(self) -> IngestBatch:
         return self
@@ -219,6 +233,8 @@ class IngestSession(Protocol):
     async def load_stories(self, ids: Sequence[int]) -> dict[int, StoredStory]: ...
 
     async def delivery_targets(self, story_ids: Sequence[int]) -> dict[int, set[str]]: ...
+
+    async def story_carriers(self, story_ids: Sequence[int]) -> dict[int, list[SourceSighting]]: ...
 
     async def apply_ingest(
         self, feed: FeedState, plan: SupportsIngestBatch, outcome: PollOutcome, now: datetime
@@ -252,6 +268,11 @@ class IngestStore(IngestSession, Protocol):
 
     async def delivery_targets(self, story_ids: Sequence[int]) -> dict[int, set[str]]:
         """Per story that has any, the destinations with a card for it (sent or not)."""
+        ...
+
+    async def story_carriers(self, story_ids: Sequence[int]) -> dict[int, list[SourceSighting]]:
+        """Per story that has any, the feeds recorded as carrying it (CarrierRow), earliest
+        sighting first."""
         ...
 
     async def apply_ingest(
@@ -440,6 +461,15 @@ class CommandStore(Protocol):
         ...
 
     async def stories_per_feed(self, since: datetime) -> dict[int, int]: ...
+
+    async def card_timings(self, since: datetime) -> list[CardTiming]:
+        """Per story whose first card was sent since `since`: that card's timing."""
+        ...
+
+    async def shared_stories(self, since: datetime) -> dict[int, list[SourceSighting]]:
+        """Stories carried by several feeds, one of them first seen since `since`: per story,
+        its sightings, earliest first."""
+        ...
 
     async def delivery_counts(self) -> dict[str, int]:
         """Cards per DeliveryStatus value, every status present."""

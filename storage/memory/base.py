@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from bot.core.identity import KeyKind
+from bot.core.latency import SourceSighting
 from bot.core.models import (
     Delivery,
     DeliveryStatus,
@@ -108,6 +109,7 @@ class StoryRow:
     alertable: bool = False
     sources: list[str] = field(default_factory=list)  # the other feeds, in the order they came
     held: str = ""
+    published_stamped: bool = False
 
     def stored(self, *, sources: bool = False) -> StoredStory:
         """`sources`: with the other feeds (as the outbox reads a story; the planner does not)."""
@@ -120,6 +122,7 @@ class StoryRow:
             self.alertable,
             sources=tuple(self.sources) if sources else (),
             held=self.held,
+            published_stamped=self.published_stamped,
         )
 
 
@@ -176,6 +179,8 @@ class MemoryBase:
         self._stories: dict[int, StoryRow] = {}
         # identity key -> story id -> (kind, seen at): one row per (key, story), like the table.
         self._keys: dict[int, dict[int, tuple[KeyKind, float]]] = {}
+        # story id -> feed id -> (feed name, first seen there, in its baseline poll).
+        self._carriers: dict[int, dict[int, tuple[str, float, bool]]] = {}
         self._deliveries: dict[int, CardRow] = {}  # in id order: ids only grow
         # story id -> destination -> delivery id: one card per story and destination.
         self._cards: dict[int, dict[str, int]] = {}
@@ -206,6 +211,11 @@ class MemoryBase:
         for story in self._stories.values():  # ON DELETE SET NULL
             if story.feed_id == feed.id:
                 story.feed_id = None
+
+    def _carrier_sightings(self, story_id: int) -> list[SourceSighting]:
+        found = self._carriers.get(story_id, {})
+        rows = sorted(found.items(), key=lambda item: (item[1][1], item[0]))
+        return [SourceSighting(fid, name, moment(at), base) for fid, (name, at, base) in rows]
 
     def _record_poll(
         self, feed_id: int, outcome: PollOutcome, now: datetime, *, baseline_done: bool | None

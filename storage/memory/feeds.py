@@ -6,9 +6,10 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime
 
-from bot.core.models import FeedSpec, FeedState, Origin
+from bot.core.latency import CardTiming, SourceSighting
+from bot.core.models import DeliveryStatus, FeedSpec, FeedState, Origin
 from bot.core.store import DuplicateName, PollOutcome
-from storage.memory.base import FeedRow, MemoryBase, nocase, ts
+from storage.memory.base import FeedRow, MemoryBase, moment, nocase, ts
 
 log = logging.getLogger(__name__)
 
@@ -96,3 +97,32 @@ class FeedTables(MemoryBase):
             if story.first_seen >= ts(since) and story.feed_id is not None:
                 counts[story.feed_id] = counts.get(story.feed_id, 0) + 1
         return counts
+
+    async def card_timings(self, since: datetime) -> list[CardTiming]:
+        first: dict[int, float] = {}
+        for card in self._deliveries.values():
+            if card.status == DeliveryStatus.SENT and card.sent_at is not None:
+                first[card.story_id] = min(card.sent_at, first.get(card.story_id, card.sent_at))
+        found = []
+        for story_id, sent in first.items():
+            row = self._stories.get(story_id)
+            if row is None or sent < ts(since):
+                continue
+            found.append(
+                CardTiming(
+                    row.feed_id,
+                    row.story.feed,
+                    row.story.published,
+                    row.published_stamped,
+                    moment(row.first_seen),
+                    moment(sent),
+                )
+            )
+        return found
+
+    async def shared_stories(self, since: datetime) -> dict[int, list[SourceSighting]]:
+        return {
+            story_id: self._carrier_sightings(story_id)
+            for story_id, carried in sorted(self._carriers.items())
+            if len(carried) > 1 and max(at for _, at, _ in carried.values()) >= ts(since)
+        }

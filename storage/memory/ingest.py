@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from bot.core.identity import KeyKind
+from bot.core.latency import SourceSighting
 from bot.core.models import DeliveryStatus, FeedState, Sighting, StoredStory
 from bot.core.store import (
     WINDOW_HITS_PER_KEY,
@@ -49,6 +50,11 @@ class IngestTables(MemoryBase):
     async def delivery_targets(self, story_ids: Sequence[int]) -> dict[int, set[str]]:
         return {i: set(self._cards[i]) for i in story_ids if self._cards.get(i)}
 
+    async def story_carriers(self, story_ids: Sequence[int]) -> dict[int, list[SourceSighting]]:
+        return {
+            i: self._carrier_sightings(i) for i in sorted(set(story_ids)) if self._carriers.get(i)
+        }
+
     @asynccontextmanager
     async def ingest_session(self) -> AsyncIterator[IngestSession]:
         # Each apply_ingest commits on its own (see IngestStore.ingest_session).
@@ -86,7 +92,13 @@ class IngestTables(MemoryBase):
         for row in batch.new_stories:
             sid = ids[row.label]
             self._stories[sid] = StoryRow(
-                sid, feed.id, as_stored(row.story), stamp, alertable=row.alertable, held=row.held
+                sid,
+                feed.id,
+                as_stored(row.story),
+                stamp,
+                alertable=row.alertable,
+                held=row.held,
+                published_stamped=row.stamped,
             )
         for revision in batch.revisions:
             stored = self._stories.get(revision.story_id)
@@ -118,6 +130,9 @@ class IngestTables(MemoryBase):
                         card.update_pending, card.next_attempt_at = True, stamp
         for key, sid, kind in keys:
             self._keys.setdefault(key, {}).setdefault(sid, (kind, stamp))  # INSERT OR IGNORE
+        for carrier in batch.carriers:  # INSERT OR IGNORE: the first sighting per feed stays
+            carried = self._carriers.setdefault(story_id(carrier.story), {})
+            carried.setdefault(carrier.feed_id, (carrier.feed_name, stamp, carrier.baseline))
         for sid, route in cards:
             existing = self._cards.get(sid, {}).get(route.target)
             if existing is not None:  # one card per story and destination: renew its terms
@@ -200,6 +215,7 @@ class IngestTables(MemoryBase):
         for story_id in old:
             del self._stories[story_id]
             self._sightings.pop(story_id, None)
+            self._carriers.pop(story_id, None)  # ON DELETE CASCADE
             for delivery_id in self._cards.pop(story_id, {}).values():
                 del self._deliveries[delivery_id]  # ON DELETE CASCADE
         cutoff = {

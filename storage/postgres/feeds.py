@@ -8,11 +8,12 @@ from datetime import datetime
 
 import asyncpg
 
+from bot.core.latency import CardTiming, SourceSighting
 from bot.core.models import FeedSpec, FeedState, Origin
 from bot.core.store import PollOutcome
 from storage.errors import DuplicateName
-from storage.postgres.base import PostgresBase, feed_of, fold
-from storage.rows import FEED_COLUMNS
+from storage.postgres.base import PostgresBase, feed_of, fold, utc
+from storage.rows import CARD_TIMINGS, FEED_COLUMNS, SHARED_SOURCES, card_timing_of, sightings_of
 
 log = logging.getLogger(__name__)
 
@@ -125,3 +126,10 @@ class FeedTables(PostgresBase):
             since,
         )
         return {feed_id: count for feed_id, count in rows}
+
+    async def card_timings(self, since: datetime) -> list[CardTiming]:
+        rows = await self._read(CARD_TIMINGS.format(since="$1"), since)
+        return [card_timing_of(row, utc) for row in rows]
+
+    async def shared_stories(self, since: datetime) -> dict[int, list[SourceSighting]]:
+        return sightings_of(await self._read(SHARED_SOURCES.format(since="$1"), since), utc)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from bot.core.identity import KeyKind
+from bot.core.latency import SourceSighting
 from bot.core.models import FeedState, StoredStory
 from bot.core.store import (
     WINDOW_HITS_PER_KEY,
@@ -21,8 +22,8 @@ from bot.core.store import (
     StoryRef,
     SupportsIngestBatch,
 )
-from storage.postgres.base import PostgresBase, story_of
-from storage.rows import STORY_COLUMNS, columns
+from storage.postgres.base import PostgresBase, story_of, utc
+from storage.rows import STORY_COLUMNS, columns, sightings_of
 
 _STORY = columns("s", STORY_COLUMNS)
 _KINDS = {int(kind): kind for kind in KeyKind}
@@ -103,6 +104,16 @@ class IngestTables(PostgresBase):
             found.setdefault(story_id, set()).add(target)
         return found
 
+    async def story_carriers(self, story_ids: Sequence[int]) -> dict[int, list[SourceSighting]]:
+        if not story_ids:
+            return {}
+        rows = await self._read(
+            """SELECT story_id, feed_id, feed_name, seen_at, baseline FROM story_feeds
+               WHERE story_id = ANY($1::bigint[]) ORDER BY story_id, seen_at, feed_id""",
+            list(story_ids),
+        )
+        return sightings_of(rows, utc)
+
     @asynccontextmanager
     async def ingest_session(self) -> AsyncIterator[IngestSession]:
         """Each apply_ingest commits on its own, but one session at a time in the whole
@@ -157,9 +168,9 @@ class IngestTables(PostgresBase):
                 await conn.executemany(
                     """INSERT INTO stories (id, feed_id, feed_name, guid, url, title, summary,
                          content, published_at, first_seen_at, author, categories, image,
-                         alertable, held)
+                         alertable, held, published_stamped)
                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
-                         $15)""",
+                         $15, $16)""",
                     [
                         (
                             ids[row.label],
@@ -177,6 +188,7 @@ class IngestTables(PostgresBase):
                             row.story.image,
                             row.alertable,
                             row.held or None,
+                            row.stamped,
                         )
                         for row in batch.new_stories
                     ],
@@ -272,6 +284,16 @@ class IngestTables(PostgresBase):
                     """INSERT INTO story_sightings (story_id, feed_name, title, url, seen_at)
                        VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING""",
                     [(r.story_id, r.feed, r.title, r.link or "", now) for r in batch.sightings],
+                )
+            if batch.carriers:
+                # The first sighting per feed and story stays: it is when the feed had it.
+                await conn.executemany(
+                    """INSERT INTO story_feeds (story_id, feed_id, feed_name, seen_at, baseline)
+                       VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING""",
+                    [
+                        (story_id(r.story), r.feed_id, r.feed_name, now, r.baseline)
+                        for r in batch.carriers
+                    ],
                 )
             await self._record_poll(conn, feed.id, outcome, now, baseline_done=True)
         return ids

@@ -7,11 +7,12 @@ import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 
+from bot.core.latency import CardTiming, SourceSighting
 from bot.core.models import FeedSpec, FeedState, Origin
 from bot.core.store import PollOutcome
 from storage.errors import DuplicateName
-from storage.rows import FEED_COLUMNS
-from storage.sqlite.base import SqliteBase, feed_of, marks
+from storage.rows import CARD_TIMINGS, FEED_COLUMNS, SHARED_SOURCES, card_timing_of, sightings_of
+from storage.sqlite.base import SqliteBase, dt, feed_of, marks
 
 log = logging.getLogger(__name__)
 
@@ -125,3 +126,11 @@ class FeedTables(SqliteBase):
             (since.timestamp(),),
         )
         return {feed_id: count for feed_id, count in rows if feed_id is not None}
+
+    async def card_timings(self, since: datetime) -> list[CardTiming]:
+        rows = await self._read(CARD_TIMINGS.format(since="?"), (since.timestamp(),))
+        return [card_timing_of(row, dt) for row in rows]
+
+    async def shared_stories(self, since: datetime) -> dict[int, list[SourceSighting]]:
+        rows = await self._read(SHARED_SOURCES.format(since="?"), (since.timestamp(),))
+        return sightings_of(rows, dt)

@@ -11,6 +11,7 @@ from functools import lru_cache, partial
 from typing import Any
 
 from bot.core.identity import KeyKind
+from bot.core.latency import SourceSighting
 from bot.core.models import FeedState, StoredStory
 from bot.core.store import (
     WINDOW_HITS_PER_KEY,
@@ -21,12 +22,13 @@ from bot.core.store import (
     StoryRef,
     SupportsIngestBatch,
 )
-from storage.rows import STORY_COLUMNS, columns
+from storage.rows import STORY_COLUMNS, columns, sightings_of
 from storage.sqlite.base import (
     SqliteBase,
     begin,
     chunks,
     commit,
+    dt,
     fetch_scalar,
     in_savepoint,
     in_transaction,
@@ -66,6 +68,10 @@ class IngestTables(SqliteBase):
     async def delivery_targets(self, story_ids: Sequence[int]) -> dict[int, set[str]]:
         async with self._lock:
             return await _Session(self).delivery_targets(story_ids)
+
+    async def story_carriers(self, story_ids: Sequence[int]) -> dict[int, list[SourceSighting]]:
+        async with self._lock:
+            return await _Session(self).story_carriers(story_ids)
 
     async def apply_ingest(
         self, feed: FeedState, plan: SupportsIngestBatch, outcome: PollOutcome, now: datetime
@@ -175,6 +181,15 @@ class _Session:
             found.setdefault(story_id, set()).add(target)
         return found
 
+    async def story_carriers(self, story_ids: Sequence[int]) -> dict[int, list[SourceSighting]]:
+        if not story_ids:
+            return {}
+        rows = await self._store._run(
+            partial(_select_in, sql=_SOURCE_ROWS, values=list(story_ids), by_name=True)
+        )
+        rows.sort(key=lambda row: (row["story_id"], row["seen_at"], row["feed_id"]))
+        return sightings_of(rows, dt)
+
     async def apply_ingest(
         self, feed: FeedState, plan: SupportsIngestBatch, outcome: PollOutcome, now: datetime
     ) -> dict[int, int]:
@@ -242,6 +257,10 @@ _KINDS = {int(kind): kind for kind in KeyKind}
 _STRONG_ROWS = "SELECT key, kind, story_id, seen_at FROM story_keys WHERE key IN ({marks})"
 _STORY_ROWS = f"SELECT {columns('s', STORY_COLUMNS)} FROM stories s WHERE s.id IN ({{marks}})"  # noqa: S608 - column names are constants
 _TARGET_ROWS = "SELECT story_id, target FROM deliveries WHERE story_id IN ({marks})"
+_SOURCE_ROWS = (
+    "SELECT story_id, feed_id, feed_name, seen_at, baseline FROM story_feeds"
+    " WHERE story_id IN ({marks})"
+)
 
 
 def _write_poll_batch(
@@ -275,8 +294,8 @@ def _write_poll_batch(
         conn.executemany(
             """INSERT INTO stories (id, feed_id, feed_name, guid, url, title, summary,
                  content, published_at, first_seen_at, author, categories, image,
-                 alertable, held)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                 alertable, held, published_stamped)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             [
                 (
                     ids[row.label],
@@ -294,6 +313,7 @@ def _write_poll_batch(
                     row.story.image,
                     int(row.alertable),
                     row.held or None,
+                    int(row.stamped),
                 )
                 for row in batch.new_stories
             ],
@@ -380,6 +400,16 @@ def _write_poll_batch(
             """INSERT OR IGNORE INTO story_sightings (story_id, feed_name, title, url, seen_at)
                VALUES (?, ?, ?, ?, ?)""",
             [(r.story_id, r.feed, r.title, r.link or "", stamp) for r in batch.sightings],
+        )
+    if batch.carriers:
+        # The first sighting per feed and story stays: it is when the feed had it.
+        conn.executemany(
+            """INSERT OR IGNORE INTO story_feeds (story_id, feed_id, feed_name, seen_at, baseline)
+               VALUES (?, ?, ?, ?, ?)""",
+            [
+                (story_id(r.story), r.feed_id, r.feed_name, stamp, int(r.baseline))
+                for r in batch.carriers
+            ],
         )
     write_poll(conn, feed.id, outcome, now, True)
     return ids
