@@ -7,6 +7,7 @@ keeps tests (several bots in one process) apart. Labels carry feed names only, n
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
 from bot.chat.link import Link
+from bot.core.latency import delay_from_published
 from bot.core.models import Delivery, FeedState, StoredStory, platform_of
 from bot.core.pipeline import PollReport, PollStatus
 from bot.core.ports import Sender
@@ -191,7 +193,17 @@ class _ClusterCollector(Collector):
         )
 
 
+_PUBLISHED_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
+_FIRST_SEEN_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800)
+
+
 class Metrics:
+    """Per-feed series are labelled with the feed's name. Feeds are few and set by admins,
+    but a feed removed (or renamed in the config file) must not keep its series for as long as
+    the process runs: `keep_feeds`, called at every scrape with the active feeds, drops the
+    series of the others (a feed that comes back starts its counts afresh, which Prometheus
+    reads as a counter reset)."""
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
@@ -212,16 +224,45 @@ class Metrics:
         )
         self.from_published = Histogram(
             "newsbot_alert_delay_from_published_seconds",
-            "From the story's publication time to its card being posted",
-            buckets=(5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400),
+            "From the story's publication time (when credible) to its card being posted",
+            buckets=_PUBLISHED_BUCKETS,
             registry=r,
         )
         self.from_first_seen = Histogram(
             "newsbot_alert_delay_from_first_seen_seconds",
             "From the story's first sighting in a feed to its card being posted",
-            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800),
+            buckets=_FIRST_SEEN_BUCKETS,
             registry=r,
         )
+        # The same two per feed (the feed that saw the story first: the card's source).
+        self.feed_from_published = Histogram(
+            "newsbot_feed_alert_delay_from_published_seconds",
+            "From a credible publication time to the card, by the story's first feed",
+            ["feed"],
+            buckets=_PUBLISHED_BUCKETS,
+            registry=r,
+        )
+        self.feed_from_first_seen = Histogram(
+            "newsbot_feed_alert_delay_from_first_seen_seconds",
+            "From the story's first sighting to its card, by the feed that saw it",
+            ["feed"],
+            buckets=_FIRST_SEEN_BUCKETS,
+            registry=r,
+        )
+        self.first_source = Counter(
+            "newsbot_first_source_total",
+            "Stories carried by several feeds, by the feed that had them first",
+            ["feed"],
+            registry=r,
+        )
+        self.first_source_lead = Histogram(
+            "newsbot_first_source_lead_seconds",
+            "How long the first feed had a shared story before the next feed",
+            ["feed"],
+            buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400),
+            registry=r,
+        )
+        self._feeds: set[str] = set()  # the feed labels that have a series
 
     def watch_chat(self, rows: Callable[[], Iterable[ChatRow]]) -> None:
         """Per platform: connected, reconnects and time disconnected (`rows` is read at scrape)."""
@@ -232,11 +273,16 @@ class Metrics:
         self.registry.register(_ClusterCollector(figures))
 
     def poll(self, report: PollReport) -> None:
+        self._feeds.add(report.feed)
         self.polls.labels(report.feed, report.status).inc()
         if report.status == PollStatus.ERROR:
             self.fetch_errors.labels(report.feed).inc()
         self.stories.inc(report.new)
         self.matches.inc(report.alerts)
+        for lead in report.leads:
+            self._feeds.add(lead.first)
+            self.first_source.labels(lead.first).inc()
+            self.first_source_lead.labels(lead.first).observe(lead.seconds)
 
     def pushed(self, report: PollReport) -> None:
         """Stories a WebSub hub pushed (counted like a poll's, without a poll)."""
@@ -244,13 +290,44 @@ class Metrics:
         self.matches.inc(report.alerts)
 
     def delivered(self, delivery: Delivery, story: StoredStory, at: datetime) -> None:
+        """A card was posted: its delays, overall and for the story's first feed. A publish
+        time that cannot be believed (bot.core.latency.credible_published) is left out."""
         self.sent.inc()
-        if story.story.published is not None and story.story.published <= at:
-            self.from_published.observe((at - story.story.published).total_seconds())
-        self.from_first_seen.observe(max(0.0, (at - story.first_seen).total_seconds()))
+        feed = story.story.feed
+        self._feeds.add(feed)
+        published = delay_from_published(
+            story.story.published, story.first_seen, at, stamped=story.published_stamped
+        )
+        if published is not None:
+            self.from_published.observe(published)
+            self.feed_from_published.labels(feed).observe(published)
+        seen = max(0.0, (at - story.first_seen).total_seconds())
+        self.from_first_seen.observe(seen)
+        self.feed_from_first_seen.labels(feed).observe(seen)
+
+    def keep_feeds(self, names: Iterable[str]) -> None:
+        """Drop the per-feed series of every feed not among `names` (the active feeds)."""
+        keep = set(names)
+        for name in self._feeds - keep:
+            for metric in (
+                self.feed_from_published,
+                self.feed_from_first_seen,
+                self.first_source,
+                self.first_source_lead,
+                self.fetch_errors,
+            ):
+                _remove(metric, name)
+            for status in PollStatus:
+                _remove(self.polls, name, status.value)
+        self._feeds &= keep
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _remove(metric: Counter | Histogram, *labels: str) -> None:
+    with contextlib.suppress(KeyError):  # never observed with these labels
+        metric.remove(*labels)
 
 
 def health_report(

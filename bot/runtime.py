@@ -439,6 +439,7 @@ class Runtime:
     async def _refresh_metrics(self) -> None:
         counts = await self.storage.delivery_counts()
         self.metrics.pending.set(counts.get("pending", 0))
+        self.metrics.keep_feeds(feed.name for feed in await self.storage.list_feeds())
         if self.cluster is not None:
             await self.cluster.refresh()
 

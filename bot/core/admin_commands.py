@@ -11,6 +11,7 @@ import re
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from bot.core import latency
 from bot.core.durations import format_duration, parse_duration
 from bot.core.identity import safe_link
 from bot.core.models import UPDATE_MODES, FeedSpec, FeedState, Origin, PingWhen, Updates, Watchlist
@@ -28,12 +29,19 @@ from bot.core.replies import (
     story_item,
     window,
 )
+from bot.core.text import truncate
 
 if TYPE_CHECKING:
     from bot.core.commands import CommandSettings, CommandStore, Services
     from bot.core.models import StoredStory
 
 URL_LIMIT = 2000
+# /feed list: a failing feed's error is cut to this many characters, and a page holds as many
+# feeds as fit in PAGE_CHARACTERS (and at most PAGE_FEEDS): with the header and each
+# platform's markup, a page stays inside the strictest platform's 2,000 characters.
+ERROR_SHOWN = 120
+PAGE_CHARACTERS = 1400
+PAGE_FEEDS = 10
 
 # What a reply adds about a watchlist's updates mode.
 _UPDATES_SAID = {
@@ -339,16 +347,23 @@ class AdminCommands:
         await self.services.feeds_changed()
         return Reply(f"Feed {feed.name!r} removed.")
 
-    async def feed_list(self, actor: Actor) -> Reply:
+    async def feed_list(self, actor: Actor, page: int | None = None) -> Reply:
+        """Each feed's health and the latency its stories reach the desk with (bot.core.latency),
+        in pages that fit the strictest platform's message."""
         now = self.clock()
         feeds = await self.store.list_feeds()
         if not feeds:
             return Reply("No feeds yet. Add one with feed add.")
         per_feed = await self.store.stories_per_feed(now - timedelta(days=1))
+        summary = latency.summarise(
+            await self.store.card_timings(now - latency.WINDOW),
+            await self.store.shared_stories(now - latency.WINDOW),
+        )
         items = []
         for feed in feeds:
             if feed.failures:
-                health = f"FAILING x{feed.failures}: {feed.last_error}"
+                error = truncate(feed.last_error or "", ERROR_SHOWN)
+                health = f"FAILING x{feed.failures}: {error}"
             elif feed.last_success_at:
                 health = "ok"
             else:
@@ -358,7 +373,36 @@ class AdminCommands:
                     feed.name,
                     detail=f"{health} · last success {ago(feed.last_success_at, now)} · "
                     f"{per_feed.get(feed.id, 0)} stories in 24h · {feed.describe_polling()}"
-                    + (" · config file" if feed.origin == Origin.CONFIG else ""),
+                    + (" · config file" if feed.origin == Origin.CONFIG else "")
+                    + f" · {latency.feed_line(summary.per_feed.get(feed.id))}",
                 )
             )
-        return Reply(f"{len(feeds)} feeds:", tuple(items))
+        pages = _pages(items)
+        wanted = page or 1
+        if wanted > len(pages):
+            return refused(
+                f"There are {len(pages)} pages of feeds; ask for page 1 to {len(pages)}."
+            )
+        head = f"{len(feeds)} feeds"
+        if len(pages) > 1:
+            head += f", page {wanted} of {len(pages)}"
+            if wanted < len(pages):
+                head += f" (ask for page {wanted + 1} for the next)"
+        return Reply(f"{head}: {latency.summary_line(summary)}", pages[wanted - 1])
+
+
+def _pages(items: list[ReplyItem]) -> list[tuple[ReplyItem, ...]]:
+    """Items in pages of at most PAGE_FEEDS, each as many as fit in PAGE_CHARACTERS (a page
+    holds one item at least, however long)."""
+    pages: list[tuple[ReplyItem, ...]] = []
+    page: list[ReplyItem] = []
+    used = 0
+    for item in items:
+        size = len(item.text) + len(item.detail) + 8  # a bullet, a dash, a line break
+        if page and (used + size > PAGE_CHARACTERS or len(page) >= PAGE_FEEDS):
+            pages.append(tuple(page))
+            page, used = [], 0
+        page.append(item)
+        used += size
+    pages.append(tuple(page))
+    return pages

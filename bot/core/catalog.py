@@ -26,6 +26,7 @@ from bot.core.replies import MAX_HOURS, MAX_LIMIT, NAME_LIMIT, Actor, Reply, ref
 QUERY_LIMIT = 1000  # characters: far beyond any real query, short of any abuse
 INTERVAL_LIMIT = 20  # characters: "1h30m" and the like
 PINGS_LIMIT = 1000  # characters: twenty pings and a word
+MAX_PAGES = 1000  # of /feed list: far beyond any desk's feeds, one per page
 
 
 class Kind(StrEnum):
@@ -357,7 +358,22 @@ CATALOG: tuple[Command, ...] = (
         (_name("The feed"),),
         who=Who.ADMINS,
     ),
-    Command("feed list", "Feeds and their health", Commands.feed_list, who=Who.ADMINS),
+    Command(
+        "feed list",
+        "Feeds, their health and how fast their stories reach the desk",
+        Commands.feed_list,
+        (
+            Arg(
+                "page",
+                Kind.INTEGER,
+                "Which page of the list (default 1)",
+                False,
+                low=1,
+                high=MAX_PAGES,
+            ),
+        ),
+        who=Who.ADMINS,
+    ),
 )
 
 COMMANDS: dict[str, Command] = {c.name: c for c in CATALOG}

@@ -226,11 +226,11 @@ VALID: dict[str, tuple[dict[str, Any], list[str]]] = {
     "feed list": (
         {},
         [
-            "2 feeds:",
+            "2 feeds: No story carried by two feeds in 7 days.",
             "Local news | not polled yet · last success never · 0 stories in 24h · every 10m "
-            "(rate not known yet)",
+            "(rate not known yet) · no cards or shared stories in 7 days",
             "Wire | ok · last success 60m ago · 3 stories in 24h · every 2m (rate not known "
-            "yet) · config file",
+            "yet) · config file · no cards or shared stories in 7 days",
         ],
     ),
 }

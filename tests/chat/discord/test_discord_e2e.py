@@ -738,7 +738,9 @@ async def test_recent_watchlist_test_and_feed_list_reply_ephemerally(
 
     feeds = await desk.as_editor("feed list")
     assert feeds.ephemeral
-    assert (feeds.content or "").startswith("1 feeds:\n• Wire · ok · last success")
+    assert (feeds.content or "").startswith(
+        "1 feeds: No story carried by two feeds in 7 days.\n• Wire · ok · last success"
+    )
 
 
 @pytest.mark.parametrize(

@@ -155,7 +155,8 @@ PARSED = [
         inv("feed add", url="https://w.example/rss", name="BBC World", interval=None),
     ),
     ("feed remove BBC World", inv("feed remove", name="BBC World")),
-    ("feeds ls", inv("feed list")),
+    ("feeds ls", inv("feed list", page=None)),
+    ("feed list --page 3", inv("feed list", page=3)),
 ]
 
 
