@@ -19,6 +19,7 @@ import pytest
 
 import storage.sqlite as sqlite_module
 from bot.core.identity import KeyKind, fuzzy_keys, strong_keys
+from bot.core.latency import Sighting
 from bot.core.models import DeliveryStatus, Origin, Story
 from bot.core.pipeline import IngestPlan, NewStory, Revision
 from bot.core.ports import PollOutcome
@@ -506,3 +507,21 @@ async def test_a_failing_upgrade_from_an_old_version_keeps_the_steps_that_succee
     assert user_version(path) == LATEST_VERSION
     assert "audit_log" in tables(path)
     assert "feed_tags" not in tables(path)
+
+
+async def test_stories_stored_before_sources_were_recorded_keep_their_first_feed(tmp_path):
+    # Sources per story came with the latency figures (issue 17): a story an older version
+    # stored is carried by its own feed from its first sighting, so that another feed listing
+    # it later is second, not first.
+    path = tmp_path / "newsbot.db"
+    create_at_version(path, 4)
+    write_schema_1_rows(path)
+
+    store = await SqliteStorage.open(path)
+    try:
+        assert await store.story_sources([OLD_STORY_ID]) == {
+            OLD_STORY_ID: [Sighting(OLD_FEED_ID, "Reuters World", POLLED, False)]
+        }
+        assert (await store.load_stories([OLD_STORY_ID]))[OLD_STORY_ID].published_stamped is False
+    finally:
+        await store.close()
