@@ -378,8 +378,8 @@ class AdminCommands:
                 )
             )
         pages = _pages(items)
-        wanted = page or 1
-        if wanted > len(pages):
+        wanted = 1 if page is None else page
+        if not 1 <= wanted <= len(pages):
             return refused(
                 f"There are {len(pages)} pages of feeds; ask for page 1 to {len(pages)}."
             )

@@ -226,6 +226,7 @@ async def test_feed_list_of_200_feeds_pages_within_both_platforms_limits():
         assert all(len(block["text"]["text"]) <= TEXT_LIMIT for block in body["blocks"])
         assert len(body["blocks"]) <= 50
     assert shown == [s.name for s in specs]  # every feed on exactly one page
-    beyond = await commands.feed_list(ADMIN, pages + 1)
-    assert not beyond.ok and f"There are {pages} pages" in beyond.text
+    for wrong in (pages + 1, 0, -1):
+        beyond = await commands.feed_list(ADMIN, wrong)
+        assert not beyond.ok and f"There are {pages} pages" in beyond.text
     await store.close()
