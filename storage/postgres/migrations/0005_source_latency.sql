@@ -1,4 +1,4 @@
--- Schema 5: the latency a desk feels (bot/core/latency.py); SQLite's schema 6. Which feeds
+-- The latency a desk feels (bot/core/latency.py), as in SQLite. Which feeds
 -- carry each story, and when each first did; and whether a story's publish time was a stamp
 -- the document gave to several items (the fetch time, a build date).
 

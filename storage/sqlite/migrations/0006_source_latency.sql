@@ -1,4 +1,4 @@
--- Schema 6: the latency a desk feels (bot/core/latency.py). Which feeds carry each story, and
+-- The latency a desk feels (bot/core/latency.py). Which feeds carry each story, and
 -- when each first did; and whether a story's publish time was a stamp the document gave to
 -- several items (the fetch time, a build date), not when the story was published.
 
