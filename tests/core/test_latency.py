@@ -16,7 +16,7 @@ from bot.core.latency import (
     CLOCK_SKEW,
     MAX_CREDIBLE_AGE,
     Lead,
-    Sighting,
+    SourceSighting,
     credible_published,
     delay_from_published,
     feed_line,
@@ -76,9 +76,9 @@ def test_a_time_several_items_share_is_a_stamp():
 
 
 def test_who_was_first_leaves_baseline_sightings_out():
-    a = Sighting(1, "A", SEEN, False)
-    b = Sighting(2, "B", SEEN + timedelta(seconds=95), False)
-    c = Sighting(3, "C", SEEN - timedelta(hours=1), True)  # C's baseline: when we started
+    a = SourceSighting(1, "A", SEEN, False)
+    b = SourceSighting(2, "B", SEEN + timedelta(seconds=95), False)
+    c = SourceSighting(3, "C", SEEN - timedelta(hours=1), True)  # C's baseline: when we started
     assert first_and_lead([b, a, c]) == (a, b, 95)
     assert first_and_lead([b, c]) is None
     assert first_and_lead([a]) is None
@@ -86,9 +86,18 @@ def test_who_was_first_leaves_baseline_sightings_out():
 
 def test_summary_words_each_feed():
     shared = {
-        1: [Sighting(1, "A", SEEN, False), Sighting(2, "B", SEEN + timedelta(seconds=42), False)],
-        2: [Sighting(2, "B", SEEN, False), Sighting(1, "A", SEEN + timedelta(seconds=5), False)],
-        3: [Sighting(1, "A", SEEN, False), Sighting(2, "B", SEEN + timedelta(minutes=3), False)],
+        1: [
+            SourceSighting(1, "A", SEEN, False),
+            SourceSighting(2, "B", SEEN + timedelta(seconds=42), False),
+        ],
+        2: [
+            SourceSighting(2, "B", SEEN, False),
+            SourceSighting(1, "A", SEEN + timedelta(seconds=5), False),
+        ],
+        3: [
+            SourceSighting(1, "A", SEEN, False),
+            SourceSighting(2, "B", SEEN + timedelta(minutes=3), False),
+        ],
     }
     summary = summarise([], shared)
     assert feed_line(summary.per_feed[1]) == "first on 2 of 3 shared stories (median lead 111 s)"
@@ -131,8 +140,8 @@ def test_a_second_feed_makes_a_story_shared_once():
     # Already recorded for this feed: nothing to write, no second lead.
     recorded = {
         7: [
-            Sighting(WIRE.id, "Wire", SEEN - timedelta(minutes=2), False),
-            Sighting(AGENCY.id, "Agency", SEEN - timedelta(minutes=1), False),
+            SourceSighting(WIRE.id, "Wire", SEEN - timedelta(minutes=2), False),
+            SourceSighting(AGENCY.id, "Agency", SEEN - timedelta(minutes=1), False),
         ]
     }
     plan = planned(AGENCY, [again], [known], recorded)

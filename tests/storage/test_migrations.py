@@ -19,7 +19,7 @@ import pytest
 
 import storage.sqlite as sqlite_module
 from bot.core.identity import KeyKind, fuzzy_keys, strong_keys
-from bot.core.latency import Sighting
+from bot.core.latency import SourceSighting
 from bot.core.models import DeliveryStatus, Origin, Story
 from bot.core.pipeline import IngestPlan, NewStory, Revision
 from bot.core.ports import PollOutcome
@@ -520,7 +520,7 @@ async def test_stories_stored_before_sources_were_recorded_keep_their_first_feed
     store = await SqliteStorage.open(path)
     try:
         assert await store.story_sources([OLD_STORY_ID]) == {
-            OLD_STORY_ID: [Sighting(OLD_FEED_ID, "Reuters World", POLLED, False)]
+            OLD_STORY_ID: [SourceSighting(OLD_FEED_ID, "Reuters World", POLLED, False)]
         }
         assert (await store.load_stories([OLD_STORY_ID]))[OLD_STORY_ID].published_stamped is False
     finally:
