@@ -121,7 +121,7 @@ def planned(feed, items, known=(), sources=None):
         IngestSettings(),
         SEEN,
         {k.id: {"toy:desk"} for k in known},
-        sources=sources,
+        carriers=sources,
     )
 
 
@@ -131,10 +131,10 @@ def test_a_second_feed_makes_a_story_shared_once():
     again = story(1, feed=AGENCY, published=SEEN)
     again = Story(**{**_fields(again), "link": first.link})  # the same article, another feed
     plan = planned(AGENCY, [again], [known])
-    assert [(p.story_ref, p.baseline) for p in plan.sources] == [(7, False)]
+    assert [(p.story_ref, p.baseline) for p in plan.carriers] == [(7, False)]
     assert plan.leads == [Lead("Wire", "Agency", 120.0)]
     batch = plan.ingest_batch()
-    assert [(r.story.value, r.feed_id, r.feed_name) for r in batch.sources] == [
+    assert [(r.story.value, r.feed_id, r.feed_name) for r in batch.carriers] == [
         (7, AGENCY.id, "Agency")
     ]
     # Already recorded for this feed: nothing to write, no second lead.
@@ -145,11 +145,11 @@ def test_a_second_feed_makes_a_story_shared_once():
         ]
     }
     plan = planned(AGENCY, [again], [known], recorded)
-    assert plan.sources == [] and plan.leads == []
+    assert plan.carriers == [] and plan.leads == []
     # A third feed carries it later: recorded, but the story was already shared.
     third = type(AGENCY)(**{**_fields(AGENCY), "id": 3, "name": "Third"})
     plan = planned(third, [again], [known], recorded)
-    assert [p.story_ref for p in plan.sources] == [7] and plan.leads == []
+    assert [p.story_ref for p in plan.carriers] == [7] and plan.leads == []
 
 
 def test_a_baseline_sighting_is_recorded_as_such_and_compares_nothing():
@@ -158,7 +158,7 @@ def test_a_baseline_sighting_is_recorded_as_such_and_compares_nothing():
     fresh = type(AGENCY)(**{**_fields(AGENCY), "baseline_done": False})
     again = Story(**{**_fields(story(1, feed=AGENCY)), "link": first.link})
     plan = planned(fresh, [again], [known])
-    assert [(p.story_ref, p.baseline) for p in plan.sources] == [(7, True)]
+    assert [(p.story_ref, p.baseline) for p in plan.carriers] == [(7, True)]
     assert plan.leads == []
 
 
@@ -172,7 +172,7 @@ def test_new_stories_of_a_stamping_document_are_marked():
     plan = planned(WIRE, items)
     assert [n.stamped for n in plan.new_stories] == [True, True, False]
     assert [r.stamped for r in plan.ingest_batch().new_stories] == [True, True, False]
-    assert [(p.story_ref, p.baseline) for p in plan.sources] == [
+    assert [(p.story_ref, p.baseline) for p in plan.carriers] == [
         (-1, False),
         (-2, False),
         (-3, False),

@@ -509,7 +509,7 @@ async def test_a_failing_upgrade_from_an_old_version_keeps_the_steps_that_succee
     assert "feed_tags" not in tables(path)
 
 
-async def test_stories_stored_before_sources_were_recorded_keep_their_first_feed(tmp_path):
+async def test_stories_stored_before_carriers_were_recorded_keep_their_first_feed(tmp_path):
     # Sources per story came with the latency figures (issue 17): a story an older version
     # stored is carried by its own feed from its first sighting, so that another feed listing
     # it later is second, not first.
@@ -519,7 +519,7 @@ async def test_stories_stored_before_sources_were_recorded_keep_their_first_feed
 
     store = await SqliteStorage.open(path)
     try:
-        assert await store.story_sources([OLD_STORY_ID]) == {
+        assert await store.story_carriers([OLD_STORY_ID]) == {
             OLD_STORY_ID: [SourceSighting(OLD_FEED_ID, "Reuters World", POLLED, False)]
         }
         assert (await store.load_stories([OLD_STORY_ID]))[OLD_STORY_ID].published_stamped is False
