@@ -4,8 +4,10 @@
 
 ALTER TABLE stories ADD COLUMN published_stamped boolean NOT NULL DEFAULT false;
 
--- One row per story and feed: the first sighting there (later ones change nothing). No foreign
--- key on the feed: a removed feed's sightings still say who had a story first.
+-- One row per story and feed, the story's own feed included: the first sighting there (later
+-- ones change nothing), and whether it was a baseline poll's. Threads' story_sources names the
+-- other feeds for a card; this keeps what the latency figures need. No foreign key on the
+-- feed: a removed feed's sightings still say who had a story first.
 CREATE TABLE story_feeds (
     story_id   bigint      NOT NULL REFERENCES stories (id) ON DELETE CASCADE,
     feed_id    bigint      NOT NULL,
