@@ -8,7 +8,7 @@ import hmac
 
 import pytest
 
-from bot.feeds.websub import Advert, discover, signature_ok
+from bot.feeds.websub import HEAD_BYTES, Advert, discover, signature_ok
 
 FEED_URL = "https://wire.example/feeds/world.xml"
 
@@ -118,3 +118,15 @@ def test_each_signature_method_of_websub_is_checked(method):
 )
 def test_a_missing_malformed_or_foreign_signature_is_refused(header):
     assert not signature_ok(SECRET, BODY, header)
+
+
+@pytest.mark.timeout(20)
+def test_a_head_of_unclosed_link_openers_costs_one_pass():
+    # A hostile or broken feed: "<link" after "<link" with no ">" in the part of the head that
+    # is read (HEAD_BYTES; the comment closes beyond it). Discovery runs on the event loop after
+    # each poll: a rescan from every opener took 45 s on this, every chat connection and
+    # delivery frozen meanwhile.
+    hub = "<link rel='hub' href='https://hub.example/'/>"
+    body = atom(hub + "<!--" + "<link " * 50_000 + "-->")
+    assert len(body) > HEAD_BYTES
+    assert discover(body, {}, FEED_URL) == Advert("https://hub.example/", FEED_URL)
