@@ -177,7 +177,7 @@ class Pipeline:
         now = self.clock()
         if not force and feed.retry_at is not None and feed.retry_at > now:
             return PollReport(feed.name, PollStatus.SKIPPED)
-        if not force and skipped(feed.schedule, self.polling, now):
+        if not force and skipped(feed.schedule, self.polling, now, feed.last_poll_at):
             return PollReport(feed.name, PollStatus.SKIPPED)  # its <skipHours> or <skipDays>
         async with self._in_flight:
             return await self._poll(feed)

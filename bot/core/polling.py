@@ -210,26 +210,36 @@ def _skip_notes(hints: FeedHints) -> str:
     return "".join(f"; {note}" for note in notes)
 
 
-def skipped(schedule: PollSchedule | None, policy: PollingPolicy, at: datetime) -> bool:
+def skipped(
+    schedule: PollSchedule | None,
+    policy: PollingPolicy,
+    at: datetime,
+    last_poll_at: datetime | None = None,
+) -> bool:
     """Whether the feed asked not to be polled at `at` (UTC). A list naming every hour (or
-    every day) would stop the feed for ever: it is ignored."""
+    every day) would stop the feed for ever: it is ignored. Hints only lengthen the wait up to
+    the ceiling: a feed last polled `max_interval` ago or more is polled whatever its lists say
+    (a wire skipping Monday to Saturday is still heard hourly)."""
     if schedule is None or not policy.honour_feed_hints:
+        return False
+    if last_poll_at is not None and at - last_poll_at >= policy.max_interval:
         return False
     hours, days = _effective(schedule)
     return at.hour in hours or at.weekday() in days
 
 
 def next_allowed(schedule: PollSchedule | None, policy: PollingPolicy, at: datetime) -> datetime:
-    """`at`, or the start of the first hour after it that the feed does not skip (at most a
-    week on: some hour of some day is always allowed)."""
+    """`at`, or the start of the first hour after it that the feed does not skip, but never
+    more than `max_interval` after `at` (hints only lengthen the wait up to the ceiling)."""
     if not skipped(schedule, policy, at):
         return at
     start = at.replace(minute=0, second=0, microsecond=0)
+    ceiling = at + policy.max_interval
     for hours in range(1, 24 * 7 + 1):
         candidate = start + timedelta(hours=hours)
-        if not skipped(schedule, policy, candidate):
-            return candidate
-    return at  # unreachable: _effective never skips every hour of every day
+        if candidate >= ceiling or not skipped(schedule, policy, candidate):
+            return min(candidate, ceiling)
+    return ceiling  # unreachable: _effective never skips every hour of every day
 
 
 def _effective(schedule: PollSchedule) -> tuple[frozenset[int], frozenset[int]]:

@@ -236,14 +236,21 @@ def test_skip_hours_skip_polls_in_those_hours_utc():
     schedule = first_poll(every_minute(), hints=FeedHints(skip_hours=frozenset({12, 13})))
     assert skipped(schedule, POLICY, NOW)
     assert not skipped(schedule, POLICY, NOW - timedelta(hours=1))
-    assert next_allowed(schedule, POLICY, NOW + timedelta(minutes=5)) == NOW + timedelta(hours=2)
+    week = PollingPolicy(max_interval=timedelta(days=7))
+    assert next_allowed(schedule, week, NOW + timedelta(minutes=5)) == NOW + timedelta(hours=2)
+    # Never past the ceiling: a skip only lengthens the wait up to max_interval.
+    later = NOW + timedelta(minutes=5)
+    assert next_allowed(schedule, POLICY, later) == later + POLICY.max_interval
     assert "skips 2h of the day (UTC)" in schedule.reason
 
 
 def test_skip_days_skip_polls_on_those_days():
     schedule = first_poll(every_minute(), hints=FeedHints(skip_days=frozenset({0})))  # Monday
     assert skipped(schedule, POLICY, NOW)
-    assert next_allowed(schedule, POLICY, NOW) == datetime(2026, 3, 3, tzinfo=UTC)
+    # The skip lengthens the wait up to the ceiling only: a day off is not a day unheard.
+    assert next_allowed(schedule, POLICY, NOW) == NOW + POLICY.max_interval
+    week = PollingPolicy(max_interval=timedelta(days=7))
+    assert next_allowed(schedule, week, NOW) == datetime(2026, 3, 3, tzinfo=UTC)
 
 
 def test_skip_hours_listing_every_hour_do_not_stop_the_feed_forever():
@@ -260,8 +267,19 @@ def test_skip_hours_and_days_together_still_leave_a_time_to_poll():
     schedule = PollSchedule(
         30 * SECOND, "x", skip_hours=hints.skip_hours, skip_days=hints.skip_days
     )
-    allowed = next_allowed(schedule, POLICY, NOW)
+    allowed = next_allowed(schedule, PollingPolicy(max_interval=timedelta(days=7)), NOW)
     assert allowed.weekday() == 6 and allowed.hour == 23
+
+
+def test_skip_lists_never_silence_a_feed_past_the_ceiling():
+    # Found in review: a wire listing Monday to Saturday in <skipDays> was polled on Sundays
+    # only, with max_interval at 1 h. Whatever the lists say, a feed is polled once its last
+    # poll is max_interval old.
+    hints = FeedHints(skip_days=frozenset(range(6)))
+    schedule = first_poll(every_minute(), hints=hints)
+    assert skipped(schedule, POLICY, NOW, last_poll_at=NOW - timedelta(minutes=10))
+    assert not skipped(schedule, POLICY, NOW, last_poll_at=NOW - POLICY.max_interval)
+    assert next_allowed(schedule, POLICY, NOW) - NOW == POLICY.max_interval
 
 
 # --- the document's hints, read from raw XML ----------------------------------------------------
