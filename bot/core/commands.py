@@ -241,13 +241,23 @@ class Commands(AdminCommands):
         changes = {name: value for name, value in typed.items() if value is not None}
         wanted = None
         if query is not None and query.strip():
+            words = query.split()
+            if len(words) == 2 and words[0].lower() in typed:
+                # "quiet 22:00-07:00" typed as the query (on Slack settings are --flags):
+                # subscribing to those words is never what was meant.
+                name = words[0].lower()
+                return refused(
+                    f"{query.strip()!r} looks like the {name} setting, not a query: give it as "
+                    f"the {name} option (on Slack: --{name} {words[1]}). Nothing was changed."
+                )
             wanted, error = query_or_refusal(query)
             if error:
                 return error
         elif not changes:
             return refused(
                 "Give a query to subscribe to, or a setting (timezone, quiet, urgent, mode, at), "
-                'e.g. subscribe "North Korea" OR Pyongyang, or quiet 22:00-07:00.'
+                'e.g. a query "North Korea" OR Pyongyang, or the quiet option with 22:00-07:00 '
+                "(on Slack: --quiet 22:00-07:00)."
             )
         settings = None
         if changes:

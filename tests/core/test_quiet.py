@@ -198,3 +198,19 @@ async def test_subscribe_sets_and_subscriptions_shows_a_persons_settings() -> No
     )
     others = await desk.run("subscriptions", ADMIN)
     assert "Delivery settings" not in [i.text for i in others.items]
+
+
+async def test_a_setting_typed_as_the_query_is_refused_not_subscribed_to() -> None:
+    # Found in review: the bot's own hint ("or quiet 22:00-07:00") typed on Slack, where the
+    # settings are --flags, subscribed the person to the words "quiet 22 00 07 00".
+    desk = await seeded()
+    before = await desk.store.list_subscriptions(MEMBER.key)
+
+    reply = await desk.run("subscribe", MEMBER, query="quiet 22:00-07:00")
+
+    assert not reply.ok
+    assert "--quiet 22:00-07:00" in reply.text and "Nothing was changed" in reply.text
+    assert await desk.store.list_subscriptions(MEMBER.key) == before
+    assert (await desk.store.subscriber_settings([MEMBER.key])).get(MEMBER.key) is None
+    hint = await desk.run("subscribe", MEMBER)
+    assert "--quiet 22:00-07:00" in hint.text

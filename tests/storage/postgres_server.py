@@ -35,6 +35,10 @@ TABLES = (
     "destination_claims",
     "role_holders",
     "handled_events",
+    "websub_subscriptions",
+    "story_sightings",
+    "subscriber_settings",
+    "story_feeds",
 )
 
 T = TypeVar("T")
