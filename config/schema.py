@@ -152,6 +152,9 @@ class FetchSettings(_Section):
         return value
 
 
+MAX_POLL_INTERVAL = timedelta(days=7)
+
+
 class PollingSettings(_Section):
     """Adaptive polling (bot.core.polling): a feed without its own `interval` is polled twice
     per gap between its stories, never more often than min_interval nor less often than
@@ -171,6 +174,10 @@ class PollingSettings(_Section):
             raise ValueError("min_interval must be at least 1s")
         if self.max_interval < self.min_interval:
             raise ValueError("max_interval must not be less than min_interval")
+        if self.max_interval > MAX_POLL_INTERVAL:
+            # A feed unpolled for longer is no news feed; and a stored interval must fit the
+            # databases' integer seconds.
+            raise ValueError("max_interval must be at most 7d")
         return self
 
 

@@ -278,6 +278,7 @@ async def test_a_retry_after_of_years_on_a_failure_waits_the_ceiling_at_most(tmp
     [
         ({"max_interval": "10s"}, "polling: max_interval must not be less than min_interval"),
         ({"min_interval": "0s"}, "min_interval must be at least 1s"),
+        ({"max_interval": "30d"}, "polling: max_interval must be at most 7d"),
         ({"max_interval": "soon"}, "polling.max_interval: invalid duration 'soon'"),
         ({"honour_ttl": True}, "polling.honour_ttl: unknown key"),
     ],
