@@ -368,7 +368,7 @@ class Pipeline:
         # The plan needs no hit on a story it will not read (the GUID and link hits it keeps
         # all: they decide, loaded or not).
         hits = [h for h in hits if h.kind in PERMANENT_KINDS or h.story_id in wanted]
-        stories_by_id, targets, carriers = await self._load(session, wanted, job.feed.id)
+        stories_by_id, targets, carriers = await self._load(session, wanted, job.feed)
         # Matching and near-duplicate checks are CPU work whose cost grows with the stories
         # and the queries: off the loop, so chat heartbeats and commands never wait on it.
         plan = await asyncio.to_thread(
@@ -407,17 +407,21 @@ class Pipeline:
         return hits
 
     async def _load(
-        self, session: IngestSession, ids: set[int], feed_id: int
+        self, session: IngestSession, ids: set[int], feed: FeedState
     ) -> tuple[dict[int, StoredStory], dict[int, set[str]], dict[int, list[SourceSighting]]]:
         """The stories, who has their cards, and (for those first seen in another feed: the
-        usual poll lists only its own) which feeds carry them."""
+        usual poll lists only its own) which feeds carry them. Not on a baseline poll: its
+        sightings say only when we started polling, so they lead nobody (plan._plan_carrier),
+        and a carrier row the store already holds is kept as it is."""
         if not ids:
             return {}, {}, {}
         candidates = sorted(ids)
         stories = await session.load_stories(candidates)
         targets = await session.delivery_targets(candidates)
-        others = [i for i, story in stories.items() if story.feed_id != feed_id]
-        return stories, targets, (await session.story_carriers(others) if others else {})
+        others = [i for i, story in stories.items() if story.feed_id != feed.id]
+        if not others or not feed.baseline_done:
+            return stories, targets, {}
+        return stories, targets, await session.story_carriers(others)
 
 
 class _Ingest:
