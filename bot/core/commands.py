@@ -243,12 +243,12 @@ class Commands(AdminCommands):
         if query is not None and query.strip():
             words = query.split()
             if len(words) == 2 and words[0].lower() in typed:
-                # "quiet 22:00-07:00" typed as the query (on Slack settings are --flags):
-                # subscribing to those words is never what was meant.
+                # "quiet 22:00-07:00" typed as the query (where options are typed, they are
+                # --flags): subscribing to those words is never what was meant.
                 name = words[0].lower()
                 return refused(
                     f"{query.strip()!r} looks like the {name} setting, not a query: give it as "
-                    f"the {name} option (on Slack: --{name} {words[1]}). Nothing was changed."
+                    f"the {name} option (typed as --{name} {words[1]}). Nothing was changed."
                 )
             wanted, error = query_or_refusal(query)
             if error:
@@ -257,7 +257,7 @@ class Commands(AdminCommands):
             return refused(
                 "Give a query to subscribe to, or a setting (timezone, quiet, urgent, mode, at), "
                 'e.g. a query "North Korea" OR Pyongyang, or the quiet option with 22:00-07:00 '
-                "(on Slack: --quiet 22:00-07:00)."
+                "(typed as --quiet 22:00-07:00)."
             )
         settings = None
         if changes:

@@ -463,7 +463,7 @@ TOO_MANY_TERMS = " OR ".join(f"term{n}" for n in range(101))
 NOTHING_TO_SUBSCRIBE = (
     "Give a query to subscribe to, or a setting (timezone, quiet, urgent, mode, at), "
     'e.g. a query "North Korea" OR Pyongyang, or the quiet option with 22:00-07:00 '
-    "(on Slack: --quiet 22:00-07:00)."
+    "(typed as --quiet 22:00-07:00)."
 )
 
 # (command, arguments, the first line of the refusal, text in its `code` block if any)
