@@ -6,13 +6,18 @@ memos, query books) and makes millions of short-lived tuples on a first poll: at
 collecting was about a sixth of the writing process's CPU on a first poll of 1,000 formulaic
 feeds (issue 13), and a parse worker spent a tenth of its time there too. Reference counting
 frees almost everything the bot drops; these thresholds only make the cycle collector's
-passes rarer."""
+passes rarer.
+
+The young generation stays small enough that one pass is short: on that first poll, 10,000 /
+20 / 100 cost as little CPU as 50,000 / 20 / 100 (about 0.8 s of collecting in all, against
+3.1 s at the defaults) with the longest pause 68 ms instead of 188 ms; at the defaults, full
+collections of the large heap paused the event loop up to 324 ms."""
 
 from __future__ import annotations
 
 import gc
 
-THRESHOLDS = (50_000, 20, 100)
+THRESHOLDS = (10_000, 20, 100)
 
 
 def tune_garbage_collector() -> None:
