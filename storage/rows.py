@@ -125,11 +125,8 @@ def _categories(value: str | None) -> tuple[str, ...]:
 
 
 def story_of(row: Row, when: When, prefix: str = "") -> StoredStory:
-    col: Callable[[str], Any] = row.__getitem__
-    if prefix:
-
-        def col(name: str) -> Any:
-            return row[prefix + name]
+    def col(name: str) -> Any:
+        return row[prefix + name]
 
     return StoredStory(
         id=col("id"),
