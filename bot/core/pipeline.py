@@ -34,8 +34,11 @@ from bot.core.plan import (  # re-exported: the planner's names were long import
     PlannedKey,
     Revision,
     _Sighting,
+    check_candidates,
     fuzzy_candidates,
     is_fresh,
+    key_index,
+    listed_stories,
     plan_ingest,
 )
 from bot.core.polling import PollingPolicy, PollSchedule, PollSeen, schedule_after, skipped
@@ -363,14 +366,27 @@ class Pipeline:
 
     async def _plan_and_apply(self, session: IngestSession, job: _Ingest) -> IngestPlan:
         now = self.clock()
+        since = now - self.settings.dedupe_window
         hits = await self._lookup(session, job.sightings, now)
-        wanted = _worth_loading(job.sightings, hits)
+        by_key = key_index(hits, since)
+        listed = listed_stories(job.sightings, by_key)
+        wanted = _worth_loading(job.sightings, by_key, listed)
         # The plan needs no hit on a story it will not read (the GUID and link hits it keeps
         # all: they decide, loaded or not).
         hits = [h for h in hits if h.kind in PERMANENT_KINDS or h.story_id in wanted]
-        stories_by_id, targets, carriers = await self._load(session, wanted, job.feed)
+        # A near-duplicate candidate is read as its headline and lead, and in full only when
+        # a sighting's check accepts it (on formulaic feeds most candidates are checked and
+        # rejected: loading them whole was a tenth of the writing process's work).
+        texts = await session.story_texts(sorted(wanted - listed))
         # Matching and near-duplicate checks are CPU work whose cost grows with the stories
         # and the queries: off the loop, so chat heartbeats and commands never wait on it.
+        checks = (
+            await asyncio.to_thread(check_candidates, job.sightings, hits, texts, since, job.ignore)
+            if texts
+            else None
+        )
+        matched = {ref for c in checks or () for ref, same in c.items() if same}
+        stories_by_id, targets, carriers = await self._load(session, listed | matched, job.feed)
         plan = await asyncio.to_thread(
             plan_ingest,
             job.feed,
@@ -383,6 +399,8 @@ class Pipeline:
             targets,
             job.ignore,
             carriers,
+            texts,
+            checks,
         )
         outcome = job.outcome
         if job.seen is not None:
@@ -476,17 +494,15 @@ def _unresolved(sightings: Sequence[_Sighting], hits: Sequence[KeyHit]) -> list[
     return [s for s in sightings if not any(k.value in known for k in s.strong)]
 
 
-def _worth_loading(sightings: Sequence[_Sighting], hits: Sequence[KeyHit]) -> set[int]:
-    """The stored stories a plan can use: those holding a sighting's GUID or link, and each
-    sighting's best-voted near-duplicate candidates (a few, however many share a band)."""
-    by_key: dict[int, list[int]] = {}
-    for hit in hits:
-        by_key.setdefault(hit.key, []).append(hit.story_id)
-    wanted: set[int] = set()
+def _worth_loading(
+    sightings: Sequence[_Sighting], by_key: dict[int, list[int]], listed: set[int]
+) -> set[int]:
+    """The stored stories a plan can use: those holding a sighting's GUID or link (`listed`),
+    and the best-voted near-duplicate candidates of each sighting that none holds (a few,
+    however many share a band)."""
+    wanted = set(listed)
     for sighting in sightings:
-        for key in sighting.strong:
-            wanted.update(by_key.get(key.value, ()))
-        if sighting.fuzzy:
+        if sighting.fuzzy and not any(k.value in by_key for k in sighting.strong):
             wanted.update(fuzzy_candidates(sighting.fuzzy, by_key)[:MAX_VERIFIED])
     return wanted
 

@@ -5,9 +5,10 @@ the plan's rows (`IngestPlan.ingest_batch`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from operator import itemgetter
 from typing import NamedTuple
 
 from bot.core.identity import (
@@ -19,6 +20,7 @@ from bot.core.identity import (
     fingerprint,
     material_change,
     same_story,
+    text_print,
     url_key,
 )
 from bot.core.latency import Lead, SourceSighting, comparable, stamped_times
@@ -160,26 +162,22 @@ def plan_ingest(
     targets: Mapping[int, set[str]] | None = None,
     ignore: frozenset[str] | None = None,
     carriers: Mapping[int, Sequence[SourceSighting]] | None = None,
+    texts: Mapping[int, tuple[str, str]] | None = None,
+    checks: Sequence[dict[int, bool]] | None = None,
 ) -> IngestPlan:
     """`targets`: the destinations that already have a delivery, per known story. `ignore`:
     the document's boilerplate, when already known (see `identity.boilerplate`). `carriers`:
-    the feeds recorded as carrying each known story (IngestSession.story_carriers)."""
+    the feeds recorded as carrying each known story (IngestSession.story_carriers). `texts`:
+    headline and lead of near-duplicate candidates not in `stories`, and `checks`, per
+    sighting, the verdicts on them already known (both from `check_candidates`)."""
     targets = targets or {}
     carriers = carriers or {}
+    texts = texts or {}
     plan = IngestPlan(max_updates=settings.max_updates, feed_id=feed.id, feed_name=feed.name)
     stamps = stamped_times(s.story for s in sightings)
     carried: set[int] = set()  # known stories this plan records the feed as carrying
-    by_key: dict[int, list[int]] = {}
-    # Windowed kinds only count inside the window; the store filters, this makes sure (one
-    # comparison per hit: a first poll of formulaic feeds reads millions).
-    since = now - settings.dedupe_window
-    for hit in hits:
-        if hit.seen_at < since and hit.kind not in PERMANENT_KINDS:
-            continue
-        by_key.setdefault(hit.key, []).append(hit.story_id)
-    # Stored stories this document still lists (by GUID or link): another item of the document
-    # is not one of them moved under a new address.
-    listed = {ref for s in sightings for k in s.strong for ref in by_key.get(k.value, ())}
+    by_key = key_index(hits, now - settings.dedupe_window)
+    listed = listed_stories(sightings, by_key)
     if ignore is None:
         ignore = boilerplate(s.story for s in sightings)
     links = {link for s in sightings if (link := s.link or url_key(s.story.link))}
@@ -190,12 +188,15 @@ def plan_ingest(
     def print_of(ref: int) -> Fingerprint | None:
         if ref not in prints:
             story = local[ref] if ref < 0 else (stories[ref].story if ref in stories else None)
-            if story is None:
+            if story is not None:
+                prints[ref] = fingerprint(story)
+            elif ref in texts:
+                prints[ref] = text_print(*texts[ref])
+            else:
                 return None
-            prints[ref] = fingerprint(story)
         return prints[ref]
 
-    for sighting in sightings:
+    for position, sighting in enumerate(sightings):
         story = sighting.story
         match_ref: int | None = None
         exact = False
@@ -205,20 +206,12 @@ def plan_ingest(
                 match_ref, exact = max(refs), True  # the newest story holding the key
                 break
         if match_ref is None and sighting.fuzzy:
-            mine = sighting.print or fingerprint(story)
-            verified = 0
-            for ref in fuzzy_candidates(sighting.fuzzy, by_key):
-                other = print_of(ref)
-                if other is None:
-                    continue
-                plan.verified += 1
-                co_listed = ref < 0 or ref in listed
-                if same_story(other, mine, co_listed=co_listed, ignore=ignore):
-                    match_ref = ref
-                    break
-                verified += 1
-                if verified >= MAX_VERIFIED:
-                    break
+            candidates = fuzzy_candidates(sighting.fuzzy, by_key)
+            verdicts = dict(checks[position]) if checks else {}
+            match_ref, checked = _near_duplicate(
+                sighting, candidates, print_of, listed, ignore, verdicts
+            )
+            plan.verified += checked
         if match_ref is None:
             ref = -(len(plan.new_stories) + 1)
             held = (
@@ -274,15 +267,100 @@ def plan_ingest(
 MAX_VERIFIED = 4
 
 
+def key_index(hits: Sequence[KeyHit], since: datetime) -> dict[int, list[int]]:
+    """The stories holding each key. Windowed kinds only count inside the window (`since`):
+    the store filters, this makes sure (one comparison per hit: a first poll of formulaic
+    feeds reads millions)."""
+    by_key: dict[int, list[int]] = {}
+    for hit in hits:
+        if hit.seen_at < since and hit.kind not in PERMANENT_KINDS:
+            continue
+        by_key.setdefault(hit.key, []).append(hit.story_id)
+    return by_key
+
+
+def listed_stories(sightings: Sequence[_Sighting], by_key: Mapping[int, list[int]]) -> set[int]:
+    """Stored stories the document still lists (by GUID or link): another item of the document
+    is not one of them moved under a new address."""
+    return {ref for s in sightings for k in s.strong for ref in by_key.get(k.value, ())}
+
+
+def check_candidates(
+    sightings: Sequence[_Sighting],
+    hits: Sequence[KeyHit],
+    texts: Mapping[int, tuple[str, str]],
+    since: datetime,
+    ignore: frozenset[str],
+) -> list[dict[int, bool]]:
+    """Per sighting, the stored near-duplicate candidates its check reads, read as headline and
+    lead (`texts`), and whether it accepts each: the first accepted ends it. `plan_ingest`,
+    given the same hits and these checks, makes the same checks in the same order (or fewer:
+    its own new stories take turns), so the stored story it matches is an accepted one: only
+    those need loading in full."""
+    by_key = key_index(hits, since)
+    listed = listed_stories(sightings, by_key)
+
+    def print_of(ref: int) -> Fingerprint | None:
+        text = texts.get(ref)
+        return None if text is None else text_print(*text)
+
+    checks: list[dict[int, bool]] = []
+    for sighting in sightings:
+        checks.append({})
+        if sighting.fuzzy and not any(k.value in by_key for k in sighting.strong):
+            candidates = fuzzy_candidates(sighting.fuzzy, by_key)
+            _near_duplicate(sighting, candidates, print_of, listed, ignore, checks[-1])
+    return checks
+
+
+def _near_duplicate(
+    sighting: _Sighting,
+    candidates: Iterable[int],
+    print_of: Callable[[int], Fingerprint | None],
+    listed: set[int],
+    ignore: frozenset[str],
+    checks: dict[int, bool],
+) -> tuple[int | None, int]:
+    """The first candidate that is the sighting's story, and how many were checked (at most
+    MAX_VERIFIED; a candidate with no print, pruned, is not checked). `checks`: verdicts
+    already known, by candidate (`check_candidates`); the new ones are added."""
+    mine = None
+    checked = 0
+    for ref in candidates:
+        same = checks.get(ref)
+        if same is None:
+            other = print_of(ref)
+            if other is None:
+                continue
+            mine = mine or sighting.print or fingerprint(sighting.story)
+            # Both listed in this document at once (a story of this plan, or a stored one it
+            # lists by GUID or link): only the same headline counts.
+            co_listed = ref < 0 or ref in listed
+            same = checks[ref] = same_story(other, mine, co_listed=co_listed, ignore=ignore)
+        checked += 1
+        if same:
+            return ref, checked
+        if checked >= MAX_VERIFIED:
+            break
+    return None, checked
+
+
 def fuzzy_candidates(keys: Sequence[IdentityKey], by_key: Mapping[int, list[int]]) -> list[int]:
     """Stories sharing a fuzzy key with a sighting, most votes first (a same headline outweighs
     any number of bands), the newest first among equals."""
     votes: dict[int, int] = {}
+    get = votes.get
     for key in keys:
-        for ref in by_key.get(key.value, ()):
+        refs = by_key.get(key.value)
+        if refs:
             weight = 10 if key.kind == KeyKind.TITLE else 1
-            votes[ref] = votes.get(ref, 0) + weight
-    return sorted(votes, key=lambda r: (-votes[r], -r))
+            for ref in refs:
+                votes[ref] = get(ref, 0) + weight
+    # (votes, ref) pairs from the greatest: most votes first, then the newest (highest id).
+    return [ref for ref, _ in sorted(votes.items(), key=_VOTES_THEN_REF, reverse=True)]
+
+
+_VOTES_THEN_REF = itemgetter(1, 0)
 
 
 def _plan_carrier(

@@ -232,6 +232,8 @@ class IngestSession(Protocol):
 
     async def load_stories(self, ids: Sequence[int]) -> dict[int, StoredStory]: ...
 
+    async def story_texts(self, ids: Sequence[int]) -> dict[int, tuple[str, str]]: ...
+
     async def delivery_targets(self, story_ids: Sequence[int]) -> dict[int, set[str]]: ...
 
     async def story_carriers(self, story_ids: Sequence[int]) -> dict[int, list[SourceSighting]]: ...
@@ -264,6 +266,12 @@ class IngestStore(IngestSession, Protocol):
 
     async def load_stories(self, ids: Sequence[int]) -> dict[int, StoredStory]:
         """The stored stories among `ids`; unknown (or pruned) ids are left out."""
+        ...
+
+    async def story_texts(self, ids: Sequence[int]) -> dict[int, tuple[str, str]]:
+        """(headline, lead) of the stored stories among `ids`, as load_stories would give
+        them; unknown (or pruned) ids are left out. What a near-duplicate check reads: a few
+        hundred bytes a story rather than the whole story."""
         ...
 
     async def delivery_targets(self, story_ids: Sequence[int]) -> dict[int, set[str]]:

@@ -47,6 +47,10 @@ class IngestTables(MemoryBase):
     async def load_stories(self, ids: Sequence[int]) -> dict[int, StoredStory]:
         return {i: self._stories[i].stored() for i in sorted(set(ids)) if i in self._stories}
 
+    async def story_texts(self, ids: Sequence[int]) -> dict[int, tuple[str, str]]:
+        found = (self._stories[i] for i in sorted(set(ids)) if i in self._stories)
+        return {row.id: (row.story.title, row.story.summary) for row in found}
+
     async def delivery_targets(self, story_ids: Sequence[int]) -> dict[int, set[str]]:
         return {i: set(self._cards[i]) for i in story_ids if self._cards.get(i)}
 

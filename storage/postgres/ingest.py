@@ -92,6 +92,14 @@ class IngestTables(PostgresBase):
         )
         return {row["id"]: story_of(row) for row in rows}
 
+    async def story_texts(self, ids: Sequence[int]) -> dict[int, tuple[str, str]]:
+        if not ids:
+            return {}
+        rows = await self._read(
+            "SELECT id, title, summary FROM stories WHERE id = ANY($1::bigint[])", list(ids)
+        )
+        return {row[0]: (row[1], row[2]) for row in rows}
+
     async def delivery_targets(self, story_ids: Sequence[int]) -> dict[int, set[str]]:
         found: dict[int, set[str]] = {}
         if not story_ids:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from functools import lru_cache, partial
+from operator import itemgetter
 from typing import Any
 
 from bot.core.identity import KeyKind
@@ -64,6 +65,10 @@ class IngestTables(SqliteBase):
     async def load_stories(self, ids: Sequence[int]) -> dict[int, StoredStory]:
         async with self._lock:
             return await _Session(self).load_stories(ids)
+
+    async def story_texts(self, ids: Sequence[int]) -> dict[int, tuple[str, str]]:
+        async with self._lock:
+            return await _Session(self).story_texts(ids)
 
     async def delivery_targets(self, story_ids: Sequence[int]) -> dict[int, set[str]]:
         async with self._lock:
@@ -150,19 +155,12 @@ class _Session:
             rows = await self._store._run(
                 partial(_windowed_rows, keys=unique, since=since.timestamp())
             )
-        # The keys of one story, and the stories of one poll, share one timestamp: converted
-        # once each (a first poll of formulaic feeds reads millions of hits).
-        # tuple.__new__: a KeyHit without the Python-level constructor call (a first poll of
-        # formulaic feeds reads millions of hits).
-        moments: dict[float, datetime] = {}
-        hits = []
-        new = tuple.__new__
-        for key, kind, story_id, seen_at in rows:
-            moment = moments.get(seen_at)
-            if moment is None:
-                moment = moments[seen_at] = datetime.fromtimestamp(seen_at, UTC)
-            hits.append(new(KeyHit, (key, _KINDS[kind], story_id, moment)))
-        return hits
+        # A first poll of formulaic feeds reads millions of hits: the keys of one story, and
+        # the stories of one poll, share one timestamp, converted once each; tuple.__new__
+        # builds a KeyHit without the Python-level constructor call.
+        moments = {at: datetime.fromtimestamp(at, UTC) for at in set(map(_SEEN_AT, rows))}
+        new, kinds = tuple.__new__, _KINDS
+        return [new(KeyHit, (k, kinds[kind], s, moments[at])) for k, kind, s, at in rows]
 
     async def load_stories(self, ids: Sequence[int]) -> dict[int, StoredStory]:
         if not ids:
@@ -171,6 +169,12 @@ class _Session:
             partial(_select_in, sql=_STORY_ROWS, values=list(ids), by_name=True)
         )
         return {row["id"]: story_of(row) for row in rows}
+
+    async def story_texts(self, ids: Sequence[int]) -> dict[int, tuple[str, str]]:
+        if not ids:
+            return {}
+        rows = await self._store._run(partial(_select_in, sql=_TEXT_ROWS, values=list(ids)))
+        return {story_id: (title, summary) for story_id, title, summary in rows}
 
     async def delivery_targets(self, story_ids: Sequence[int]) -> dict[int, set[str]]:
         found: dict[int, set[str]] = {}
@@ -235,7 +239,8 @@ def _windowed_rows(
         params: list[Any] = []
         for key in padded:
             params += (key, since, WINDOW_HITS_PER_KEY)
-        rows += dict.fromkeys(conn.execute(_compound(size), params).fetchall())
+        found = conn.execute(_compound(size), params).fetchall()
+        rows += dict.fromkeys(found) if size > len(chunk) else found
     return rows
 
 
@@ -254,8 +259,10 @@ def _select_in(
 
 
 _KINDS = {int(kind): kind for kind in KeyKind}
+_SEEN_AT = itemgetter(3)
 _STRONG_ROWS = "SELECT key, kind, story_id, seen_at FROM story_keys WHERE key IN ({marks})"
 _STORY_ROWS = f"SELECT {columns('s', STORY_COLUMNS)} FROM stories s WHERE s.id IN ({{marks}})"  # noqa: S608 - column names are constants
+_TEXT_ROWS = "SELECT id, title, summary FROM stories WHERE id IN ({marks})"
 _TARGET_ROWS = "SELECT story_id, target FROM deliveries WHERE story_id IN ({marks})"
 _SOURCE_ROWS = (
     "SELECT story_id, feed_id, feed_name, seen_at, baseline FROM story_feeds"

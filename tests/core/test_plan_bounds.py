@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from bench.feedserver import formulaic_text
 from bot.core.identity import KeyKind, fuzzy_keys, strong_keys
-from bot.core.models import FeedSpec, FeedState, Origin, StoredStory, Story
+from bot.core.models import FeedSpec, FeedState, Origin, StoredStory, Story, Watchlist
 from bot.core.pipeline import (
     MAX_VERIFIED,
     IngestPlan,
@@ -17,6 +17,7 @@ from bot.core.pipeline import (
     NewStory,
     PlannedKey,
     _Sighting,
+    check_candidates,
     plan_ingest,
 )
 from bot.core.ports import KeyHit, PollOutcome
@@ -70,6 +71,62 @@ def test_a_new_bulletin_verifies_only_the_best_voted_few_and_still_finds_its_twi
     assert [ns.story.title for ns in plan.new_stories] == [fresh.title]
     assert {k.story_ref for k in plan.keys if k.key.kind == KeyKind.URL} >= {124}
     assert plan.verified <= 2 * MAX_VERIFIED
+
+
+def test_candidates_read_as_headline_and_lead_give_the_plan_that_whole_stories_give():
+    # The pipeline reads a near-duplicate candidate as its headline and lead, checks it, and
+    # loads in full only those a sighting accepts: the plan must be the one it would make with
+    # every candidate loaded whole (same new stories, same merges, same cards, same checks).
+    stored = bulletins(300)
+    stories = {
+        i + 1: StoredStory(i + 1, 1, s, NOW - timedelta(hours=1), 0, True)
+        for i, s in enumerate(stored)
+    }
+    hits = [
+        KeyHit(k.value, k.kind, story_id, NOW - timedelta(hours=1))
+        for story_id, known in stories.items()
+        for k in fuzzy_keys(known.story)
+    ]
+    rng = random.Random(11)
+    items = []
+    for n in range(40):
+        if n % 3 == 0:  # another wire's copy of a stored bulletin, or a lead cut short
+            twin = stored[rng.randrange(len(stored))]
+            lead = twin.summary if n % 2 else twin.summary.rsplit(" ", 3)[0]
+            items.append(Story("Wire", twin.title, f"https://w.example/{n}", f"w{n}", lead, lead))
+        else:
+            title, lead = formulaic_text(rng)
+            items.append(Story("Wire", title, f"https://w.example/{n}", f"w{n}", lead, lead))
+    items.append(items[1])  # and one repeated inside the document
+    sightings = [_Sighting(s, strong_keys(s, 2, guid_unique=True), fuzzy_keys(s)) for s in items]
+    book = QueryBook([Watchlist(1, "Quakes", "magnitude", ("toy:desk",), Origin.CONFIG)], [])
+    settings = IngestSettings()
+    wire = feed(2, "wire")
+
+    whole = plan_ingest(wire, sightings, hits, stories, book, settings, NOW, ignore=frozenset())
+    texts = {i: (s.story.title, s.story.summary) for i, s in stories.items()}
+    checks = check_candidates(sightings, hits, texts, NOW - timedelta(hours=48), frozenset())
+    accepted = {ref for c in checks for ref, same in c.items() if same}
+    loaded = {i: stories[i] for i in accepted}
+    light = plan_ingest(
+        wire,
+        sightings,
+        hits,
+        loaded,
+        book,
+        settings,
+        NOW,
+        ignore=frozenset(),
+        texts=texts,
+        checks=checks,
+    )
+
+    assert 0 < len(accepted) < len(texts) / 10  # most candidates never load whole
+    assert whole.sightings and light.sightings == whole.sightings  # the merges
+    assert [n.story for n in light.new_stories] == [n.story for n in whole.new_stories]
+    assert light.keys == whole.keys
+    assert light.deliveries == whole.deliveries
+    assert light.verified == whole.verified
 
 
 async def test_the_store_returns_only_the_newest_holders_of_a_common_windowed_key(tmp_path):

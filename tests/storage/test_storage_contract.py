@@ -427,6 +427,23 @@ async def test_load_stories_skips_unknown_ids(storage):
     assert await storage.load_stories([]) == {}
 
 
+async def test_story_texts_are_the_headline_and_lead_that_load_stories_gives(storage):
+    # What a near-duplicate check reads of a candidate: it must be the stored text exactly
+    # (the fingerprint of one and of the other must agree), and nothing of unknown ids.
+    (feed,) = await config_feeds(storage, REUTERS)
+    story = replace(ecb_story(), summary="Rates held at 4%; <b>Lagarde</b> «waits»\n")
+    (story_id,) = await ingest(storage, feed, [(story, [])])
+
+    texts = await storage.story_texts([story_id, story_id + 1000])
+
+    loaded = (await storage.load_stories([story_id]))[story_id].story
+    assert texts == {story_id: (loaded.title, loaded.summary)}
+    assert texts[story_id] == (story.title, story.summary)
+    assert await storage.story_texts([]) == {}
+    # More ids than SQLite accepts host parameters in one statement.
+    assert list(await storage.story_texts([story_id, *range(10**6, 10**6 + 1500)])) == [story_id]
+
+
 async def test_a_large_poll_is_stored_and_read_back_in_full(storage):
     # More rows than SQLite accepts host parameters in one statement.
     (feed,) = await config_feeds(storage, AP)
