@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import tracemalloc
 import zlib
 
 import pytest
@@ -251,3 +253,31 @@ def test_minhash_is_the_textbook_minimum_per_hash_function(shingle_set):
         for band in range(identity._BANDS)
     ]
     assert minhash_bands(shingle_set) == expected
+
+
+def test_the_fingerprints_kept_for_later_comparisons_stay_within_a_memory_budget():
+    # The writing process keeps the prints of recent stories (the near-duplicate candidates
+    # of the next polls). Bounded by their number, 8,192 news-sized prints held 180 MB; the
+    # budget is by size: a first cycle of a thousand feeds of long leads must stay small.
+    rng = random.Random(5)
+    vocabulary = [f"{rng.choice('bcdfgklmnprst')}{rng.choice('aeiou')}{n}" for n in range(5000)]
+
+    def story(n: int) -> Story:
+        title = " ".join(rng.choices(vocabulary, k=12))
+        lead = " ".join(rng.choices(vocabulary, k=90))
+        return Story("Wire", title, f"https://w.example/{n}", f"g{n}", lead, lead)
+
+    stories = [story(n) for n in range(6000)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for s in stories:
+            identity.fingerprint(s)  # computed here, and kept
+        identity.words.cache_clear()  # its own bound; only the prints are measured
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 45_000_000, f"{held / 1e6:.0f} MB held by the kept fingerprints"
+    # And the newest are the ones kept: the last story's print is found, not recomputed.
+    last = stories[-1]
+    assert identity.fingerprint(last) is identity._PRINTS[(last.title, last.summary)]
