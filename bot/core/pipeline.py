@@ -40,6 +40,7 @@ from bot.core.plan import (  # re-exported: the planner's names were long import
     key_index,
     listed_stories,
     plan_ingest,
+    ranked_candidates,
 )
 from bot.core.polling import PollingPolicy, PollSchedule, PollSeen, schedule_after, skipped
 from bot.core.ports import (
@@ -370,7 +371,8 @@ class Pipeline:
         hits = await self._lookup(session, job.sightings, now)
         by_key = key_index(hits, since)
         listed = listed_stories(job.sightings, by_key)
-        wanted = _worth_loading(job.sightings, by_key, listed)
+        ranked = _ranked(job.sightings, by_key)
+        wanted = listed.union(*([ref for ref, _ in c] for c in ranked))
         # The plan needs no hit on a story it will not read (the GUID and link hits it keeps
         # all: they decide, loaded or not).
         hits = [h for h in hits if h.kind in PERMANENT_KINDS or h.story_id in wanted]
@@ -381,7 +383,9 @@ class Pipeline:
         # Matching and near-duplicate checks are CPU work whose cost grows with the stories
         # and the queries: off the loop, so chat heartbeats and commands never wait on it.
         checks = (
-            await asyncio.to_thread(check_candidates, job.sightings, hits, texts, since, job.ignore)
+            await asyncio.to_thread(
+                check_candidates, job.sightings, ranked, texts, listed, job.ignore
+            )
             if texts
             else None
         )
@@ -401,6 +405,7 @@ class Pipeline:
             carriers,
             texts,
             checks,
+            ranked,
         )
         outcome = job.outcome
         if job.seen is not None:
@@ -494,17 +499,19 @@ def _unresolved(sightings: Sequence[_Sighting], hits: Sequence[KeyHit]) -> list[
     return [s for s in sightings if not any(k.value in known for k in s.strong)]
 
 
-def _worth_loading(
-    sightings: Sequence[_Sighting], by_key: dict[int, list[int]], listed: set[int]
-) -> set[int]:
-    """The stored stories a plan can use: those holding a sighting's GUID or link (`listed`),
-    and the best-voted near-duplicate candidates of each sighting that none holds (a few,
-    however many share a band)."""
-    wanted = set(listed)
+def _ranked(
+    sightings: Sequence[_Sighting], by_key: dict[int, list[int]]
+) -> list[list[tuple[int, int]]]:
+    """Per sighting, its best-voted near-duplicate candidates among the stored stories, with
+    their votes (a few, however many share a band); none for a sighting whose GUID or link a
+    stored story holds. Voted once: the checks and the plan take them as they are."""
+    ranked: list[list[tuple[int, int]]] = []
     for sighting in sightings:
         if sighting.fuzzy and not any(k.value in by_key for k in sighting.strong):
-            wanted.update(fuzzy_candidates(sighting.fuzzy, by_key)[:MAX_VERIFIED])
-    return wanted
+            ranked.append(ranked_candidates(sighting.fuzzy, by_key)[:MAX_VERIFIED])
+        else:
+            ranked.append([])
+    return ranked
 
 
 def _human(delta: timedelta) -> str:

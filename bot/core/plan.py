@@ -164,12 +164,15 @@ def plan_ingest(
     carriers: Mapping[int, Sequence[SourceSighting]] | None = None,
     texts: Mapping[int, tuple[str, str]] | None = None,
     checks: Sequence[dict[int, bool]] | None = None,
+    ranked: Sequence[Sequence[tuple[int, int]]] | None = None,
 ) -> IngestPlan:
     """`targets`: the destinations that already have a delivery, per known story. `ignore`:
     the document's boilerplate, when already known (see `identity.boilerplate`). `carriers`:
     the feeds recorded as carrying each known story (IngestSession.story_carriers). `texts`:
-    headline and lead of near-duplicate candidates not in `stories`, and `checks`, per
-    sighting, the verdicts on them already known (both from `check_candidates`)."""
+    headline and lead of near-duplicate candidates not in `stories`; `ranked`, per sighting,
+    its stored candidates (the best-voted few, with their votes) and `checks` the verdicts on
+    them already known (see `check_candidates`). Without `ranked`, every stored story sharing
+    a key with a sighting is a candidate."""
     targets = targets or {}
     carriers = carriers or {}
     texts = texts or {}
@@ -206,7 +209,13 @@ def plan_ingest(
                 match_ref, exact = max(refs), True  # the newest story holding the key
                 break
         if match_ref is None and sighting.fuzzy:
-            candidates = fuzzy_candidates(sighting.fuzzy, by_key)
+            if ranked is None:
+                candidates = fuzzy_candidates(sighting.fuzzy, by_key)
+            else:
+                # Its stored candidates as ranked, and this plan's own stories in their place.
+                own = ranked_candidates(sighting.fuzzy, by_key, local=True)
+                both = sorted([*ranked[position], *own], key=_VOTES_THEN_REF, reverse=True)
+                candidates = [ref for ref, _ in both]
             verdicts = dict(checks[position]) if checks else {}
             match_ref, checked = _near_duplicate(
                 sighting, candidates, print_of, listed, ignore, verdicts
@@ -287,29 +296,29 @@ def listed_stories(sightings: Sequence[_Sighting], by_key: Mapping[int, list[int
 
 def check_candidates(
     sightings: Sequence[_Sighting],
-    hits: Sequence[KeyHit],
+    ranked: Sequence[Sequence[tuple[int, int]]],
     texts: Mapping[int, tuple[str, str]],
-    since: datetime,
+    listed: set[int],
     ignore: frozenset[str],
 ) -> list[dict[int, bool]]:
-    """Per sighting, the stored near-duplicate candidates its check reads, read as headline and
-    lead (`texts`), and whether it accepts each: the first accepted ends it. `plan_ingest`,
-    given the same hits and these checks, makes the same checks in the same order (or fewer:
-    its own new stories take turns), so the stored story it matches is an accepted one: only
-    those need loading in full."""
-    by_key = key_index(hits, since)
-    listed = listed_stories(sightings, by_key)
+    """Per sighting, the stored near-duplicate candidates its check reads (`ranked`: per
+    sighting, its best-voted few with their votes, as `ranked_candidates` gives them), read as
+    headline and lead (`texts`), and whether it accepts each: the first accepted ends it.
+    `listed`: the stored stories holding a GUID or link of the document (`listed_stories`).
+    `plan_ingest`, given the same candidates and these checks, makes the same checks in the
+    same order (or fewer: its own new stories take turns), so the stored story it matches is
+    an accepted one: only those need loading in full."""
 
     def print_of(ref: int) -> Fingerprint | None:
         text = texts.get(ref)
         return None if text is None else text_print(*text)
 
     checks: list[dict[int, bool]] = []
-    for sighting in sightings:
+    for sighting, candidates in zip(sightings, ranked, strict=True):
         checks.append({})
-        if sighting.fuzzy and not any(k.value in by_key for k in sighting.strong):
-            candidates = fuzzy_candidates(sighting.fuzzy, by_key)
-            _near_duplicate(sighting, candidates, print_of, listed, ignore, checks[-1])
+        if candidates:
+            refs = [ref for ref, _ in candidates]
+            _near_duplicate(sighting, refs, print_of, listed, ignore, checks[-1])
     return checks
 
 
@@ -348,6 +357,14 @@ def _near_duplicate(
 def fuzzy_candidates(keys: Sequence[IdentityKey], by_key: Mapping[int, list[int]]) -> list[int]:
     """Stories sharing a fuzzy key with a sighting, most votes first (a same headline outweighs
     any number of bands), the newest first among equals."""
+    return [ref for ref, _ in ranked_candidates(keys, by_key)]
+
+
+def ranked_candidates(
+    keys: Sequence[IdentityKey], by_key: Mapping[int, list[int]], *, local: bool = False
+) -> list[tuple[int, int]]:
+    """(story, votes) for `fuzzy_candidates`, in its order. `local`: only the stories the plan
+    itself creates (negative references)."""
     votes: dict[int, int] = {}
     get = votes.get
     for key in keys:
@@ -355,9 +372,10 @@ def fuzzy_candidates(keys: Sequence[IdentityKey], by_key: Mapping[int, list[int]
         if refs:
             weight = 10 if key.kind == KeyKind.TITLE else 1
             for ref in refs:
-                votes[ref] = get(ref, 0) + weight
+                if ref < 0 or not local:
+                    votes[ref] = get(ref, 0) + weight
     # (votes, ref) pairs from the greatest: most votes first, then the newest (highest id).
-    return [ref for ref, _ in sorted(votes.items(), key=_VOTES_THEN_REF, reverse=True)]
+    return sorted(votes.items(), key=_VOTES_THEN_REF, reverse=True)
 
 
 _VOTES_THEN_REF = itemgetter(1, 0)

@@ -22,7 +22,7 @@ from bot.core.models import Delivery, FeedState, StoredStory
 from bot.core.store import PollOutcome
 from storage import rows
 
-_SQL_VARIABLES = 900  # stay under SQLite's host-parameter limit on old builds
+SQL_VARIABLES = 900  # stay under SQLite's host-parameter limit on old builds
 
 T = TypeVar("T")
 
@@ -35,7 +35,7 @@ def dt(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
 
 
-def chunks(items: Sequence[T], size: int = _SQL_VARIABLES) -> Iterable[Sequence[T]]:
+def chunks(items: Sequence[T], size: int = SQL_VARIABLES) -> Iterable[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 

@@ -25,6 +25,7 @@ from bot.core.store import (
 )
 from storage.rows import STORY_COLUMNS, columns, sightings_of
 from storage.sqlite.base import (
+    SQL_VARIABLES,
     SqliteBase,
     begin,
     chunks,
@@ -251,11 +252,24 @@ def _select_in(
     parameters; `by_name`: rows read by column name (sqlite3.Row), else plain tuples."""
     found: list[Any] = []
     for chunk in chunks(values):
-        cursor = conn.execute(sql.format(marks=marks(len(chunk))), list(chunk))
+        # Padded to one of a few lengths with its last value (an IN list ignores repeats):
+        # the driver caches a compiled statement by its text, and a poll's lists are of every
+        # length (compiling one of a few hundred terms costs more than running it).
+        size = next(n for n in _IN_SIZES if n >= len(chunk))
+        padded = [*chunk, *[chunk[-1]] * (size - len(chunk))]
+        cursor = conn.execute(_in_list(sql, size), padded)
         if by_name:
             cursor.row_factory = sqlite3.Row  # applied as rows are fetched
         found += cursor.fetchall()
     return found
+
+
+_IN_SIZES = (8, 32, 128, 512, SQL_VARIABLES)
+
+
+@lru_cache(maxsize=64)
+def _in_list(sql: str, size: int) -> str:
+    return sql.format(marks=marks(size))
 
 
 _KINDS = {int(kind): kind for kind in KeyKind}

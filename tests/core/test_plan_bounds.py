@@ -18,7 +18,9 @@ from bot.core.pipeline import (
     PlannedKey,
     _Sighting,
     check_candidates,
+    key_index,
     plan_ingest,
+    ranked_candidates,
 )
 from bot.core.ports import KeyHit, PollOutcome
 from bot.core.routing import QueryBook
@@ -104,8 +106,12 @@ def test_candidates_read_as_headline_and_lead_give_the_plan_that_whole_stories_g
     wire = feed(2, "wire")
 
     whole = plan_ingest(wire, sightings, hits, stories, book, settings, NOW, ignore=frozenset())
+    # As the pipeline does it: each sighting's best-voted few, voted once; their texts; the
+    # checks; the accepted ones loaded whole.
+    by_key = key_index(hits, NOW - timedelta(hours=48))
+    ranked = [ranked_candidates(s.fuzzy, by_key)[:MAX_VERIFIED] for s in sightings]
     texts = {i: (s.story.title, s.story.summary) for i, s in stories.items()}
-    checks = check_candidates(sightings, hits, texts, NOW - timedelta(hours=48), frozenset())
+    checks = check_candidates(sightings, ranked, texts, set(), frozenset())
     accepted = {ref for c in checks for ref, same in c.items() if same}
     loaded = {i: stories[i] for i in accepted}
     light = plan_ingest(
@@ -119,6 +125,7 @@ def test_candidates_read_as_headline_and_lead_give_the_plan_that_whole_stories_g
         ignore=frozenset(),
         texts=texts,
         checks=checks,
+        ranked=ranked,
     )
 
     assert 0 < len(accepted) < len(texts) / 10  # most candidates never load whole
