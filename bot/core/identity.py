@@ -320,7 +320,7 @@ def boilerplate(stories: Iterable[Story]) -> frozenset[str]:
     which feed an item is from, not which story: neither candidates nor checks count them."""
     counts: Counter[str] = Counter()
     for story in stories:
-        counts.update(shingles(words(fingerprint_text(story))))
+        counts.update(fingerprint(story).full)
     return frozenset(s for s, n in counts.items() if n >= BOILERPLATE_ITEMS)
 
 
@@ -431,7 +431,7 @@ def fuzzy_keys(story: Story, ignore: frozenset[str] = frozenset()) -> tuple[Iden
     title = words(story.title)
     if len(title) >= MIN_TITLE_WORDS:
         keys.append(IdentityKey(KeyKind.TITLE, _hash64("title", " ".join(title))))
-    grams = shingles(words(fingerprint_text(story))) - ignore
+    grams = fingerprint(story).full - ignore  # the print's pairs: computed once per story
     if len(grams) >= MIN_SHINGLES:
         keys.extend(IdentityKey(KeyKind.SHINGLE, band) for band in minhash_bands(grams))
     return tuple(keys)

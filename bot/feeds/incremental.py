@@ -62,15 +62,13 @@ class Memo(NamedTuple):
 def item_result(story: Story | None) -> ItemResult:
     if story is None:
         return ItemResult(None)
+    # Its full-text word pairs share the lead's strings (identity.text_print): a memo holds,
+    # and unpickles, each once.
     found = fingerprint(story)
-    # The word pairs of the lead are most of the headline-and-lead ones: the same strings,
-    # so that a memo holds (and unpickles) each once.
-    same = {pair: pair for pair in found.lead}
-    full = frozenset([same.get(pair, pair) for pair in found.full])
     return ItemResult(
         story,
         url_key(story.link),
-        (found.title, found.lead, full),
+        (found.title, found.lead, found.full),
         primary_identity(story, guid_unique=True),
         primary_identity(story, guid_unique=False),
     )

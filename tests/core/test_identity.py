@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import random
 import tracemalloc
 import zlib
@@ -281,3 +282,22 @@ def test_the_fingerprints_kept_for_later_comparisons_stay_within_a_memory_budget
     # And the newest are the ones kept: the last story's print is found, not recomputed.
     last = stories[-1]
     assert identity.fingerprint(last) is identity._PRINTS[(last.title, last.summary)]
+
+
+def test_a_print_holds_each_word_pair_of_the_lead_once_even_after_the_pipe():
+    # Most of the headline-and-lead pairs are the lead's: the same strings, not copies, in
+    # the parse worker and in the bot after unpickling (memory, and the pickle's size).
+    story = Story(
+        "Wire",
+        "Floods close the Rhine to shipping at Kaub",
+        "https://w.example/1",
+        "g1",
+        "Barges were halted on Tuesday as the Rhine rose past the marker at Kaub, a key "
+        "chokepoint for fuel and grain shipments into southern Germany.",
+    )
+    made = identity.text_print(story.title, story.summary)
+    for print_ in (made, pickle.loads(pickle.dumps(made))):
+        lead = {id(pair) for pair in print_.lead}
+        shared = [pair for pair in print_.full if pair in print_.lead]
+        assert len(shared) == len(print_.lead) > 10
+        assert all(id(pair) in lead for pair in shared)
