@@ -324,6 +324,19 @@ def boilerplate(stories: Iterable[Story]) -> frozenset[str]:
     return frozenset(s for s, n in counts.items() if n >= BOILERPLATE_ITEMS)
 
 
+def headlines_allow(a: tuple[str, ...], b: tuple[str, ...], *, co_listed: bool = False) -> bool:
+    """Whether two headlines (their `words`) leave room for one story: `same_story` is False
+    whenever this is, and this needs no lead (a candidate's print is costly to make, its
+    headline's words are not)."""
+    if a == b and len(a) >= MIN_TITLE_WORDS:
+        return True
+    if co_listed:
+        return False
+    # Different headlines must still share words: feeds that repeat a boilerplate lead
+    # ("Read the full story...") under every headline must not merge their stories.
+    return overlap(frozenset(a), frozenset(b)) >= MIN_HEADLINE_OVERLAP
+
+
 def same_story(
     a: Story | Fingerprint,
     b: Story | Fingerprint,
@@ -345,11 +358,7 @@ def same_story(
             return True
         # A daily "Briefing: what happened today" keeps its headline but not its lead.
         return overlap(lead_a, lead_b) >= SAME_HEADLINE_LEAD_OVERLAP
-    if co_listed:
-        return False
-    # Different headlines must still share words: feeds that repeat a boilerplate lead
-    # ("Read the full story...") under every headline must not merge their stories.
-    if overlap(frozenset(fa.title), frozenset(fb.title)) < MIN_HEADLINE_OVERLAP:
+    if not headlines_allow(fa.title, fb.title, co_listed=co_listed):
         return False
     full_a, full_b = fa.full - ignore, fb.full - ignore
     if min(len(full_a), len(full_b)) < MIN_SHINGLES:

@@ -18,10 +18,12 @@ from bot.core.identity import (
     KeyKind,
     boilerplate,
     fingerprint,
+    headlines_allow,
     material_change,
     same_story,
     text_print,
     url_key,
+    words,
 )
 from bot.core.latency import Lead, SourceSighting, comparable, stamped_times
 from bot.core.models import HELD_BASELINE, HELD_OLD, FeedState, StoredStory, Story
@@ -186,18 +188,10 @@ def plan_ingest(
     links = {link for s in sightings if (link := s.link or url_key(s.story.link))}
     # Stories created by this plan, so that a document repeating a story finds it too.
     local: dict[int, Story] = {}
-    prints: dict[int, Fingerprint] = {}
 
-    def print_of(ref: int) -> Fingerprint | None:
-        if ref not in prints:
-            story = local[ref] if ref < 0 else (stories[ref].story if ref in stories else None)
-            if story is not None:
-                prints[ref] = fingerprint(story)
-            elif ref in texts:
-                prints[ref] = text_print(*texts[ref])
-            else:
-                return None
-        return prints[ref]
+    def text_of(ref: int) -> tuple[str, str] | None:
+        story = local[ref] if ref < 0 else (stories[ref].story if ref in stories else None)
+        return (story.title, story.summary) if story is not None else texts.get(ref)
 
     for position, sighting in enumerate(sightings):
         story = sighting.story
@@ -218,7 +212,7 @@ def plan_ingest(
                 candidates = [ref for ref, _ in both]
             verdicts = dict(checks[position]) if checks else {}
             match_ref, checked = _near_duplicate(
-                sighting, candidates, print_of, listed, ignore, verdicts
+                sighting, candidates, text_of, listed, ignore, verdicts
             )
             plan.verified += checked
         if match_ref is None:
@@ -309,43 +303,44 @@ def check_candidates(
     same order (or fewer: its own new stories take turns), so the stored story it matches is
     an accepted one: only those need loading in full."""
 
-    def print_of(ref: int) -> Fingerprint | None:
-        text = texts.get(ref)
-        return None if text is None else text_print(*text)
-
     checks: list[dict[int, bool]] = []
     for sighting, candidates in zip(sightings, ranked, strict=True):
         checks.append({})
         if candidates:
             refs = [ref for ref, _ in candidates]
-            _near_duplicate(sighting, refs, print_of, listed, ignore, checks[-1])
+            _near_duplicate(sighting, refs, texts.get, listed, ignore, checks[-1])
     return checks
 
 
 def _near_duplicate(
     sighting: _Sighting,
     candidates: Iterable[int],
-    print_of: Callable[[int], Fingerprint | None],
+    text_of: Callable[[int], tuple[str, str] | None],
     listed: set[int],
     ignore: frozenset[str],
     checks: dict[int, bool],
 ) -> tuple[int | None, int]:
     """The first candidate that is the sighting's story, and how many were checked (at most
-    MAX_VERIFIED; a candidate with no print, pruned, is not checked). `checks`: verdicts
-    already known, by candidate (`check_candidates`); the new ones are added."""
+    MAX_VERIFIED; a candidate with no text, pruned, is not checked). `text_of`: a candidate's
+    headline and lead. `checks`: verdicts already known, by candidate (`check_candidates`);
+    the new ones are added."""
     mine = None
     checked = 0
     for ref in candidates:
         same = checks.get(ref)
         if same is None:
-            other = print_of(ref)
-            if other is None:
+            text = text_of(ref)
+            if text is None:
                 continue
             mine = mine or sighting.print or fingerprint(sighting.story)
             # Both listed in this document at once (a story of this plan, or a stored one it
             # lists by GUID or link): only the same headline counts.
             co_listed = ref < 0 or ref in listed
-            same = checks[ref] = same_story(other, mine, co_listed=co_listed, ignore=ignore)
+            # Most candidates fail on the headline alone: their print (a few hundred word
+            # pairs to make) only for those that pass it.
+            same = checks[ref] = headlines_allow(
+                words(text[0]), mine.title, co_listed=co_listed
+            ) and same_story(text_print(*text), mine, co_listed=co_listed, ignore=ignore)
         checked += 1
         if same:
             return ref, checked

@@ -301,3 +301,26 @@ def test_a_print_holds_each_word_pair_of_the_lead_once_even_after_the_pipe():
         shared = [pair for pair in print_.full if pair in print_.lead]
         assert len(shared) == len(print_.lead) > 10
         assert all(id(pair) in lead for pair in shared)
+
+
+_WORDS = st.sampled_from(["kim", "jong", "un", "china", "team", "medical", "north", "korea", "the"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(_WORDS, min_size=0, max_size=8),
+    st.lists(_WORDS, min_size=0, max_size=8),
+    st.lists(_WORDS, min_size=0, max_size=14),
+    st.lists(_WORDS, min_size=0, max_size=14),
+    st.booleans(),
+)
+def test_a_candidate_refused_on_its_headline_alone_is_never_the_same_story(ta, tb, la, lb, co):
+    # The planner reads a candidate's headline before it makes the candidate's print (the
+    # costly part): that shortcut must never refuse a story same_story would accept.
+    a = Story("A", " ".join(ta), None, None, " ".join(la))
+    b = Story("B", " ".join(tb), None, None, " ".join(lb))
+    allowed = identity.headlines_allow(
+        identity.words(a.title), identity.words(b.title), co_listed=co
+    )
+    if not allowed:
+        assert not identity.same_story(a, b, co_listed=co)
