@@ -5,6 +5,7 @@
     .venv/bin/python -m bench matcher         # the matcher against one regex per query
     .venv/bin/python -m bench hostile         # the costliest NEAR allowed, against pair by pair
     .venv/bin/python -m bench formulaic       # first poll of 1,000 formulaic feeds vs feedparser
+    .venv/bin/python -m bench ingest          # the writing process alone on 1,000 parsed documents
     .venv/bin/python -m bench scale           # 1, 2 and 3 workers on one PostgreSQL database
     .venv/bin/python -m bench --quick         # smaller sizes: a smoke run in under a minute
 
@@ -19,7 +20,7 @@ import time
 
 from bench.common import machine
 
-PARTS = ("pipeline", "matcher", "hostile", "formulaic", "scale")
+PARTS = ("pipeline", "matcher", "hostile", "formulaic", "ingest", "scale")
 
 
 def _matcher(quick: bool) -> str:
@@ -58,6 +59,10 @@ def main(argv: list[str] | None = None) -> None:
             from bench import formulaic
 
             print(f"## Formulaic feeds\n\n{formulaic.run(quick=args.quick)}", flush=True)
+        elif part == "ingest":
+            from bench import ingest
+
+            print(f"## Ingest alone\n\n{ingest.run(quick=args.quick)}", flush=True)
         elif part == "scale":
             from bench import scale
 
