@@ -49,8 +49,9 @@ def feed(feed_id: int, name: str) -> FeedState:
     )
 
 
-def test_a_new_bulletin_verifies_only_the_best_voted_few_and_still_finds_its_twin():
-    stored = bulletins(400)
+def stored_bulletins(count: int) -> tuple[list[Story], dict[int, StoredStory], list[KeyHit]]:
+    """Bulletins stored an hour ago (ids from 1), and the hits on all their fuzzy keys."""
+    stored = bulletins(count)
     stories = {
         i + 1: StoredStory(i + 1, 1, s, NOW - timedelta(hours=1), 0, True)
         for i, s in enumerate(stored)
@@ -60,6 +61,11 @@ def test_a_new_bulletin_verifies_only_the_best_voted_few_and_still_finds_its_twi
         for story_id, known in stories.items()
         for k in fuzzy_keys(known.story)
     ]
+    return stored, stories, hits
+
+
+def test_a_new_bulletin_verifies_only_the_best_voted_few_and_still_finds_its_twin():
+    stored, stories, hits = stored_bulletins(400)
     twin = stored[123]
     # Another wire re-issues bulletin 124 under its own GUID and link; and one new bulletin.
     reissued = Story("Wire", twin.title, "https://wire.example/r", "w1", twin.summary, twin.content)
@@ -79,16 +85,7 @@ def test_candidates_read_as_headline_and_lead_give_the_plan_that_whole_stories_g
     # The pipeline reads a near-duplicate candidate as its headline and lead, checks it, and
     # loads in full only those a sighting accepts: the plan must be the one it would make with
     # every candidate loaded whole (same new stories, same merges, same cards, same checks).
-    stored = bulletins(300)
-    stories = {
-        i + 1: StoredStory(i + 1, 1, s, NOW - timedelta(hours=1), 0, True)
-        for i, s in enumerate(stored)
-    }
-    hits = [
-        KeyHit(k.value, k.kind, story_id, NOW - timedelta(hours=1))
-        for story_id, known in stories.items()
-        for k in fuzzy_keys(known.story)
-    ]
+    stored, stories, hits = stored_bulletins(300)
     rng = random.Random(11)
     items = []
     for n in range(40):
