@@ -194,14 +194,6 @@ def overlap(a: frozenset[str], b: frozenset[str]) -> float:
     return len(a & b) / min(len(a), len(b))
 
 
-def fingerprint_text(story: Story) -> str:
-    return _headline_and_lead(story.title, story.summary)
-
-
-def _headline_and_lead(title: str, summary: str) -> str:
-    return f"{title} {summary}"
-
-
 # Universal hashing (a*x + b mod p) over one CRC per shingle: stable across processes (the keys
 # are stored) and an order of magnitude cheaper than a cryptographic hash per (shingle, band).
 _PRIME = (1 << 61) - 1
@@ -264,7 +256,7 @@ def text_print(title: str, summary: str) -> Fingerprint:
     found = _PRINTS.get(key)
     if found is None:
         lead = shingles(words(summary))
-        pairs = shingles(words(_headline_and_lead(title, summary)))
+        pairs = shingles(words(f"{title} {summary}"))
         # The same pairs, but those of the lead as the lead's own strings: one copy of each
         # in memory and in a parse worker's pickle (the union keeps the left set's objects).
         found = Fingerprint(words(title), lead, (lead & pairs) | pairs)
