@@ -368,7 +368,7 @@ class Pipeline:
     async def _plan_and_apply(self, session: IngestSession, job: _Ingest) -> IngestPlan:
         now = self.clock()
         since = now - self.settings.dedupe_window
-        hits = await self._lookup(session, job.sightings, now)
+        hits = await self._lookup(session, job.sightings, since)
         by_key = key_index(hits, since)
         listed = listed_stories(job.sightings, by_key)
         ranked = _ranked(job.sightings, by_key)
@@ -416,16 +416,15 @@ class Pipeline:
         return plan
 
     async def _lookup(
-        self, session: IngestSession, sightings: Sequence[_Sighting], now: datetime
+        self, session: IngestSession, sightings: Sequence[_Sighting], since: datetime
     ) -> list[KeyHit]:
         """Hits on the sightings' GUIDs and links, then on the near-duplicate keys of those
-        that neither finds."""
+        that neither finds, seen since `since` (the de-duplication window)."""
         hits = await session.find_keys([k.value for s in sightings for k in s.strong])
         unresolved = _unresolved(sightings, hits)
         if unresolved:
             hits += await session.find_keys(
-                [k.value for s in unresolved for k in s.fuzzy],
-                since=now - self.settings.dedupe_window,
+                [k.value for s in unresolved for k in s.fuzzy], since=since
             )
         return hits
 
