@@ -40,6 +40,14 @@ WATCHLISTS = (
 )
 
 
+def bench_watchlists() -> list[tuple[str, str, list[str]]]:
+    """100 watchlists of the formulaic vocabulary over 10 console channels."""
+    return [
+        (f"watch-{i:03d}", WATCHLISTS[i % len(WATCHLISTS)], [console_channel(i, 10)])
+        for i in range(100)
+    ]
+
+
 def run(quick: bool = False) -> str:
     return asyncio.run(_run(QUICK_FEEDS if quick else FEEDS))
 
@@ -54,10 +62,7 @@ async def _run(count: int) -> str:
         urls = server.urls()
         publishers: list[int] = info["publishers"]  # type: ignore[assignment]
         feeds = [(feed_name(i, p), urls[i]) for i, p in enumerate(publishers)]
-        watchlists = [
-            (f"watch-{i:03d}", WATCHLISTS[i % len(WATCHLISTS)], [console_channel(i, 10)])
-            for i in range(100)
-        ]
+        watchlists = bench_watchlists()
         order = list(range(len(urls)))
         random.Random(7).shuffle(order)
         with tempfile.TemporaryDirectory(prefix="newsbot-bench-") as tmp:

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import feedparser
 
-from bench.common import console_channel, machine
+from bench.common import machine
 from bench.feedserver import FeedSet
-from bench.formulaic import WATCHLISTS
+from bench.formulaic import bench_watchlists
 from bench.harness import Harness, bot_settings
 from bot.core.ports import ParsedFeed, PollOutcome
 from bot.feeds.items import parse_items
@@ -69,13 +69,9 @@ async def _ingest(bodies: list[bytes]) -> tuple[float, float, int, int]:
         parse_items(body, feed_name=name, url=f"https://example.org/{name}").parsed
         for body, name in zip(bodies, names, strict=True)
     ]
-    watchlists = [
-        (f"watch-{i:03d}", WATCHLISTS[i % len(WATCHLISTS)], [console_channel(i, 10)])
-        for i in range(100)
-    ]
     with tempfile.TemporaryDirectory(prefix="newsbot-bench-") as tmp:
         feeds = [(name, f"http://127.0.0.1:9/{name}") for name in names]
-        settings = bot_settings(str(Path(tmp) / "newsbot.db"), feeds, watchlists)
+        settings = bot_settings(str(Path(tmp) / "newsbot.db"), feeds, bench_watchlists())
         async with Harness(settings) as harness:
             storage = harness.bot.storage
             assert storage is not None
