@@ -51,8 +51,9 @@ class Cycle:
 
 
 class Harness:
-    def __init__(self, settings: Settings) -> None:
-        self.out = LineClock()
+    def __init__(self, settings: Settings, *, keep_lines: bool = True) -> None:
+        """`keep_lines`: keep every console line written (the cards' timings), or count them."""
+        self.out = LineClock(keep=keep_lines)
         self.bot = NewsBot(settings, stdout=self.out)
         self.monitor = LagMonitor()
         self._worker: asyncio.Task[None] | None = None

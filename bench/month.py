@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import corpus
-from bench.common import console_channel, files_mb, peak_rss_mb, percentile
+from bench.common import console_channel, files_mb, peak_rss_mb, percentile, workers_peak_rss_mb
 from bench.feedserver import FeedServerClient
 from bench.harness import Harness, bot_settings
 from bot.core.commands import Actor
@@ -185,7 +185,7 @@ async def measure(spec: dict[str, Any]) -> dict[str, Any]:
         [tuple(w) for w in spec["config_watchlists"]],
     )
     cycles = []
-    async with Harness(settings) as harness:
+    async with Harness(settings, keep_lines=False) as harness:
         bot = harness.bot
         await bot.query_book()
         rss_after_open = _rss_now_mb()
@@ -223,10 +223,12 @@ async def measure(spec: dict[str, Any]) -> dict[str, Any]:
         since = datetime.now(UTC) - timedelta(hours=24)
         rows = sum((await bot.storage.stories_per_feed(since)).values())
         stories = await bot.storage.count_stories()
+        workers = workers_peak_rss_mb()
     return {
         "cycles": cycles,
         "rss_after_open_mb": rss_after_open,
         "peak_rss_mb": peak_rss_mb(),
+        "workers_peak_rss_mb": workers,
         "recent_calls": len(timings),
         "recent_p50": percentile(timings, 50),
         "recent_min": min(timings),
