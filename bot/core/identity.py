@@ -267,7 +267,9 @@ def text_print(title: str, summary: str) -> Fingerprint:
 def remember_print(story: Story, print_: Fingerprint) -> None:
     """Keep a story's fingerprint for the next comparisons: a story stored a minute ago is the
     near-duplicate candidate of many new ones (a first poll of formulaic feeds), and its print
-    came from a parse worker, not from this process. The newest are kept; a print read again
+    came from a parse worker, not from this process. The pipeline keeps only the prints of
+    stories a poll may store (one the store holds already by GUID or link is kept by
+    `text_print` if it is ever checked as a candidate). The newest are kept; a print read again
     is not moved to the end (a first poll of 1,000 feeds reads a hundred thousand, and moving
     each cost more than the evictions it spared)."""
     _keep_print((story.title, story.summary), print_)

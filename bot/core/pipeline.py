@@ -368,7 +368,14 @@ class Pipeline:
     async def _plan_and_apply(self, session: IngestSession, job: _Ingest) -> IngestPlan:
         now = self.clock()
         since = now - self.settings.dedupe_window
-        hits = await self._lookup(session, job.sightings, since)
+        hits, unresolved = await self._lookup(session, job.sightings, since)
+        # A near-duplicate candidate is a stored story, and a sighting that a stored story
+        # holds by GUID or link is one already: only the others' prints are worth keeping for
+        # later checks (a changed document's known items filled the kept prints, some 30 MB of
+        # the bot's memory after a restart).
+        for sighting in unresolved:
+            if sighting.print is not None:
+                remember_print(sighting.story, sighting.print)
         by_key = key_index(hits, since)
         listed = listed_stories(job.sightings, by_key)
         ranked = _ranked(job.sightings, by_key)
@@ -417,16 +424,16 @@ class Pipeline:
 
     async def _lookup(
         self, session: IngestSession, sightings: Sequence[_Sighting], since: datetime
-    ) -> list[KeyHit]:
+    ) -> tuple[list[KeyHit], list[_Sighting]]:
         """Hits on the sightings' GUIDs and links, then on the near-duplicate keys of those
-        that neither finds, seen since `since` (the de-duplication window)."""
+        that neither finds (returned too), seen since `since` (the de-duplication window)."""
         hits = await session.find_keys([k.value for s in sightings for k in s.strong])
         unresolved = _unresolved(sightings, hits)
         if unresolved:
             hits += await session.find_keys(
                 [k.value for s in unresolved for k in s.fuzzy], since=since
             )
-        return hits
+        return hits, unresolved
 
     async def _load(
         self, session: IngestSession, ids: set[int], feed: FeedState
@@ -488,7 +495,6 @@ def _sightings(
     for item in identity.items:
         story = stories[item.index]
         strong = strong_keys(story, feed.id, guid_unique=item.guid_unique, link=item.link)
-        remember_print(story, item.print)
         sightings.append(_Sighting(story, strong, item.fuzzy, item.print, item.link))
     return sightings
 

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from bot.core import identity
 from bot.core.identity import (
     KeyKind,
     fuzzy_keys,
@@ -324,6 +325,33 @@ async def test_a_story_past_the_update_cap_stops_editing_its_cards() -> None:
         for delivery, current in due:
             await store.mark_update_done(delivery.id, NOW, revision=current.revision)
     assert edits == [["Flood barrier fails in York"], ["Flood barrier repaired in York"], []]
+
+
+async def test_only_the_prints_of_stories_a_poll_may_store_are_kept_for_later_checks() -> None:
+    """The writing process keeps recent stories' prints: near-duplicate candidates are stored
+    stories. Items the store already holds by GUID or link (most of a changed document) are
+    nobody's new candidate; after a restart they filled the kept prints (some 30 MB)."""
+    store = MemoryStorage()
+    await store.add_feed(
+        FeedSpec("Wire", WIRE.url, WIRE.interval, Origin.CONFIG), "test", NOW - timedelta(hours=1)
+    )
+    pipeline = Pipeline(store, reader=None, queries=lambda: _book(), clock=lambda: NOW)
+    known = [story(n, f"Council votes on plan number {n} for the ring road") for n in range(5)]
+    feed = await store.get_feed("Wire")
+    assert feed is not None
+    await pipeline.ingest(feed, known, PollOutcome(ok=True))
+    assert all((s.title, s.summary) in identity._PRINTS for s in known)
+
+    fresh = story(9, "Flood barrier raised in Selby overnight", "Water rose in the Ouse.")
+    document = [fresh, *known]
+    made = identify(document)  # by a parse worker: another process
+    identity._PRINTS.clear()  # and this one as after a restart
+    feed = await store.get_feed("Wire")
+    assert feed is not None
+    report = await pipeline.ingest(feed, document, PollOutcome(ok=True), made)
+    assert report.new == 1
+    assert (fresh.title, fresh.summary) in identity._PRINTS
+    assert not any((s.title, s.summary) in identity._PRINTS for s in known)
 
 
 async def _book() -> QueryBook:
