@@ -234,10 +234,15 @@ class _Worker:
             self.conn.close()
 
 
+# A worker's caches of words, word-pair hashes and prints, bounded between documents: at the
+# writing process's sizes each worker held about 200 MB after a first poll of 1,000 news feeds.
+_WORKER_CACHES = {"words_kept": 4096, "rows_kept": 16_384, "prints_weight": 350_000 // 4}
+
+
 def _serve(conn: Connection) -> None:
     """A worker's main loop: parse each document sent, send back what it made of it or the error."""
     from bot.collector import tune_garbage_collector
-    from bot.core.identity import identify
+    from bot.core.identity import bound_caches, identify
     from bot.feeds.items import parse_items
     from bot.feeds.parse import parse_document
 
@@ -279,3 +284,4 @@ def _serve(conn: Connection) -> None:
             conn.send(RuntimeError(f"{type(outcome).__name__}: {outcome}"))
         except (EOFError, OSError):
             return
+        bound_caches(**_WORKER_CACHES)

@@ -324,3 +324,47 @@ def test_a_candidate_refused_on_its_headline_alone_is_never_the_same_story(ta, t
     )
     if not allowed:
         assert not identity.same_story(a, b, co_listed=co)
+
+
+def test_a_parse_workers_caches_are_emptied_past_their_bounds_and_kept_below(monkeypatch):
+    # A parse worker reads most texts once: between documents it bounds its caches (about
+    # 200 MB each at the writing process's sizes after a first poll of 1,000 news feeds),
+    # while a bulletin feed's small vocabulary stays cached.
+    monkeypatch.setattr(identity, "PRINTS_WEIGHT", identity.PRINTS_WEIGHT)  # restored after
+    identity.words.cache_clear()
+    identity._hash_row.cache_clear()
+    bulletin = Story(
+        "Quakes", "M 4.2 earthquake near Kobe", "https://q.example/1", None, "Depth 10 km"
+    )
+    identity.fuzzy_keys(bulletin)
+    held_words = identity.words.cache_info().currsize
+    identity.bound_caches(words_kept=100, rows_kept=100, prints_weight=1_000_000)
+    assert identity.words.cache_info().currsize == held_words  # under the bounds: kept
+
+    for n in range(300):
+        identity.fuzzy_keys(
+            Story(
+                "Wire",
+                f"Story {n} of many words {n * 7}",
+                f"https://w.example/{n}",
+                None,
+                f"Lead {n} with {n + 1} more words",
+            )
+        )
+    assert identity.words.cache_info().currsize > 100
+    assert identity._hash_row.cache_info().currsize > 100
+    identity.bound_caches(words_kept=100, rows_kept=100, prints_weight=50)
+    assert identity.words.cache_info().currsize == 0
+    assert identity._hash_row.cache_info().currsize == 0
+    assert identity._prints_weight <= 50
+    for n in range(20):  # and the prints kept from now on stay within the new bound
+        identity.fingerprint(
+            Story(
+                "Wire",
+                f"Another story {n} told",
+                f"https://w.example/a{n}",
+                None,
+                f"Its lead {n} here",
+            )
+        )
+    assert 0 < identity._prints_weight <= 50
