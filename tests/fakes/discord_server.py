@@ -61,7 +61,8 @@ Permissions: the bot holds the managed role Discord creates at invite (``BOT_PER
 ``forbid_channel`` and ``deny_permissions`` add a channel overwrite for the bot member, which
 ``GET /channels/{id}`` shows and message POSTs obey (no View Channel: 403 / 50001 everywhere; no
 Send Messages: 403 / 50013 on POST). ``GET /guilds/{id}`` gives the roles and owner, so a client
-can work out the bot's permissions in a channel as Discord does.
+can work out the bot's permissions in a channel as Discord does. @everyone holds
+``EVERYONE_PERMISSIONS`` (members see every channel); ``hide_channel`` makes a private one.
 
 Outages: ``FakeDiscord(port=...)`` knows its addresses before it listens; ``close()`` then
 ``start()`` again is Discord going away and coming back at the same address, with everything
@@ -130,6 +131,8 @@ BOT_PERMISSIONS = (
     | _CREATE_PUBLIC_THREADS
     | _SEND_IN_THREADS
 )
+# Part of what Discord gives @everyone in a new server: members see its channels and write there.
+EVERYONE_PERMISSIONS = _VIEW_CHANNEL | _SEND_MESSAGES | _READ_HISTORY
 CREATE_PUBLIC_THREADS = _CREATE_PUBLIC_THREADS
 SEND_MESSAGES_IN_THREADS = _SEND_IN_THREADS
 THREAD_NAME_LIMIT = 100
@@ -741,7 +744,9 @@ class FakeDiscord:
         }
         self._users[self.owner_id] = self._make_user(self.owner_id, "owner")
         self._roles: dict[int, dict[str, Any]] = {
-            guild_id: self._make_role(guild_id, "@everyone", permissions=0, position=0)
+            guild_id: self._make_role(
+                guild_id, "@everyone", permissions=EVERYONE_PERMISSIONS, position=0
+            )
         }
         # The role Discord makes for a bot invited with permissions (managed, named after it):
         # where its channel permissions come from, before the channels' overwrites.
@@ -765,6 +770,7 @@ class FakeDiscord:
         # failure injection
         self._forbidden: set[int] = set()
         self._denied: dict[int, int] = {}  # channel -> permission bits denied to the bot there
+        self._hidden: dict[int, tuple[int, ...]] = {}  # private channel -> roles that see it
         self._removed: set[int] = set()
         self._closed_dms: set[int] = set()
         self._rate_limits: deque[tuple[float, bool, bool]] = deque()
@@ -973,6 +979,14 @@ class FakeDiscord:
             self._denied[int(channel_id)] = permissions
         else:
             self._denied.pop(int(channel_id), None)
+
+    def hide_channel(self, channel_id: int, *, roles: Sequence[int] = ()) -> None:
+        """A private channel, as Discord makes one: @everyone denied View Channel there, these
+        roles and the bot (invited to it) allowed. Call before the client connects: GUILD_CREATE
+        carries the channel's overwrites."""
+        for role_id in roles:
+            self._ensure_role(role_id)
+        self._hidden[int(channel_id)] = tuple(int(r) for r in roles)
 
     def remove_channel(self, channel_id: int) -> None:
         """Every route on the channel answers 404 / 10003 Unknown Channel."""
@@ -1580,10 +1594,22 @@ class FakeDiscord:
     def _channel_json(self, channel_id: int) -> dict[str, Any]:
         channel = dict(self._channels[channel_id])
         denied = self._bot_denied(channel_id)
-        if denied:
-            channel["permission_overwrites"] = [
-                {"id": str(self.bot_user_id), "type": 1, "allow": "0", "deny": str(denied)}
+        overwrites: list[dict[str, Any]] = []
+        hidden = channel_id in self._hidden
+        if hidden:  # type 0: a role's overwrite (@everyone's id is the guild's), 1: a member's
+            overwrites.append(
+                {"id": channel["guild_id"], "type": 0, "allow": "0", "deny": str(_VIEW_CHANNEL)}
+            )
+            overwrites += [
+                {"id": str(role), "type": 0, "allow": str(_VIEW_CHANNEL), "deny": "0"}
+                for role in self._hidden[channel_id]
             ]
+        if denied or hidden:
+            allow = _VIEW_CHANNEL & ~denied if hidden else 0
+            overwrites.append(
+                {"id": str(self.bot_user_id), "type": 1, "allow": str(allow), "deny": str(denied)}
+            )
+        channel["permission_overwrites"] = overwrites
         return channel
 
     def _app_json(self) -> dict[str, Any]:

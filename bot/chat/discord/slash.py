@@ -106,7 +106,7 @@ def actor_for(interaction: discord.Interaction, admin_role_ids: Collection[int])
             admin_role_ids=admin_role_ids,
         ),
         admin_hint=ADMIN_HINT + (" or an admin role" if admin_role_ids else ""),
-        sees=_channels_of(interaction.guild),
+        sees=_channels_of(interaction.guild, user),
     )
 
 
@@ -114,19 +114,28 @@ _ROLE_MENTION = re.compile(r"<@&(\d+)>")
 _USER_MENTION = re.compile(r"<@!?(\d+)>")
 
 
-def _channels_of(guild: discord.Guild | None) -> Callable[[str], bool] | None:
-    """Whether a channel ("discord:<id>") is one of the server the command came from, as the
-    gateway's cache knows it. In a DM there is none."""
-    if guild is None:
+def _channels_of(
+    guild: discord.Guild | None, member: discord.Member | discord.User
+) -> Callable[[str], bool] | None:
+    """Whether a channel ("discord:<id>") is one of the server the command came from that the
+    asker may view, as the gateway's cache knows it: a private channel, or a private thread,
+    is not named to a member who cannot open it. In a DM there is none."""
+    if guild is None or not isinstance(member, discord.Member):
         return None
 
     def sees(target: str) -> bool:
         platform, _, rest = target.partition(":")
-        return (
-            platform == PLATFORM
-            and rest.isdigit()
-            and guild.get_channel_or_thread(int(rest)) is not None
-        )
+        if platform != PLATFORM or not rest.isdigit():
+            return False
+        channel = guild.get_channel_or_thread(int(rest))
+        if channel is None:
+            return False
+        allowed = channel.permissions_for(member)
+        if isinstance(channel, discord.Thread) and channel.is_private():
+            # Its members are not in the cache without the members intent: only those who
+            # may manage threads see every private thread.
+            return allowed.view_channel and allowed.manage_threads
+        return allowed.view_channel
 
     return sees
 

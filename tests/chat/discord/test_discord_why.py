@@ -9,6 +9,7 @@ import pytest
 from tests.chat.discord.markdown import masked_link_targets
 from tests.chat.discord.test_discord_e2e import (
     CH_DESK,
+    CH_OPS,
     CH_WORLD,
     EDITOR,
     ESCAPED,
@@ -68,6 +69,29 @@ async def test_why_an_alerted_story_names_the_feed_the_card_and_the_terms(
     # Another person's cards and subscriptions are theirs.
     assert str(EDITOR) not in answer
     assert "Subscriptions of" not in answer
+
+
+async def test_why_names_a_private_channel_only_to_those_who_can_open_it(
+    desk_factory, fake: FakeDiscord
+) -> None:
+    # The investigations desk's channel is private (its role sees it): an ordinary member
+    # asking /why learns nothing of it, not its watchlist's name nor its card, though the
+    # channel is on the same server.
+    investigations = 3_000_000_000_000_000_001
+    fake.hide_channel(CH_OPS, roles=(investigations,))
+    secret = {"name": "Severn Trent inquiry", "query": "Severn", "channels": [f"discord:{CH_OPS}"]}
+    desk = desk_factory(watchlists=[FLOODS, secret])
+    await desk.start()
+    await desk.publish(Item(SEVERN, "p1"))
+    assert len(fake.messages_in(CH_OPS)) == 1  # the bot, invited to it, posted there
+
+    reader = await why(desk, "Flood warnings Severn")
+    insider = await why(desk, "Flood warnings Severn", roles=(investigations,))
+
+    assert f"• Watchlist Floods → discord:{CH_DESK}: card posted" in reader
+    assert "Severn Trent inquiry" not in reader and str(CH_OPS) not in reader
+    assert f"• Watchlist Floods → discord:{CH_DESK}: card posted" in insider
+    assert f"• Watchlist Severn Trent inquiry → discord:{CH_OPS}: card posted" in insider
 
 
 async def test_why_a_missed_story_names_the_part_of_the_query_that_failed(desk: Desk) -> None:
