@@ -234,9 +234,9 @@ class _Worker:
             self.conn.close()
 
 
-# A worker's caches of words, word-pair hashes and prints, bounded between documents: at the
-# writing process's sizes each worker held about 200 MB after a first poll of 1,000 news feeds.
-_WORKER_CACHES = {"words_kept": 4096, "rows_kept": 16_384, "prints_weight": 350_000 // 4}
+# A worker's caches of words and prints, bounded between documents: at the writing process's
+# sizes each worker held about 120 MB of them after a first poll of 1,000 news feeds.
+_WORKER_CACHES = {"words_kept": 4096, "prints_weight": 350_000 // 4}
 
 
 def _serve(conn: Connection) -> None:

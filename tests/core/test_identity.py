@@ -7,6 +7,7 @@ import random
 import tracemalloc
 import zlib
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -256,6 +257,37 @@ def test_minhash_is_the_textbook_minimum_per_hash_function(shingle_set):
     assert minhash_bands(shingle_set) == expected
 
 
+def test_minhash_in_64_bit_lanes_is_exact_where_a_carry_or_a_wrap_would_show():
+    # The arithmetic runs in numpy's uint64 (bot.core.identity._lanes_minima): at the ends of
+    # the CRC range, at the largest coefficients, and at sums that land on the prime itself.
+    p = identity._PRIME
+
+    def lanes(bases, coeffs):
+        return identity._lanes_minima(
+            bases,
+            np.array([a >> 32 for a, _ in coeffs], dtype=np.uint64),
+            np.array([a & 0xFFFF_FFFF for a, _ in coeffs], dtype=np.uint64),
+            np.array([b for _, b in coeffs], dtype=np.uint64),
+        )
+
+    def textbook(bases, coeffs):
+        return [min((a * x + b) % p for x in bases) for a, b in coeffs]
+
+    rng = random.Random(13)
+    ends = [0, 1, 2, 0xFFFF_FFFF, 0xFFFF_FFFE, 1 << 31]
+    bases = ends + [rng.getrandbits(32) for _ in range(500)]
+    for x in bases:
+        assert identity._lanes_minima([x], identity._A_HI, identity._A_LO, identity._B) == textbook(
+            [x], identity._COEFFS
+        )
+    big = [(p - 1, p - 1), (p - 2, 0), ((1 << 60) + 1, p - 2), (1, 0)]
+    assert lanes(ends, big) == textbook(ends, big)
+    # a*x + b = p, p + 1 and p - 1: remainders 0, 1 and p - 1.
+    x = 0xFFFF_FFFF
+    exact = [(1, p - x), (1, p - x + 1), (1, p - x - 1)]
+    assert lanes([x], exact) == [0, 1, p - 1]
+
+
 def test_the_fingerprints_kept_for_later_comparisons_stay_within_a_memory_budget():
     # The writing process keeps the prints of recent stories (the near-duplicate candidates
     # of the next polls). Bounded by their number, 8,192 news-sized prints held 180 MB; the
@@ -332,13 +364,12 @@ def test_a_parse_workers_caches_are_emptied_past_their_bounds_and_kept_below(mon
     # while a bulletin feed's small vocabulary stays cached.
     monkeypatch.setattr(identity, "PRINTS_WEIGHT", identity.PRINTS_WEIGHT)  # restored after
     identity.words.cache_clear()
-    identity._hash_row.cache_clear()
     bulletin = Story(
         "Quakes", "M 4.2 earthquake near Kobe", "https://q.example/1", None, "Depth 10 km"
     )
     identity.fuzzy_keys(bulletin)
     held_words = identity.words.cache_info().currsize
-    identity.bound_caches(words_kept=100, rows_kept=100, prints_weight=1_000_000)
+    identity.bound_caches(words_kept=100, prints_weight=1_000_000)
     assert identity.words.cache_info().currsize == held_words  # under the bounds: kept
 
     for n in range(300):
@@ -352,10 +383,8 @@ def test_a_parse_workers_caches_are_emptied_past_their_bounds_and_kept_below(mon
             )
         )
     assert identity.words.cache_info().currsize > 100
-    assert identity._hash_row.cache_info().currsize > 100
-    identity.bound_caches(words_kept=100, rows_kept=100, prints_weight=50)
+    identity.bound_caches(words_kept=100, prints_weight=50)
     assert identity.words.cache_info().currsize == 0
-    assert identity._hash_row.cache_info().currsize == 0
     assert identity._prints_weight <= 50
     for n in range(20):  # and the prints kept from now on stay within the new bound
         identity.fingerprint(
