@@ -22,14 +22,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import numpy as np
 from w3lib.url import canonicalize_url
 
 from bot.core.models import Story
 from bot.core.tokens import split_text
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
 
 
 class KeyKind(IntEnum):
@@ -206,20 +209,35 @@ _COEFFS = [
     )
     for i in range(_BANDS * _ROWS)
 ]
-# The same functions in 64-bit lanes (numpy): see `_lanes_minima`.
-_U64 = np.uint64
-_A_HI = np.array([a >> 32 for a, _ in _COEFFS], dtype=_U64)
-_A_LO = np.array([a & 0xFFFF_FFFF for a, _ in _COEFFS], dtype=_U64)
-_B = np.array([b for _, b in _COEFFS], dtype=_U64)
-_P, _LOW29 = _U64(_PRIME), _U64((1 << 29) - 1)
-_29, _32, _61 = _U64(29), _U64(32), _U64(61)
+
+
+class _Lanes(NamedTuple):
+    """The hash functions in 64-bit lanes, for `_lanes_minima`."""
+
+    a_hi: NDArray[np.uint64]
+    a_lo: NDArray[np.uint64]
+    b: NDArray[np.uint64]
+
+
+@lru_cache(maxsize=1)
+def _coefficient_lanes() -> _Lanes:
+    # numpy is imported where MinHash first runs, not with this module: the parse workers
+    # compute the keys, and the bot's own process, which imports this module for everything
+    # else, is spared about 14 MB.
+    import numpy as np
+
+    return _Lanes(
+        np.array([a >> 32 for a, _ in _COEFFS], dtype=np.uint64),
+        np.array([a & 0xFFFF_FFFF for a, _ in _COEFFS], dtype=np.uint64),
+        np.array([b for _, b in _COEFFS], dtype=np.uint64),
+    )
 
 
 def minhash_bands(items: frozenset[str]) -> list[int]:
     if not items:
         return []
     bases = [zlib.crc32(s.encode("utf-8", "surrogatepass")) for s in items]
-    mins = _lanes_minima(bases, _A_HI, _A_LO, _B)
+    mins = _lanes_minima(bases, *_coefficient_lanes())
     return [
         _hash64("band", str(band), *map(str, mins[band * _ROWS : (band + 1) * _ROWS]))
         for band in range(_BANDS)
@@ -227,10 +245,7 @@ def minhash_bands(items: frozenset[str]) -> list[int]:
 
 
 def _lanes_minima(
-    bases: list[int],
-    a_hi: np.ndarray[Any, Any],
-    a_lo: np.ndarray[Any, Any],
-    b: np.ndarray[Any, Any],
+    bases: list[int], a_hi: NDArray[np.uint64], a_lo: NDArray[np.uint64], b: NDArray[np.uint64]
 ) -> list[int]:
     """min((a*x + b) mod p for x in bases) for each function a = a_hi * 2**32 + a_lo, b, with
     p = 2**61 - 1, a and b below p and each x below 2**32: exactly, every function at once, in
@@ -240,16 +255,20 @@ def _lanes_minima(
 
     a*x is cut into a_hi*x*2**32 + a_lo*x: a_lo*x fits 64 bits, a_hi*x fits 61, and times 2**32
     modulo the Mersenne prime it is a rotation (2**61 = 1 mod p). Every sum stays below 2**63."""
-    x = np.array(bases, dtype=_U64)[:, None]
+    import numpy as np  # see _coefficient_lanes
+
+    u64 = np.uint64
+    p = u64(_PRIME)
+    x = np.array(bases, dtype=u64)[:, None]
     high = a_hi * x  # < 2**61
-    total = (high >> _29) + ((high & _LOW29) << _32)  # a_hi*x*2**32 mod p, below 2**62
+    total = (high >> u64(29)) + ((high & u64((1 << 29) - 1)) << u64(32))  # a_hi*x*2**32 mod p
     low = a_lo * x  # < 2**64
-    total += (low & _P) + (low >> _61)  # + a_lo*x mod p, below 2**61 + 8
+    total += (low & p) + (low >> u64(61))  # + a_lo*x mod p: below 2**62 + 2**61 + 8
     total += b  # below p
-    total = (total & _P) + (total >> _61)  # below p + 4
+    total = (total & p) + (total >> u64(61))  # below p + 4
     # Subtracting p wraps a value below it around to near 2**64: the minimum of the two is
     # the remainder.
-    total = np.minimum(total, total - _P)
+    total = np.minimum(total, total - p)
     minima: list[int] = total.min(axis=0).tolist()
     return minima
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pickle
 import random
+import subprocess
+import sys
 import tracemalloc
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -277,7 +280,7 @@ def test_minhash_in_64_bit_lanes_is_exact_where_a_carry_or_a_wrap_would_show():
     ends = [0, 1, 2, 0xFFFF_FFFF, 0xFFFF_FFFE, 1 << 31]
     bases = ends + [rng.getrandbits(32) for _ in range(500)]
     for x in bases:
-        assert identity._lanes_minima([x], identity._A_HI, identity._A_LO, identity._B) == textbook(
+        assert identity._lanes_minima([x], *identity._coefficient_lanes()) == textbook(
             [x], identity._COEFFS
         )
     big = [(p - 1, p - 1), (p - 2, 0), ((1 << 60) + 1, p - 2), (1, 0)]
@@ -397,3 +400,24 @@ def test_a_parse_workers_caches_are_emptied_past_their_bounds_and_kept_below(mon
             )
         )
     assert 0 < identity._prints_weight <= 50
+
+
+def test_the_bots_own_process_does_not_load_numpy_until_minhash_runs():
+    # numpy (about 14 MB of the writing process's RSS, whose peak in a simulated month is held
+    # under 250 MB: BENCHMARKS.md) is for MinHash, which the parse workers compute.
+    probe = (
+        "import sys, bot.app, bot.cli, bot.runtime\n"
+        "before = 'numpy' in sys.modules\n"
+        "from bot.core.identity import minhash_bands\n"
+        "minhash_bands(frozenset(['a b', 'b c']))\n"
+        "print(before, 'numpy' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert done.stdout.split() == ["False", "True"]
