@@ -233,6 +233,12 @@ def _coefficient_lanes() -> _Lanes:
     )
 
 
+def prepare_minhash() -> None:
+    """Load numpy and the coefficients now: a parse worker does it as it starts, so that its
+    first document's deadline does not pay for the import."""
+    _coefficient_lanes()
+
+
 def minhash_bands(items: frozenset[str]) -> list[int]:
     if not items:
         return []

@@ -242,11 +242,12 @@ _WORKER_CACHES = {"words_kept": 4096, "prints_weight": 350_000 // 4}
 def _serve(conn: Connection) -> None:
     """A worker's main loop: parse each document sent, send back what it made of it or the error."""
     from bot.collector import tune_garbage_collector
-    from bot.core.identity import bound_caches, identify
+    from bot.core.identity import bound_caches, identify, prepare_minhash
     from bot.feeds.items import parse_items
     from bot.feeds.parse import parse_document
 
     tune_garbage_collector()
+    prepare_minhash()
 
     # Ctrl-C in the bot's terminal reaches the whole process group; the bot stops its workers
     # itself, so they need not print a KeyboardInterrupt each.
