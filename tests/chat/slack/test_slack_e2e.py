@@ -3,6 +3,7 @@ a local feed server and FakeSlack. Nothing of ours is mocked; only the far side 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
@@ -144,6 +145,12 @@ class Desk:
         if connect:
             self.starts += 1
             await self.fake.wait_connected(self.starts)
+            # The fake has sent its hello; slack_sdk takes the session as its own a moment
+            # later (seen on a loaded machine: `connected` still False right after).
+            for _ in range(500):
+                if self.platform.connected:
+                    break
+                await asyncio.sleep(0.01)
         return self.bot
 
     async def stop(self) -> None:
