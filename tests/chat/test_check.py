@@ -26,6 +26,7 @@ NOWHERE = 1_400_000_000_000_000_404  # no such channel
 SLACK_DESK = "C0NEWSDESK"
 SLACK_OUTSIDE = "C0OUTSIDE"  # the bot was never invited
 VIEW_CHANNEL, SEND_MESSAGES = 1 << 10, 1 << 11
+CREATE_PUBLIC_THREADS = 1 << 35
 PROXIES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 
 
@@ -52,7 +53,9 @@ class World:
     feeds: FeedServer
     tmp_path: Path
 
-    def config(self, discord_channels: list[int], slack_channels: list[str]) -> Path:
+    def config(
+        self, discord_channels: list[int], slack_channels: list[str], *, updates: str = "edit"
+    ) -> Path:
         channels = [f"discord:{c}" for c in discord_channels]
         channels += [f"slack:{c}" for c in slack_channels]
         path = self.tmp_path / "newsbot.toml"
@@ -74,6 +77,7 @@ url = "{self.feeds.url("wire.xml")}"
 name = "Desk"
 query = "Pyongyang"
 channels = {channels!r}
+updates = "{updates}"
 """.replace("'", '"'),
             "utf-8",
         )
@@ -168,6 +172,25 @@ async def test_a_channel_the_bot_cannot_see_fails_and_says_so(world: World) -> N
 
     assert result.code == 1
     assert "cannot see this channel" in result.row(f"discord:{WORLD}")
+
+
+async def test_a_channel_whose_watchlist_updates_in_threads_needs_to_start_threads(
+    world: World,
+) -> None:
+    # With updates = "thread" every rewrite of an alerted story is a reply in a thread started
+    # on its card: a channel where the bot may post but not start threads fails the check,
+    # where before it passed and the first update failed hours later.
+    world.discord.deny_permissions(WORLD, CREATE_PUBLIC_THREADS)
+
+    threaded = await world.check(world.config([DESK, WORLD], [], updates="thread"))
+    edited = await world.check(world.config([DESK, WORLD], []))
+
+    assert threaded.code == 1, threaded.out + threaded.err
+    world_row = threaded.row(f"discord:{WORLD}")
+    assert "FAIL" in world_row and "lacks Create Public Threads" in world_row
+    assert "Create Public Threads, Send Messages in Threads" in threaded.row(f"discord:{DESK}")
+    assert "  ok  " in threaded.row(f"discord:{DESK}")
+    assert edited.code == 0, edited.out + edited.err  # cards edited in place need no threads
 
 
 async def test_refused_tokens_fail_without_printing_them(world: World) -> None:

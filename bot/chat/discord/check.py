@@ -5,7 +5,9 @@ Over REST only (no gateway): the token by logging in, each channel by reading it
 roles and the bot's own roles, and working out the bot's permissions there the way Discord does
 (server roles, then the channel's overwrites for @everyone, the bot's roles and the bot itself).
 A card needs View Channel, Send Messages (in a thread: Send Messages in Threads) and Embed
-Links; without Embed Links Discord posts the message but drops the card in it."""
+Links; without Embed Links Discord posts the message but drops the card in it. A channel that
+a watchlist with `updates = "thread"` posts to also needs Create Public Threads and Send
+Messages in Threads: each update is a reply in a thread started on the card."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from bot.chat.discord.render import render_card
 from bot.chat.discord.sender import parse_target, result_for
 from bot.chat.preflight import Check
 from bot.core.cards import Card
+from bot.core.models import Updates
 from config.schema import DiscordSettings, Settings
 
 KIND = "discord"
@@ -32,12 +35,14 @@ VIEW_CHANNEL = 1 << 10
 SEND_MESSAGES = 1 << 11
 EMBED_LINKS = 1 << 14
 ADMINISTRATOR = 1 << 3
+CREATE_PUBLIC_THREADS = 1 << 35
 SEND_MESSAGES_IN_THREADS = 1 << 38
 ALL = (1 << 53) - 1
 THREAD_TYPES = (10, 11, 12)
 PERMISSION_NAMES = {
     VIEW_CHANNEL: "View Channel",
     SEND_MESSAGES: "Send Messages",
+    CREATE_PUBLIC_THREADS: "Create Public Threads",
     SEND_MESSAGES_IN_THREADS: "Send Messages in Threads",
     EMBED_LINKS: "Embed Links",
 }
@@ -98,8 +103,18 @@ async def check_discord(
                 ]
             rows = [_token_row(client)]
             guilds: dict[int, dict[str, Any]] = {}
+            threaded = {
+                channel
+                for watchlist in settings.watchlists
+                if watchlist.updates == Updates.THREAD
+                for channel in watchlist.channels
+            }
             for channel in channels:
-                rows.append(await _check_channel(client, channel, guilds, test_card))
+                rows.append(
+                    await _check_channel(
+                        client, channel, guilds, test_card, threads=channel in threaded
+                    )
+                )
             return rows
         finally:
             await client.close()
@@ -120,7 +135,10 @@ async def _check_channel(
     target: str,
     guilds: dict[int, dict[str, Any]],
     test_card: Card | None,
+    *,
+    threads: bool = False,
 ) -> Check:
+    """`threads`: a watchlist posting here shows updates in threads started on its cards."""
     where = parse_target(target)
     if where is None:
         return Check.failed(
@@ -167,11 +185,13 @@ async def _check_channel(
         )
     name = f"#{channel.get('name', where.id)} in {guild.get('name', 'server ' + str(guild_id))}"
     thread = channel.get("type") in THREAD_TYPES
-    needed = (
+    needed: tuple[int, ...] = (
         VIEW_CHANNEL,
         SEND_MESSAGES_IN_THREADS if thread else SEND_MESSAGES,
         EMBED_LINKS,
     )
+    if threads and not thread:
+        needed += (CREATE_PUBLIC_THREADS, SEND_MESSAGES_IN_THREADS)
     allowed = permissions(guild, guild["_bot"], source)
     missing = [PERMISSION_NAMES[bit] for bit in needed if not allowed & bit]
     if missing:
