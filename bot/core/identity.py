@@ -221,15 +221,20 @@ class _Lanes(NamedTuple):
 
 @lru_cache(maxsize=1)
 def _coefficient_lanes() -> _Lanes:
+    return _lanes_of(_COEFFS)
+
+
+def _lanes_of(coeffs: Sequence[tuple[int, int]]) -> _Lanes:
+    """Functions (a, b) cut as `_lanes_minima` reads them: a = a_hi * 2**32 + a_lo."""
     # numpy is imported where MinHash first runs, not with this module: the parse workers
     # compute the keys, and the bot's own process, which imports this module for everything
     # else, is spared about 14 MB.
     import numpy as np
 
     return _Lanes(
-        np.array([a >> 32 for a, _ in _COEFFS], dtype=np.uint64),
-        np.array([a & 0xFFFF_FFFF for a, _ in _COEFFS], dtype=np.uint64),
-        np.array([b for _, b in _COEFFS], dtype=np.uint64),
+        np.array([a >> 32 for a, _ in coeffs], dtype=np.uint64),
+        np.array([a & 0xFFFF_FFFF for a, _ in coeffs], dtype=np.uint64),
+        np.array([b for _, b in coeffs], dtype=np.uint64),
     )
 
 

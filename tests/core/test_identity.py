@@ -10,7 +10,6 @@ import tracemalloc
 import zlib
 from pathlib import Path
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -266,12 +265,7 @@ def test_minhash_in_64_bit_lanes_is_exact_where_a_carry_or_a_wrap_would_show():
     p = identity._PRIME
 
     def lanes(bases, coeffs):
-        return identity._lanes_minima(
-            bases,
-            np.array([a >> 32 for a, _ in coeffs], dtype=np.uint64),
-            np.array([a & 0xFFFF_FFFF for a, _ in coeffs], dtype=np.uint64),
-            np.array([b for _, b in coeffs], dtype=np.uint64),
-        )
+        return identity._lanes_minima(bases, *identity._lanes_of(coeffs))
 
     def textbook(bases, coeffs):
         return [min((a * x + b) % p for x in bases) for a, b in coeffs]
@@ -280,9 +274,7 @@ def test_minhash_in_64_bit_lanes_is_exact_where_a_carry_or_a_wrap_would_show():
     ends = [0, 1, 2, 0xFFFF_FFFF, 0xFFFF_FFFE, 1 << 31]
     bases = ends + [rng.getrandbits(32) for _ in range(500)]
     for x in bases:
-        assert identity._lanes_minima([x], *identity._coefficient_lanes()) == textbook(
-            [x], identity._COEFFS
-        )
+        assert lanes([x], identity._COEFFS) == textbook([x], identity._COEFFS)
     big = [(p - 1, p - 1), (p - 2, 0), ((1 << 60) + 1, p - 2), (1, 0)]
     assert lanes(ends, big) == textbook(ends, big)
     # a*x + b = p, p + 1 and p - 1: remainders 0, 1 and p - 1.
@@ -363,7 +355,7 @@ def test_a_candidate_refused_on_its_headline_alone_is_never_the_same_story(ta, t
 
 def test_a_parse_workers_caches_are_emptied_past_their_bounds_and_kept_below(monkeypatch):
     # A parse worker reads most texts once: between documents it bounds its caches (about
-    # 200 MB each at the writing process's sizes after a first poll of 1,000 news feeds),
+    # 120 MB each at the writing process's sizes after a first poll of 1,000 news feeds),
     # while a bulletin feed's small vocabulary stays cached.
     monkeypatch.setattr(identity, "PRINTS_WEIGHT", identity.PRINTS_WEIGHT)  # restored after
     identity.words.cache_clear()
